@@ -1,0 +1,1 @@
+//! Fakes of wire APIs over loopback.

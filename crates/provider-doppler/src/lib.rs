@@ -1,0 +1,1 @@
+//! Doppler provider for secretsync.

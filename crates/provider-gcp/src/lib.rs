@@ -1,0 +1,1 @@
+//! GCP Secret Manager provider for secretsync.

@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+
+pub mod duration;
+pub mod engine;
+pub mod error;
+pub mod fingerprint;
+pub mod manifest;
+pub mod registry;
+pub mod sink;
+pub mod sinks;
+pub mod source;
+pub mod sources;
+pub mod template;
+pub mod value;
+pub mod values;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+pub use error::{Error, Location, Result, ResultExt};
+pub use fingerprint::{Fingerprint, FingerprintKey};
+pub use sink::{
+    ApplyOutcome, ConsumerRef, CreationPolicy, DeletionPolicy, DesiredTarget, OwnerRef, RestartRequest, Restarter,
+    SecretSink, SinkCapabilities, TargetKind, TargetRef, TargetState,
+};
+pub use source::{
+    ChangeToken, FindQuery, Fetched, RemoteDescription, RemoteKey, SecretSource, SecretSourceExt, SecretWriter,
+    SourceCapabilities, VersionInfo, WriteOutcome, WriteRequest,
+};
+pub use value::{SecretMap, SecretValue};

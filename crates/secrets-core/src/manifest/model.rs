@@ -1,0 +1,720 @@
+//! Serde model of ESO's kinds (`external-secrets.io/v1` and `v1beta1`).
+//!
+//! Unknown fields are errors. Fields ESO has that we do not support yet are modelled (so
+//! they parse) and then refused by validation with "not supported yet: <field path>".
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::sink::{CreationPolicy, DeletionPolicy};
+
+/// Kubernetes object metadata: the fields we read, plus the ones a `kubectl get -o yaml`
+/// export carries (accepted and ignored).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectMeta {
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Namespace (`default` when absent, for namespaced kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Uid, when exported from a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Ignored server-set fields.
+    #[serde(default, skip_serializing)]
+    pub resource_version: Option<Value>,
+    #[serde(default, skip_serializing)]
+    #[allow(missing_docs)]
+    pub generation: Option<Value>,
+    #[serde(default, skip_serializing)]
+    #[allow(missing_docs)]
+    pub creation_timestamp: Option<Value>,
+    #[serde(default, skip_serializing)]
+    #[allow(missing_docs)]
+    pub deletion_timestamp: Option<Value>,
+    #[serde(default, skip_serializing)]
+    #[allow(missing_docs)]
+    pub deletion_grace_period_seconds: Option<Value>,
+    #[serde(default, skip_serializing)]
+    #[allow(missing_docs)]
+    pub managed_fields: Option<Value>,
+    #[serde(default, skip_serializing)]
+    #[allow(missing_docs)]
+    pub finalizers: Option<Value>,
+    #[serde(default, skip_serializing)]
+    #[allow(missing_docs)]
+    pub owner_references: Option<Value>,
+    #[serde(default, skip_serializing)]
+    #[allow(missing_docs)]
+    pub self_link: Option<Value>,
+    #[serde(default, skip_serializing)]
+    #[allow(missing_docs)]
+    pub generate_name: Option<Value>,
+}
+
+/// A reference to a key of a Kubernetes Secret (credentials of a store).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeySelector {
+    /// Secret name.
+    pub name: String,
+    /// Key in the Secret.
+    #[serde(default)]
+    pub key: String,
+    /// Namespace (ClusterSecretStores must say; SecretStores use their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// A reference to a Kubernetes ServiceAccount (IRSA, workload identity).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceAccountSelector {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Token audiences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+}
+
+// ---------------------------------------------------------------- stores
+
+/// `spec` of a SecretStore / ClusterSecretStore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoreSpec {
+    /// Which controller handles this store (ESO's `controller` class).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+    /// The provider settings; exactly one provider.
+    pub provider: ProviderSpec,
+    /// Retries of provider calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_settings: Option<RetrySettings>,
+    /// ESO's store validation interval (seconds); accepted, not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_interval: Option<i64>,
+    /// ClusterSecretStore: which namespaces may use it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ClusterStoreCondition>,
+}
+
+/// ESO `retrySettings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Maximum retries of one call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Go duration between retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_interval: Option<String>,
+}
+
+/// ClusterSecretStore `conditions[]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterStoreCondition {
+    /// Label selector of namespaces (needs a cluster: not supported yet offline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<Value>,
+    /// Namespaces by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Namespaces by regular expression.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespace_regexes: Vec<String>,
+}
+
+/// `spec.provider`: exactly one of these.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProviderSpec {
+    /// AWS Secrets Manager.
+    Aws(AwsProvider),
+    /// GCP Secret Manager.
+    Gcpsm(GcpProvider),
+    /// Doppler.
+    Doppler(DopplerProvider),
+    /// ESO's fake provider: values inline in the manifest.
+    Fake(FakeProvider),
+    /// secretsync's local file provider (not in ESO).
+    File(FileProvider),
+}
+
+impl ProviderSpec {
+    /// The provider's key in `spec.provider`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderSpec::Aws(_) => "aws",
+            ProviderSpec::Gcpsm(_) => "gcpsm",
+            ProviderSpec::Doppler(_) => "doppler",
+            ProviderSpec::Fake(_) => "fake",
+            ProviderSpec::File(_) => "file",
+        }
+    }
+}
+
+/// ESO providers we know of but do not implement.
+pub const OTHER_ESO_PROVIDERS: &[&str] = &[
+    "akeyless", "alibaba", "azurekv", "beyondtrust", "bitwardensecretsmanager", "chef", "cloudrusm",
+    "conjur", "delinea", "device42", "fortanix", "github", "gitlab", "ibm", "infisical", "keepersecurity",
+    "kubernetes", "onboardbase", "onepassword", "onepasswordSDK", "oracle", "passbolt", "passworddepot",
+    "previder", "pulumi", "scaleway", "secretserver", "senhasegura", "vault", "webhook", "yandexcertificatemanager",
+    "yandexlockbox", "ngrok", "barbican", "volcengine",
+];
+
+impl<'de> Deserialize<'de> for ProviderSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let map = BTreeMap::<String, Value>::deserialize(d)?;
+        let mut it = map.into_iter();
+        let (name, value) = it.next().ok_or_else(|| D::Error::custom("no provider given (expected one of aws, gcpsm, doppler, fake, file)"))?;
+        if let Some((other, _)) = it.next() {
+            return Err(D::Error::custom(format!("more than one provider: `{name}` and `{other}`")));
+        }
+        let parse = |v: Value| -> Result<ProviderSpec, D::Error> {
+            Ok(match name.as_str() {
+                "aws" => ProviderSpec::Aws(from_value_at(v, "aws").map_err(D::Error::custom)?),
+                "gcpsm" => ProviderSpec::Gcpsm(from_value_at(v, "gcpsm").map_err(D::Error::custom)?),
+                "doppler" => ProviderSpec::Doppler(from_value_at(v, "doppler").map_err(D::Error::custom)?),
+                "fake" => ProviderSpec::Fake(from_value_at(v, "fake").map_err(D::Error::custom)?),
+                "file" => ProviderSpec::File(from_value_at(v, "file").map_err(D::Error::custom)?),
+                other if OTHER_ESO_PROVIDERS.contains(&other) => {
+                    return Err(D::Error::custom(format!("{NOT_SUPPORTED_PREFIX}{other}: provider `{other}`")));
+                }
+                other => return Err(D::Error::custom(format!("unknown provider `{other}` (expected one of aws, gcpsm, doppler, fake, file)"))),
+            })
+        };
+        parse(value)
+    }
+}
+
+/// Prefix of errors for fields we model but do not support yet.
+pub const NOT_SUPPORTED_PREFIX: &str = "not supported yet: ";
+
+/// Deserializes a nested value, keeping the inner field path in the message.
+fn from_value_at<T: serde::de::DeserializeOwned>(v: Value, at: &str) -> Result<T, String> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let inner = e.path().to_string();
+        let msg = crate::error::redact_quoted(&e.inner().to_string());
+        // `@@path@@` carries the sub-path out through serde's string-only custom errors.
+        if inner == "." || inner.is_empty() { format!("@@{at}@@{msg}") } else { format!("@@{at}.{inner}@@{msg}") }
+    })
+}
+
+/// ESO `spec.provider.aws`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsProvider {
+    /// `SecretsManager` (ParameterStore is not supported yet).
+    #[serde(default = "default_aws_service")]
+    pub service: String,
+    /// Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Role ARN to assume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Roles assumed in a chain before `role`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_roles: Vec<String>,
+    /// External ID for AssumeRole.
+    #[serde(default, rename = "externalID", skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Session tags for AssumeRole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub session_tags: Vec<AwsTag>,
+    /// Transitive tag keys for AssumeRole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitive_tag_keys: Vec<String>,
+    /// Prefix added to every key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AwsAuth>,
+    /// Secrets Manager options for writes and deletes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_manager: Option<AwsSecretsManagerOptions>,
+    /// secretsync addition: endpoint URL (an emulator); `AWS_ENDPOINT_URL` also works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+fn default_aws_service() -> String {
+    "SecretsManager".into()
+}
+
+/// An AWS tag.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsTag {
+    /// Key.
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
+/// ESO `spec.provider.aws.auth`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsAuth {
+    /// Static keys from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<AwsSecretRef>,
+    /// IRSA: a service account's web identity token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<AwsJwtAuth>,
+}
+
+/// ESO `auth.secretRef` of AWS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSecretRef {
+    /// Access key id.
+    #[serde(rename = "accessKeyIDSecretRef")]
+    pub access_key_id: SecretKeySelector,
+    /// Secret access key.
+    #[serde(rename = "secretAccessKeySecretRef")]
+    pub secret_access_key: SecretKeySelector,
+    /// Session token.
+    #[serde(rename = "sessionTokenSecretRef", default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<SecretKeySelector>,
+}
+
+/// ESO `auth.jwt` of AWS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsJwtAuth {
+    /// The service account.
+    pub service_account_ref: ServiceAccountSelector,
+}
+
+/// ESO `spec.provider.aws.secretsManager`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsSecretsManagerOptions {
+    /// Delete without a recovery window.
+    #[serde(default)]
+    pub force_delete_without_recovery: bool,
+    /// Recovery window in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_window_in_days: Option<i64>,
+}
+
+/// ESO `spec.provider.gcpsm`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GcpProvider {
+    /// Project id.
+    #[serde(default, rename = "projectID", skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// Location, for regional secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<GcpAuth>,
+    /// `LatestOrFail` (default) or `LatestOrFetch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_version_selection_policy: Option<String>,
+    /// secretsync addition: endpoint URL; `SECRETMANAGER_EMULATOR_HOST` also works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// ESO `spec.provider.gcpsm.auth`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GcpAuth {
+    /// A service-account key JSON in a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<GcpSecretRef>,
+    /// GKE workload identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<GcpWorkloadIdentity>,
+    /// Workload identity federation (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity_federation: Option<Value>,
+}
+
+/// ESO `gcpsm.auth.secretRef`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GcpSecretRef {
+    /// The service-account key JSON.
+    pub secret_access_key_secret_ref: SecretKeySelector,
+}
+
+/// ESO `gcpsm.auth.workloadIdentity`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GcpWorkloadIdentity {
+    /// Cluster location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_location: Option<String>,
+    /// Cluster name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    /// Cluster project.
+    #[serde(default, rename = "clusterProjectID", skip_serializing_if = "Option::is_none")]
+    pub cluster_project_id: Option<String>,
+    /// The service account.
+    pub service_account_ref: ServiceAccountSelector,
+}
+
+/// ESO `spec.provider.doppler`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DopplerProvider {
+    /// Credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<DopplerAuth>,
+    /// Project (implied by a service token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Config (implied by a service token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// Name transformer: upper-camel, camel, lower-snake, tf-var, dotnet-env, lower-kebab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_transformer: Option<String>,
+    /// Download format: json (default), dotnet-json, env, yaml, docker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// secretsync addition: API base URL; `DOPPLER_API_HOST` also works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// ESO `spec.provider.doppler.auth`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DopplerAuth {
+    /// Token from a Secret.
+    pub secret_ref: DopplerSecretRef,
+}
+
+/// ESO `doppler.auth.secretRef`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DopplerSecretRef {
+    /// The Doppler token.
+    pub doppler_token: SecretKeySelector,
+}
+
+/// ESO `spec.provider.fake`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FakeProvider {
+    /// The values.
+    #[serde(default)]
+    pub data: Vec<FakeData>,
+}
+
+/// One entry of the fake provider.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FakeData {
+    /// Remote key.
+    pub key: String,
+    /// Value (secret: never printed).
+    #[serde(default)]
+    pub value: String,
+    /// Deprecated map form: serialized to JSON as the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_map: Option<BTreeMap<String, String>>,
+    /// Version the entry answers to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl std::fmt::Debug for FakeData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeData")
+            .field("key", &self.key)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// secretsync's `spec.provider.file`: a local YAML, JSON or dotenv file of secrets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileProvider {
+    /// Path; relative paths are relative to the manifest's folder.
+    pub path: String,
+    /// `yaml`, `json` or `dotenv`; inferred from the extension when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+// ---------------------------------------------------------------- external secrets
+
+/// `spec` of an ExternalSecret.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalSecretSpec {
+    /// The store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_store_ref: Option<SecretStoreRef>,
+    /// The target.
+    #[serde(default)]
+    pub target: Target,
+    /// Go duration; `0` disables periodic refresh; default 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_interval: Option<String>,
+    /// `Periodic` (default), `CreatedOnce`, `OnChange`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_policy: Option<RefreshPolicy>,
+    /// Single keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<ExternalSecretData>,
+    /// Whole secrets and searches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_from: Vec<DataFrom>,
+}
+
+/// ESO `refreshPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RefreshPolicy {
+    /// Every `refreshInterval`.
+    #[default]
+    Periodic,
+    /// Once, when the target does not exist yet.
+    CreatedOnce,
+    /// When the spec changes (or on force-sync).
+    OnChange,
+}
+
+/// ESO `secretStoreRef`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretStoreRef {
+    /// Store name.
+    pub name: String,
+    /// `SecretStore` (default) or `ClusterSecretStore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// ESO `target`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Target {
+    /// Target name (default: the ExternalSecret's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Creation policy.
+    #[serde(default)]
+    pub creation_policy: CreationPolicy,
+    /// Deletion policy.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Template>,
+    /// Create the target immutable.
+    #[serde(default)]
+    pub immutable: bool,
+    /// ESO generic targets: `{apiVersion: v1, kind: ConfigMap}` writes a ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<TargetManifest>,
+}
+
+/// ESO `target.manifest` (generic targets).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetManifest {
+    /// `v1`.
+    pub api_version: String,
+    /// `ConfigMap` (other kinds are not supported yet).
+    pub kind: String,
+}
+
+/// ESO `target.template`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Template {
+    /// Secret type.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// `v2` (default; `v1` is not supported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
+    /// `Replace` (default): only templated keys; `Merge`: fetched keys plus templated ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_policy: Option<String>,
+    /// Labels and annotations of the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TemplateMetadata>,
+    /// Keys rendered from Go templates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+    /// Templates from ConfigMaps/Secrets (not supported yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub template_from: Vec<Value>,
+}
+
+/// ESO `template.metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateMetadata {
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Finalizers (not supported yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
+}
+
+/// ESO `data[]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalSecretData {
+    /// Key in the target.
+    pub secret_key: String,
+    /// What to read.
+    pub remote_ref: RemoteRef,
+    /// Per-entry store or generator (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<Value>,
+}
+
+/// ESO `remoteRef`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemoteRef {
+    /// Remote key.
+    pub key: String,
+    /// gjson path into a JSON value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property: Option<String>,
+    /// Version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `None` (default) or `Fetch` (read tags/labels instead of the value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_policy: Option<String>,
+    /// `Default`; `Unicode` is not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_strategy: Option<String>,
+    /// `None` (default), `Base64`, `Base64URL`, `Auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoding_strategy: Option<DecodingStrategy>,
+    /// `Ignore` (default) or `Fail` on NUL bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_byte_policy: Option<String>,
+}
+
+/// ESO `decodingStrategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum DecodingStrategy {
+    /// As is.
+    #[default]
+    None,
+    /// Standard base64.
+    Base64,
+    /// URL-safe base64.
+    #[serde(rename = "Base64URL")]
+    Base64Url,
+    /// Base64 or base64url if it decodes, else as is.
+    Auto,
+}
+
+/// ESO `dataFrom[]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataFrom {
+    /// Every top-level key of a JSON value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<RemoteRef>,
+    /// Every secret matching a search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub find: Option<Find>,
+    /// Key rewrites, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrite: Vec<Rewrite>,
+    /// Per-entry store or generator (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<Value>,
+}
+
+/// ESO `dataFrom[].find`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Find {
+    /// Name prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Name regexp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<FindName>,
+    /// Tags / labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// `Default`; `Unicode` is not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_strategy: Option<String>,
+    /// Decoding of every found value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoding_strategy: Option<DecodingStrategy>,
+}
+
+/// ESO `find.name`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FindName {
+    /// The regular expression.
+    pub regexp: String,
+}
+
+/// ESO `rewrite[]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rewrite {
+    /// Regexp replace on keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regexp: Option<RewriteRegexp>,
+    /// Template transform on keys (`{{ .value }}` is the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<RewriteTransform>,
+    /// Merge rewrites (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<Value>,
+}
+
+/// ESO `rewrite[].regexp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RewriteRegexp {
+    /// Pattern.
+    pub source: String,
+    /// Replacement (`$1` groups).
+    pub target: String,
+}
+
+/// ESO `rewrite[].transform`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RewriteTransform {
+    /// Go template over `.value`.
+    pub template: String,
+}

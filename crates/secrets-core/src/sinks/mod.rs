@@ -1,0 +1,47 @@
+//! Built-in sinks: a folder of Kubernetes manifests, dotenv files, stdout.
+
+mod dotenv;
+mod folder;
+mod manifest;
+mod stdout;
+
+use std::path::Path;
+
+pub use dotenv::DotenvSink;
+pub use folder::FolderSink;
+pub use manifest::{parse_manifest, render_manifest};
+pub use stdout::StdoutSink;
+
+use crate::error::{Error, Result};
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder (mode 0600),
+/// flushed to disk, then renamed over `path`. A crash leaves either the old file or the new
+/// one, never a half-written one. Parent folders are created (mode 0700).
+pub async fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let path = path.to_path_buf();
+    let bytes = zeroize::Zeroizing::new(bytes.to_vec());
+    tokio::task::spawn_blocking(move || atomic_write_blocking(&path, &bytes))
+        .await
+        .map_err(|e| Error::invalid(format!("write task failed: {e}")))?
+}
+
+fn atomic_write_blocking(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    // tempfile creates files readable by the owner only (0600).
+    let mut tmp = tempfile::Builder::new().prefix(".secretsync-").suffix(".tmp").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

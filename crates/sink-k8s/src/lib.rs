@@ -1,0 +1,1 @@
+//! Kubernetes Secrets/ConfigMaps sink, consumer restarts and controller mode for secretsync.

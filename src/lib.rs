@@ -1,0 +1,1 @@
+//! secretsync facade.
