@@ -24,7 +24,7 @@ pub use sink::{
     SecretSink, SinkCapabilities, TargetKind, TargetRef, TargetState,
 };
 pub use source::{
-    ChangeToken, FindQuery, Fetched, RemoteDescription, RemoteKey, SecretSource, SecretSourceExt, SecretWriter,
+    CallStats, ChangeToken, FindQuery, Fetched, RemoteDescription, RemoteKey, SecretSource, SecretSourceExt, SecretWriter,
     SourceCapabilities, VersionInfo, WriteOutcome, WriteRequest,
 };
 pub use value::{SecretMap, SecretValue};

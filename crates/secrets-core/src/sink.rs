@@ -13,6 +13,9 @@ use crate::value::SecretMap;
 
 /// Annotation holding the keyed fingerprint of the data secretsync last wrote.
 pub const FINGERPRINT_ANNOTATION: &str = "secretsync.io/fingerprint";
+/// Annotation listing, comma-separated and sorted, the keys secretsync owns in a
+/// `creationPolicy: Merge` target, so keys dropped upstream can be removed and others' kept.
+pub const MANAGED_KEYS_ANNOTATION: &str = "secretsync.io/managed-keys";
 /// Label set on targets secretsync creates.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].

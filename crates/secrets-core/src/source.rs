@@ -160,7 +160,12 @@ pub trait SecretSource: Send + Sync + fmt::Debug {
 
     /// Requests sent to the provider since this source was built.
     fn api_calls(&self) -> u64 {
-        0
+        self.call_stats().map(CallStats::total).unwrap_or(0)
+    }
+
+    /// Per-operation request counts, for sources that keep them.
+    fn call_stats(&self) -> Option<&CallStats> {
+        None
     }
 }
 
@@ -196,7 +201,7 @@ pub const MANAGED_BY_VALUE: &str = "secretsync";
 /// One version of a remote secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionInfo {
-    /// Provider version id.
+    /// Provider version id, in the form [`RemoteKey::version`] accepts (AWS: `uuid/<id>`).
     pub id: String,
     /// Whether it can be read.
     pub enabled: bool,
@@ -295,6 +300,9 @@ macro_rules! forward_source {
             fn api_calls(&self) -> u64 {
                 (**self).api_calls()
             }
+            fn call_stats(&self) -> Option<&CallStats> {
+                (**self).call_stats()
+            }
         }
 
         #[async_trait]
@@ -314,3 +322,34 @@ macro_rules! forward_source {
 
 forward_source!(Arc<T>);
 forward_source!(Box<T>);
+
+/// Counts of provider API requests by operation and outcome, kept by each network
+/// provider and exposed through [`SecretSource::call_stats`] (metrics, tests, benches).
+#[derive(Debug, Default)]
+pub struct CallStats {
+    counts: std::sync::Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl CallStats {
+    /// A new, empty counter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Records one request of `operation` (`BatchGetSecretValue`) that ended in `status`
+    /// (`ok`, `not_found`, `throttled`, `error`, or an HTTP status code).
+    pub fn record(&self, operation: &str, status: &str) {
+        *self.counts.lock().expect("lock").entry((operation.to_string(), status.to_string())).or_default() += 1;
+    }
+    /// Total requests.
+    pub fn total(&self) -> u64 {
+        self.counts.lock().expect("lock").values().sum()
+    }
+    /// Requests of one operation, any status.
+    pub fn of(&self, operation: &str) -> u64 {
+        self.counts.lock().expect("lock").iter().filter(|((op, _), _)| op == operation).map(|(_, n)| n).sum()
+    }
+    /// A copy of all counts.
+    pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        self.counts.lock().expect("lock").clone()
+    }
+}

@@ -1,1 +1,537 @@
-//! wip
+//! The sync engine: plan → fetch → render → diff → apply → report.
+//!
+//! 1. Collect every remote reference of every selected spec; dedupe by (store, key,
+//!    version); group by store. A value used by many specs is fetched once a cycle.
+//! 2. Fetch per store, stores in parallel: `find` for each distinct query, then — when the
+//!    source has cheap change tokens — `change_tokens`, and `get_many` only for keys whose
+//!    token changed since the value was cached.
+//! 3. Render each spec: properties, decoding, extract, find, rewrite, templates.
+//! 4. Read each target and compare; unchanged means no write at all.
+//! 5. Apply changed targets; restart their consumers once per cycle.
+//! 6. Report per-spec status, provider calls, values read and sink writes.
+//!
+//! A failed fetch never writes: the target keeps its last good data and the spec is
+//! `SecretSyncedError`; other specs go on.
+
+mod render;
+mod report;
+pub mod scheduler;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+pub use render::{MAX_TARGET_BYTES, SpecError, target_matches};
+pub use report::{CycleReport, Outcome, SpecReport, SyncStatus};
+pub use scheduler::Scheduler;
+
+use crate::fingerprint::FingerprintKey;
+use crate::manifest::{ExternalSecret, Manifests, SpecId, StoreId};
+use crate::registry::BuiltStore;
+use crate::sink::*;
+use crate::source::{ChangeToken, FindQuery, RemoteKey, SecretSource};
+use crate::value::SecretValue;
+use render::{Fetched, find_query, is_metadata, remote_key};
+
+/// Options of one cycle.
+#[derive(Debug, Clone, Default)]
+pub struct CycleOptions {
+    /// Compute and report, write nothing (the plan).
+    pub dry_run: bool,
+    /// Only these ExternalSecrets (static targets are included only when `None`).
+    pub only: Option<BTreeSet<SpecId>>,
+}
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Sink reads and writes in flight at once.
+    pub sink_concurrency: usize,
+    /// Longest a store's fetch may take before its specs fail with a timeout.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { sink_concurrency: 16, fetch_timeout: Duration::from_secs(60) }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    token: ChangeToken,
+    value: SecretValue,
+}
+
+/// The sync engine. Cheap to share behind an `Arc`; one cycle at a time per engine is the
+/// intended use (cycles may overlap, but then their call counts do too).
+pub struct Engine {
+    stores: BTreeMap<StoreId, BuiltStore>,
+    store_errors: BTreeMap<StoreId, SpecError>,
+    sink: Arc<dyn SecretSink>,
+    restarter: Option<Arc<dyn Restarter>>,
+    key: FingerprintKey,
+    config: EngineConfig,
+    cache: Mutex<HashMap<(StoreId, RemoteKey), Cached>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("stores", &self.stores.keys().collect::<Vec<_>>())
+            .field("sink", &self.sink.name())
+            .field("restarter", &self.restarter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over built stores and one sink, with a random fingerprint key.
+    pub fn new(stores: BTreeMap<StoreId, BuiltStore>, sink: Arc<dyn SecretSink>) -> Self {
+        Self {
+            stores,
+            store_errors: BTreeMap::new(),
+            sink,
+            restarter: None,
+            key: FingerprintKey::random(),
+            config: EngineConfig::default(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Restarts consumers of changed targets.
+    pub fn with_restarter(mut self, restarter: Arc<dyn Restarter>) -> Self {
+        self.restarter = Some(restarter);
+        self
+    }
+
+    /// Uses this fingerprint key.
+    pub fn with_fingerprint_key(mut self, key: FingerprintKey) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Tunables.
+    pub fn with_config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Stores that failed to build: specs using them fail with this error.
+    pub fn with_store_error(mut self, store: StoreId, error: &crate::Error) -> Self {
+        self.store_errors.insert(store, SpecError::from_error(error));
+        self
+    }
+
+    /// The fingerprint key.
+    pub fn fingerprint_key(&self) -> &FingerprintKey {
+        &self.key
+    }
+
+    /// The sink.
+    pub fn sink(&self) -> &Arc<dyn SecretSink> {
+        &self.sink
+    }
+
+    /// A built store.
+    pub fn store(&self, id: &StoreId) -> Option<&BuiltStore> {
+        self.stores.get(id)
+    }
+
+    /// Forgets cached values (the next cycle reads everything again).
+    pub fn clear_cache(&self) {
+        self.cache.lock().expect("lock").clear();
+    }
+
+    /// The desired state of one ExternalSecret, fetched now (no write). Used by rotation
+    /// to verify targets.
+    pub async fn desired(&self, manifests: &Manifests, id: &SpecId) -> Result<DesiredTarget, SpecError> {
+        let es = manifests.external_secrets.iter().find(|e| &e.id() == id).ok_or_else(|| SpecError {
+            message: format!("no ExternalSecret {id}"),
+            retryable: false,
+            retry_after: None,
+            not_found: true,
+        })?;
+        let store = self.spec_store(es)?;
+        let fetched = self.fetch(std::slice::from_ref(es)).await.0;
+        render::render(es, &store, &fetched, &self.key)
+    }
+
+    fn spec_store(&self, es: &ExternalSecret) -> Result<StoreId, SpecError> {
+        let id = es.store_id().ok_or_else(|| SpecError {
+            message: format!("{}: missing secretStoreRef", es.origin.field("spec.secretStoreRef")),
+            retryable: false,
+            retry_after: None,
+            not_found: false,
+        })?;
+        if let Some(e) = self.store_errors.get(&id) {
+            return Err(e.at(&es.origin, "spec.secretStoreRef.name"));
+        }
+        if !self.stores.contains_key(&id) {
+            return Err(SpecError {
+                message: format!("{}: missing store: {id} is not in the given manifests", es.origin.field("spec.secretStoreRef.name")),
+                retryable: false,
+                retry_after: None,
+                not_found: false,
+            });
+        }
+        Ok(id)
+    }
+
+    /// Runs one cycle over the manifests' ExternalSecrets (and static targets).
+    pub async fn run(&self, manifests: &Manifests, opts: &CycleOptions) -> CycleReport {
+        let start = Instant::now();
+        let specs: Vec<&ExternalSecret> = manifests
+            .external_secrets
+            .iter()
+            .filter(|es| opts.only.as_ref().is_none_or(|o| o.contains(&es.id())))
+            .collect();
+        let calls_before = self.api_calls();
+        let owned: Vec<ExternalSecret> = specs.iter().map(|e| (*e).clone()).collect();
+        let (fetched, values_read) = self.fetch(&owned).await;
+        let provider_calls = self.api_calls().saturating_sub(calls_before);
+
+        // Render every spec.
+        let mut jobs: Vec<(SpecReport, Result<DesiredTarget, SpecError>, Vec<ConsumerRef>)> = vec![];
+        for es in &specs {
+            let report = SpecReport {
+                kind: "ExternalSecret".into(),
+                name: es.name().to_string(),
+                namespace: es.namespace().to_string(),
+                target: es.target_ref().to_string(),
+                status: SyncStatus::SecretSyncedError,
+                changed: false,
+                outcome: Outcome::Skipped,
+                message: String::new(),
+                fingerprint: None,
+                previous_fingerprint: None,
+                keys: vec![],
+                retryable: false,
+                retry_after: None,
+            };
+            let desired = self.spec_store(es).and_then(|store| render::render(es, &store, &fetched, &self.key));
+            jobs.push((report, desired, es.declared_consumers().unwrap_or_default()));
+        }
+        if opts.only.is_none() {
+            for st in &manifests.static_targets {
+                let report = SpecReport {
+                    kind: st.target.kind.to_string(),
+                    name: st.target.name.clone(),
+                    namespace: st.target.namespace.clone(),
+                    target: st.target.to_string(),
+                    status: SyncStatus::SecretSyncedError,
+                    changed: false,
+                    outcome: Outcome::Skipped,
+                    message: String::new(),
+                    fingerprint: None,
+                    previous_fingerprint: None,
+                    keys: vec![],
+                    retryable: false,
+                    retry_after: None,
+                };
+                jobs.push((report, render::render_static(st, &self.key), vec![]));
+            }
+        }
+
+        // Diff and apply, bounded concurrency.
+        let deletion_policy: HashMap<String, DeletionPolicy> =
+            specs.iter().map(|e| (e.target_ref().to_string(), e.spec.target.deletion_policy)).collect();
+        let targets_by_id: HashMap<String, TargetRef> = specs.iter().map(|e| (e.target_ref().to_string(), e.target_ref())).collect();
+        let caps = self.sink.capabilities();
+        let futures: Vec<_> = jobs
+            .into_iter()
+            .map(|(report, desired, consumers)| {
+                let policy = deletion_policy.get(&report.target).copied().unwrap_or_default();
+                let target = targets_by_id.get(&report.target).cloned();
+                self.apply_one(report, desired, consumers, policy, target, &caps, opts.dry_run)
+            })
+            .collect();
+        let results: Vec<(SpecReport, Option<RestartRequest>, bool)> =
+            futures::stream::iter(futures).buffered(self.config.sink_concurrency.max(1)).collect().await;
+
+        let mut report = CycleReport { dry_run: opts.dry_run, provider_calls, values_read, ..Default::default() };
+        let mut restarts = vec![];
+        for (spec, restart, wrote) in results {
+            if wrote {
+                report.writes += 1;
+            }
+            if let Some(r) = restart {
+                restarts.push(r);
+            }
+            report.specs.push(spec);
+        }
+        if !restarts.is_empty()
+            && !opts.dry_run
+            && let Some(r) = &self.restarter
+        {
+            match r.restart(&restarts).await {
+                Ok(done) => report.restarts = done,
+                Err(e) => report.restart_errors.push(e.to_string()),
+            }
+        }
+        report.duration_ms = start.elapsed().as_millis() as u64;
+        for s in report.failed() {
+            tracing::warn!(spec = %format!("{}/{}", s.namespace, s.name), error = %s.message, "sync failed");
+        }
+        tracing::debug!(writes = report.writes, provider_calls = report.provider_calls, specs = report.specs.len(), "cycle done");
+        report
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_one(
+        &self,
+        mut report: SpecReport,
+        desired: Result<DesiredTarget, SpecError>,
+        consumers: Vec<ConsumerRef>,
+        deletion: DeletionPolicy,
+        target: Option<TargetRef>,
+        caps: &SinkCapabilities,
+        dry_run: bool,
+    ) -> (SpecReport, Option<RestartRequest>, bool) {
+        let desired = match desired {
+            Ok(d) => d,
+            Err(e) => {
+                // The remote secret is gone: honour deletionPolicy Delete.
+                if e.not_found
+                    && deletion == DeletionPolicy::Delete
+                    && let Some(t) = target
+                {
+                    if dry_run {
+                        report.status = SyncStatus::SecretSynced;
+                        report.outcome = Outcome::Deleted;
+                        report.changed = true;
+                        return (report, None, false);
+                    }
+                    return match self.sink.delete(&t).await {
+                        Ok(deleted) => {
+                            report.status = SyncStatus::SecretSynced;
+                            report.outcome = if deleted { Outcome::Deleted } else { Outcome::Unchanged };
+                            report.changed = deleted;
+                            report.message = format!("remote secret gone ({})", e.message);
+                            (report, None, deleted)
+                        }
+                        Err(de) => {
+                            report.message = de.to_string();
+                            report.retryable = de.is_retryable();
+                            (report, None, false)
+                        }
+                    };
+                }
+                report.message = e.message;
+                report.retryable = e.retryable;
+                report.retry_after = e.retry_after;
+                return (report, None, false);
+            }
+        };
+        report.fingerprint = Some(desired.fingerprint.short());
+        report.keys = desired.data.keys().cloned().collect();
+        let current = match self.sink.read(&desired.target).await {
+            Ok(c) => c,
+            Err(e) => {
+                report.message = e.to_string();
+                report.retryable = e.is_retryable();
+                return (report, None, false);
+            }
+        };
+        if let Some(cur) = &current {
+            report.previous_fingerprint = Some(render::fingerprint_of(
+                &DesiredTarget { data: cur.data.clone(), secret_type: cur.secret_type.clone(), labels: desired.labels.clone(), annotations: desired.annotations.clone(), ..desired.clone() },
+                &self.key,
+            ).short());
+        }
+        let unchanged = current.as_ref().is_some_and(|c| target_matches(&desired, c, caps));
+        if unchanged || desired.creation_policy == CreationPolicy::None {
+            report.status = SyncStatus::SecretSynced;
+            report.outcome = Outcome::Unchanged;
+            return (report, None, false);
+        }
+        let would = if current.is_some() { Outcome::Updated } else { Outcome::Created };
+        if dry_run {
+            report.status = SyncStatus::SecretSynced;
+            report.outcome = would;
+            report.changed = true;
+            return (report, None, false);
+        }
+        match self.sink.apply(&desired).await {
+            Ok(outcome) => {
+                report.status = SyncStatus::SecretSynced;
+                report.outcome = match outcome {
+                    ApplyOutcome::Created => Outcome::Created,
+                    ApplyOutcome::Updated => Outcome::Updated,
+                    ApplyOutcome::Unchanged => Outcome::Unchanged,
+                };
+                report.changed = outcome != ApplyOutcome::Unchanged;
+                let restart = (outcome == ApplyOutcome::Updated).then(|| RestartRequest { target: desired.target.clone(), declared: consumers });
+                (report, restart, outcome != ApplyOutcome::Unchanged)
+            }
+            Err(e) => {
+                report.message = format!("{}: {e}", desired.target);
+                report.retryable = e.is_retryable();
+                report.retry_after = e.retry_after();
+                (report, None, false)
+            }
+        }
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.stores.values().map(|s| s.source.api_calls()).sum()
+    }
+
+    /// Fetches every distinct remote value the specs need, per store, stores in parallel.
+    async fn fetch(&self, specs: &[ExternalSecret]) -> (Fetched, u64) {
+        #[derive(Default)]
+        struct Needs {
+            values: BTreeSet<RemoteKey>,
+            metadata: BTreeSet<String>,
+            finds: BTreeSet<FindQuery>,
+        }
+        let mut needs: BTreeMap<StoreId, Needs> = BTreeMap::new();
+        for es in specs {
+            let Ok(store) = self.spec_store(es) else { continue };
+            let n = needs.entry(store).or_default();
+            let mut add = |r: &crate::manifest::RemoteRef| {
+                if is_metadata(r) {
+                    n.metadata.insert(r.key.clone());
+                } else {
+                    n.values.insert(remote_key(r));
+                }
+            };
+            for d in &es.spec.data {
+                add(&d.remote_ref);
+            }
+            for df in &es.spec.data_from {
+                if let Some(x) = &df.extract {
+                    add(x);
+                }
+                if let Some(f) = &df.find {
+                    n.finds.insert(find_query(f));
+                }
+            }
+        }
+        let jobs = needs.into_iter().map(|(id, n)| {
+            let source = self.stores[&id].source.clone();
+            async move {
+                let work = self.fetch_store(&id, source.as_ref(), n.values, n.metadata, n.finds);
+                match tokio::time::timeout(self.config.fetch_timeout, work).await {
+                    Ok(r) => (id, Ok(r)),
+                    Err(_) => {
+                        let message = format!("fetch from {id} timed out after {}s", self.config.fetch_timeout.as_secs());
+                        (id, Err(SpecError {
+                        message,
+                        retryable: true,
+                        retry_after: None,
+                        not_found: false,
+                    }))
+                    }
+                }
+            }
+        });
+        let results = futures::future::join_all(jobs).await;
+        let mut fetched = Fetched::default();
+        let mut read = 0;
+        for (id, r) in results {
+            match r {
+                Ok((f, n)) => {
+                    read += n;
+                    fetched.values.extend(f.values);
+                    fetched.metadata.extend(f.metadata);
+                    fetched.finds.extend(f.finds);
+                }
+                Err(e) => {
+                    // Every spec of this store fails; its targets keep their data.
+                    for es in specs {
+                        if self.spec_store(es).ok().as_ref() == Some(&id) {
+                            for d in &es.spec.data {
+                                fetched.values.insert((id.clone(), remote_key(&d.remote_ref)), Err(e.clone()));
+                                fetched.metadata.insert((id.clone(), d.remote_ref.key.clone()), Err(e.clone()));
+                            }
+                            for df in &es.spec.data_from {
+                                if let Some(x) = &df.extract {
+                                    fetched.values.insert((id.clone(), remote_key(x)), Err(e.clone()));
+                                    fetched.metadata.insert((id.clone(), x.key.clone()), Err(e.clone()));
+                                }
+                                if let Some(f) = &df.find {
+                                    fetched.finds.insert((id.clone(), find_query(f)), Err(e.clone()));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (fetched, read)
+    }
+
+    async fn fetch_store(
+        &self,
+        id: &StoreId,
+        source: &dyn SecretSource,
+        mut keys: BTreeSet<RemoteKey>,
+        metadata: BTreeSet<String>,
+        finds: BTreeSet<FindQuery>,
+    ) -> (Fetched, u64) {
+        let mut out = Fetched::default();
+        for q in finds {
+            let r = source.find(&q).await.map_err(|e| SpecError::from_error(&e.context(format!("find in {id}"))));
+            if let Ok(names) = &r {
+                keys.extend(names.iter().map(|n| RemoteKey::new(n.clone())));
+            }
+            out.finds.insert((id.clone(), q), r);
+        }
+        let keys: Vec<RemoteKey> = keys.into_iter().collect();
+        let mut to_read: Vec<(RemoteKey, Option<ChangeToken>)> = vec![];
+        if source.capabilities().change_tokens && !keys.is_empty() {
+            let tokens = source.change_tokens(&keys).await;
+            let cache = self.cache.lock().expect("lock");
+            for (k, t) in keys.into_iter().zip(tokens) {
+                match t {
+                    Ok(Some(token)) => match cache.get(&(id.clone(), k.clone())) {
+                        Some(c) if c.token == token => {
+                            out.values.insert((id.clone(), k), Ok(c.value.clone()));
+                        }
+                        _ => to_read.push((k, Some(token))),
+                    },
+                    Ok(None) => to_read.push((k, None)),
+                    Err(e) => {
+                        let e = SpecError::from_error(&e.context(format!("remote key `{}` in {id}", k.key)));
+                        out.values.insert((id.clone(), k), Err(e));
+                    }
+                }
+            }
+        } else {
+            to_read = keys.into_iter().map(|k| (k, None)).collect();
+        }
+        let read_keys: Vec<RemoteKey> = to_read.iter().map(|(k, _)| k.clone()).collect();
+        let n = read_keys.len() as u64;
+        if !read_keys.is_empty() {
+            let results = source.get_many(&read_keys).await;
+            let mut cache = self.cache.lock().expect("lock");
+            for ((k, token), r) in to_read.into_iter().zip(results) {
+                match r {
+                    Ok(f) => {
+                        if let Some(token) = token.or(f.version.clone()) {
+                            cache.insert((id.clone(), k.clone()), Cached { token, value: f.value.clone() });
+                        }
+                        out.values.insert((id.clone(), k), Ok(f.value));
+                    }
+                    Err(e) => {
+                        cache.remove(&(id.clone(), k.clone()));
+                        let e = SpecError::from_error(&e.context(format!("remote key `{}` in {id}", k.key)));
+                        out.values.insert((id.clone(), k), Err(e));
+                    }
+                }
+            }
+        }
+        for key in metadata {
+            let r = source
+                .metadata(&key)
+                .await
+                .map(|m| SecretValue::from(serde_json::to_string(&m).expect("a string map serializes")))
+                .map_err(|e| SpecError::from_error(&e.context(format!("metadata of remote key `{key}` in {id}"))));
+            out.metadata.insert((id.clone(), key), r);
+        }
+        (out, n)
+    }
+}

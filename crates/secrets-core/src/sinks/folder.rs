@@ -12,8 +12,6 @@ use crate::error::{Error, Result};
 use crate::sink::*;
 use crate::value::SecretMap;
 
-/// Annotation listing the keys secretsync owns in a Merge target.
-pub const MANAGED_KEYS_ANNOTATION: &str = "secretsync.io/managed-keys";
 
 /// Writes targets as manifest files under a folder.
 #[derive(Debug)]

@@ -8,7 +8,7 @@ mod stdout;
 use std::path::Path;
 
 pub use dotenv::DotenvSink;
-pub use folder::FolderSink;
+pub use folder::{FolderSink, merged_state};
 pub use manifest::{parse_manifest, render_manifest};
 pub use stdout::StdoutSink;
 

@@ -1,0 +1,280 @@
+//! Turning fetched values into a target's desired state: properties, decoding, extract,
+//! find, rewrite, templates, key checks, size limit, fingerprint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use crate::error::{Error, Location};
+use crate::fingerprint::FingerprintKey;
+use crate::manifest::{ExternalSecret, RemoteRef, StaticTarget, StoreId};
+use crate::sink::*;
+use crate::source::{FindQuery, RemoteKey};
+use crate::template::{Template, TemplateContext};
+use crate::value::{SecretMap, SecretValue};
+use crate::values;
+
+/// Kubernetes refuses objects over 1 MiB; the data must fit with room for metadata.
+pub const MAX_TARGET_BYTES: usize = 1024 * 1024;
+
+/// A failure that can be shared by every spec that needed the same fetch.
+#[derive(Debug, Clone)]
+pub struct SpecError {
+    /// What went wrong, naming file, document, field and key; never a value.
+    pub message: String,
+    /// Whether retrying may help.
+    pub retryable: bool,
+    /// Provider's retry-after.
+    pub retry_after: Option<Duration>,
+    /// The remote secret does not exist (drives deletionPolicy).
+    pub not_found: bool,
+}
+
+impl SpecError {
+    pub(crate) fn from_error(e: &Error) -> Self {
+        Self { message: e.to_string(), retryable: e.is_retryable(), retry_after: e.retry_after(), not_found: e.is_not_found() }
+    }
+    pub(crate) fn at(&self, loc: &Location, field: &str) -> Self {
+        Self { message: format!("{}: {}", loc.field(field), self.message), ..self.clone() }
+    }
+    pub(crate) fn invalid(loc: &Location, field: &str, e: &Error) -> Self {
+        Self::from_error(e).at(loc, field)
+    }
+}
+
+/// Everything fetched in a cycle, keyed by store.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    pub values: HashMap<(StoreId, RemoteKey), Result<SecretValue, SpecError>>,
+    pub metadata: HashMap<(StoreId, String), Result<SecretValue, SpecError>>,
+    pub finds: HashMap<(StoreId, FindQuery), Result<Vec<String>, SpecError>>,
+}
+
+pub(crate) fn remote_key(r: &RemoteRef) -> RemoteKey {
+    RemoteKey { key: r.key.clone(), version: r.version.clone() }
+}
+
+pub(crate) fn is_metadata(r: &RemoteRef) -> bool {
+    r.metadata_policy.as_deref() == Some("Fetch")
+}
+
+pub(crate) fn find_query(f: &crate::manifest::Find) -> FindQuery {
+    FindQuery { name_regexp: f.name.as_ref().map(|n| n.regexp.clone()), path: f.path.clone(), tags: f.tags.clone() }
+}
+
+impl Fetched {
+    fn value(&self, store: &StoreId, r: &RemoteRef) -> Result<SecretValue, SpecError> {
+        if is_metadata(r) {
+            return self.metadata.get(&(store.clone(), r.key.clone())).cloned().unwrap_or_else(|| Err(missing()));
+        }
+        self.values.get(&(store.clone(), remote_key(r))).cloned().unwrap_or_else(|| Err(missing()))
+    }
+}
+
+fn missing() -> SpecError {
+    SpecError { message: "internal: value was not fetched".into(), retryable: true, retry_after: None, not_found: false }
+}
+
+/// One `remoteRef` / `extract` value after property and decoding.
+fn resolve(r: &RemoteRef, v: SecretValue, loc: &Location, path: &str) -> Result<SecretValue, SpecError> {
+    let v = match &r.property {
+        Some(p) if !p.is_empty() => values::get_property(&v, p, &r.key).map_err(|e| SpecError::invalid(loc, &format!("{path}.property"), &e))?,
+        _ => v,
+    };
+    let v = values::decode(v, r.decoding_strategy.unwrap_or_default(), &format!("remote key `{}`", r.key))
+        .map_err(|e| SpecError::invalid(loc, &format!("{path}.decodingStrategy"), &e))?;
+    if r.null_byte_policy.as_deref() == Some("Fail") && v.expose().contains(&0) {
+        return Err(SpecError::invalid(loc, &format!("{path}.nullBytePolicy"), &Error::invalid(format!("remote key `{}` contains a NUL byte", r.key))));
+    }
+    Ok(v)
+}
+
+/// The data of an ExternalSecret, before templates.
+fn collect_data(es: &ExternalSecret, store: &StoreId, f: &Fetched) -> Result<SecretMap, SpecError> {
+    let loc = &es.origin;
+    let mut data = SecretMap::new();
+    for (i, df) in es.spec.data_from.iter().enumerate() {
+        let p = format!("spec.dataFrom[{i}]");
+        let mut part = SecretMap::new();
+        if let Some(x) = &df.extract {
+            let raw = f.value(store, x).map_err(|e| e.at(loc, &format!("{p}.extract.key")))?;
+            let raw = match &x.property {
+                Some(prop) if !prop.is_empty() => values::get_property(&raw, prop, &x.key).map_err(|e| SpecError::invalid(loc, &format!("{p}.extract.property"), &e))?,
+                _ => raw,
+            };
+            let all = values::extract_all(&raw, &x.key).map_err(|e| SpecError::invalid(loc, &format!("{p}.extract"), &e))?;
+            let strategy = x.decoding_strategy.unwrap_or_default();
+            for (k, v) in all {
+                let what = format!("key `{k}` of remote key `{}`", x.key);
+                part.insert(k, values::decode(v, strategy, &what).map_err(|e| SpecError::invalid(loc, &format!("{p}.extract.decodingStrategy"), &e))?);
+            }
+        } else if let Some(find) = &df.find {
+            let q = find_query(find);
+            let names = f.finds.get(&(store.clone(), q)).cloned().unwrap_or_else(|| Err(missing())).map_err(|e| e.at(loc, &format!("{p}.find")))?;
+            let strategy = find.decoding_strategy.unwrap_or_default();
+            for name in names {
+                let v = f
+                    .values
+                    .get(&(store.clone(), RemoteKey::new(name.clone())))
+                    .cloned()
+                    .unwrap_or_else(|| Err(missing()))
+                    .map_err(|e| e.at(loc, &format!("{p}.find (remote key `{name}`)")))?;
+                let v = values::decode(v, strategy, &format!("remote key `{name}`")).map_err(|e| SpecError::invalid(loc, &format!("{p}.find.decodingStrategy"), &e))?;
+                part.insert(name, v);
+            }
+        }
+        let part = values::rewrite_keys(part, &df.rewrite, &p).map_err(|e| SpecError::invalid(loc, &format!("{p}.rewrite"), &e))?;
+        // Find results are remote names (`a/b/c`); make them valid keys after rewrites.
+        let part: SecretMap = if df.find.is_some() { part.into_iter().map(|(k, v)| (values::convert_key(&k), v)).collect() } else { part };
+        data.extend(part);
+    }
+    for (i, d) in es.spec.data.iter().enumerate() {
+        let p = format!("spec.data[{i}].remoteRef");
+        let v = f.value(store, &d.remote_ref).map_err(|e| e.at(loc, &format!("{p}.key")))?;
+        data.insert(d.secret_key.clone(), resolve(&d.remote_ref, v, loc, &p)?);
+    }
+    Ok(data)
+}
+
+/// Renders an ExternalSecret into its desired target.
+pub(crate) fn render(es: &ExternalSecret, store: &StoreId, f: &Fetched, key: &FingerprintKey) -> Result<DesiredTarget, SpecError> {
+    let loc = &es.origin;
+    let mut data = collect_data(es, store, f)?;
+    let t = &es.spec.target;
+    let tpl = t.template.as_ref();
+    if let Some(tpl) = tpl
+        && !tpl.data.is_empty()
+    {
+        let ctx: TemplateContext = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut rendered = SecretMap::new();
+        for (k, src) in &tpl.data {
+            let field = format!("spec.target.template.data.{k}");
+            let parsed = Template::parse(src).map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
+            let v = parsed.render(&ctx).map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
+            rendered.insert(k.clone(), v);
+        }
+        if tpl.merge_policy.as_deref() == Some("Merge") {
+            data.extend(rendered);
+        } else {
+            data = rendered;
+        }
+    }
+    for k in data.keys() {
+        if !values::is_valid_secret_key(k) {
+            return Err(SpecError::invalid(loc, "spec", &Error::invalid(format!("target key `{k}` does not match [-._a-zA-Z0-9]+"))));
+        }
+    }
+    let target = es.target_ref();
+    let size = data.byte_size();
+    if size > MAX_TARGET_BYTES {
+        return Err(SpecError::invalid(loc, "spec.target", &Error::invalid(format!("{target} would be {size} bytes, over Kubernetes' 1 MiB limit"))));
+    }
+    let mut labels = BTreeMap::new();
+    let mut annotations = BTreeMap::new();
+    if let Some(md) = tpl.and_then(|t| t.metadata.as_ref()) {
+        labels.extend(md.labels.clone());
+        annotations.extend(md.annotations.clone());
+    }
+    if matches!(t.creation_policy, CreationPolicy::Owner | CreationPolicy::Orphan) {
+        labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_LABEL_VALUE.into());
+    }
+    let owner = (t.creation_policy == CreationPolicy::Owner).then(|| OwnerRef {
+        api_version: es.api_version.clone(),
+        kind: "ExternalSecret".into(),
+        name: es.name().to_string(),
+        uid: es.metadata.uid.clone(),
+    });
+    let secret_type = match target.kind {
+        TargetKind::Secret => Some(tpl.and_then(|t| t.type_.clone()).unwrap_or_else(|| "Opaque".into())),
+        TargetKind::ConfigMap => None,
+    };
+    Ok(finish(DesiredTarget {
+        target,
+        data,
+        secret_type,
+        labels,
+        annotations,
+        creation_policy: t.creation_policy,
+        deletion_policy: t.deletion_policy,
+        immutable: t.immutable,
+        owner,
+        fingerprint: key.fingerprint(&SecretMap::new(), &[]),
+    }, key))
+}
+
+/// Desired state of a plain ConfigMap/Secret document.
+pub(crate) fn render_static(s: &StaticTarget, key: &FingerprintKey) -> Result<DesiredTarget, SpecError> {
+    for k in s.data.keys() {
+        if !values::is_valid_secret_key(k) {
+            return Err(SpecError::invalid(&s.origin, &format!("data.{k}"), &Error::invalid(format!("key `{k}` does not match [-._a-zA-Z0-9]+"))));
+        }
+    }
+    if s.data.byte_size() > MAX_TARGET_BYTES {
+        return Err(SpecError::invalid(&s.origin, "data", &Error::invalid(format!("{} is over Kubernetes' 1 MiB limit", s.target))));
+    }
+    let mut labels = s.metadata.labels.clone();
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_LABEL_VALUE.into());
+    Ok(finish(DesiredTarget {
+        target: s.target.clone(),
+        data: s.data.clone(),
+        secret_type: match s.target.kind {
+            TargetKind::Secret => Some(s.secret_type.clone().unwrap_or_else(|| "Opaque".into())),
+            TargetKind::ConfigMap => None,
+        },
+        labels,
+        annotations: s.metadata.annotations.clone(),
+        creation_policy: CreationPolicy::Orphan,
+        deletion_policy: DeletionPolicy::Retain,
+        immutable: s.immutable,
+        owner: None,
+        fingerprint: key.fingerprint(&SecretMap::new(), &[]),
+    }, key))
+}
+
+/// Computes the fingerprint and the annotations that carry it.
+fn finish(mut d: DesiredTarget, key: &FingerprintKey) -> DesiredTarget {
+    if d.creation_policy == CreationPolicy::Merge {
+        d.annotations.insert(MANAGED_KEYS_ANNOTATION.into(), d.data.keys().cloned().collect::<Vec<_>>().join(","));
+    }
+    d.annotations.remove(FINGERPRINT_ANNOTATION);
+    d.fingerprint = fingerprint_of(&d, key);
+    d.annotations.insert(FINGERPRINT_ANNOTATION.into(), d.fingerprint.to_string());
+    d
+}
+
+/// Fingerprint of data plus type, labels and annotations (except the fingerprint itself).
+pub(crate) fn fingerprint_of(d: &DesiredTarget, key: &FingerprintKey) -> crate::Fingerprint {
+    let mut attrs: Vec<(String, String)> = vec![("kind".into(), d.target.kind.to_string())];
+    if let Some(t) = &d.secret_type {
+        attrs.push(("type".into(), t.clone()));
+    }
+    attrs.extend(d.labels.iter().map(|(k, v)| (format!("label:{k}"), v.clone())));
+    attrs.extend(d.annotations.iter().filter(|(k, _)| *k != FINGERPRINT_ANNOTATION).map(|(k, v)| (format!("annotation:{k}"), v.clone())));
+    let refs: Vec<(&str, &str)> = attrs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    key.fingerprint(&d.data, &refs)
+}
+
+/// Whether the target already holds the desired state, so no write is needed.
+///
+/// Data is compared exactly (Owner, Orphan) or for our keys (Merge, whose dropped keys show
+/// in the managed-keys annotation). Type, labels and annotations are compared when the sink
+/// stores them; desired ones must be present, others may exist. The fingerprint annotation
+/// itself is not compared: a process with another fingerprint key must not rewrite
+/// unchanged targets.
+pub fn target_matches(d: &DesiredTarget, cur: &TargetState, caps: &SinkCapabilities) -> bool {
+    let data_ok = match d.creation_policy {
+        CreationPolicy::Merge => d.data.iter().all(|(k, v)| cur.data.get(k) == Some(v)),
+        _ => cur.data == d.data,
+    };
+    if !data_ok {
+        return false;
+    }
+    if !caps.metadata {
+        return true;
+    }
+    let type_ok = d.target.kind == TargetKind::ConfigMap
+        || d.creation_policy == CreationPolicy::Merge
+        || cur.secret_type.as_deref().unwrap_or("Opaque") == d.secret_type.as_deref().unwrap_or("Opaque");
+    let labels_ok = d.labels.iter().all(|(k, v)| cur.labels.get(k) == Some(v));
+    let ann_ok = d.annotations.iter().filter(|(k, _)| *k != FINGERPRINT_ANNOTATION).all(|(k, v)| cur.annotations.get(k) == Some(v));
+    type_ok && labels_ok && ann_ok && (!caps.immutable || cur.immutable == d.immutable || cur.immutable)
+}

@@ -1,0 +1,85 @@
+//! An in-memory sink with every capability, for engine tests.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::sink::*;
+
+/// Targets held in memory, with the same Merge semantics as the folder sink.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    targets: Mutex<BTreeMap<TargetRef, TargetState>>,
+    writes: AtomicU64,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// What a target holds.
+    pub fn get(&self, t: &TargetRef) -> Option<TargetState> {
+        self.targets.lock().expect("lock").get(t).cloned()
+    }
+    /// Puts a target as someone else would (not counted as a write).
+    pub fn put(&self, t: TargetRef, state: TargetState) {
+        self.targets.lock().expect("lock").insert(t, state);
+    }
+    /// Writes since creation.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+    /// All targets.
+    pub fn targets(&self) -> Vec<TargetRef> {
+        self.targets.lock().expect("lock").keys().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl SecretSink for MemorySink {
+    fn name(&self) -> &str {
+        "memory"
+    }
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities { config_maps: true, merge: true, owner_references: true, immutable: true, readable: true, metadata: true }
+    }
+    async fn read(&self, target: &TargetRef) -> Result<Option<TargetState>> {
+        Ok(self.get(target))
+    }
+    async fn apply(&self, desired: &DesiredTarget) -> Result<ApplyOutcome> {
+        let mut t = self.targets.lock().expect("lock");
+        let current = t.get(&desired.target).cloned();
+        match (desired.creation_policy, &current) {
+            (CreationPolicy::None, _) => return Ok(ApplyOutcome::Unchanged),
+            (CreationPolicy::Merge, None) => return Err(Error::not_found(format!("{} (creationPolicy Merge)", desired.target))),
+            _ => {}
+        }
+        if current.as_ref().is_some_and(|c| c.immutable) {
+            return Err(Error::Conflict { what: format!("{} is immutable", desired.target) });
+        }
+        let merged = crate::sinks::merged_state(desired, current.as_ref());
+        t.insert(
+            desired.target.clone(),
+            TargetState {
+                data: merged.data,
+                secret_type: merged.secret_type,
+                labels: merged.labels,
+                annotations: merged.annotations,
+                immutable: merged.immutable,
+            },
+        );
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(if current.is_some() { ApplyOutcome::Updated } else { ApplyOutcome::Created })
+    }
+    async fn delete(&self, target: &TargetRef) -> Result<bool> {
+        let removed = self.targets.lock().expect("lock").remove(target).is_some();
+        if removed {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(removed)
+    }
+}
