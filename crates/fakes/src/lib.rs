@@ -1,1 +1,8 @@
-//! Fakes of wire APIs over loopback.
+//! Faithful fakes of the wire APIs secretsync talks to, served over loopback so tests
+//! drive the real client libraries against them: Doppler's REST API, GCP Secret
+//! Manager's REST API and the Kubernetes API server. Each keeps a request log for
+//! counting calls.
+
+pub mod doppler;
+pub mod gcp;
+pub mod kube;

@@ -18,13 +18,19 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_end == 0 {
             return Err(format!("invalid duration `{s}`: expected a number"));
         }
-        let n: f64 = rest[..num_end].parse().map_err(|_| format!("invalid duration `{s}`"))?;
+        let n: f64 = rest[..num_end]
+            .parse()
+            .map_err(|_| format!("invalid duration `{s}`"))?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_end];
         rest = &rest[unit_end..];
         let secs = match unit {
@@ -34,7 +40,11 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("invalid duration `{s}`: missing unit (ns, us, ms, s, m, h)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration `{s}`: missing unit (ns, us, ms, s, m, h)"
+                ));
+            }
             u => return Err(format!("invalid duration `{s}`: unknown unit `{u}`")),
         };
         total += n * secs;
@@ -50,9 +60,18 @@ mod tests {
     fn parses_go_durations() {
         assert_eq!(parse_go_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_go_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_go_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_go_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_go_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_go_duration("1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_go_duration("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_go_duration("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_go_duration("10").is_err());
         assert!(parse_go_duration("1d").is_err());

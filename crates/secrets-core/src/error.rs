@@ -27,7 +27,10 @@ pub struct Location {
 impl Location {
     /// The same location with a field path.
     pub fn field(&self, path: impl Into<String>) -> Location {
-        Location { field: Some(path.into()), ..self.clone() }
+        Location {
+            field: Some(path.into()),
+            ..self.clone()
+        }
     }
 }
 
@@ -148,7 +151,9 @@ impl Error {
     }
     /// A [`Error::InvalidInput`].
     pub fn invalid(message: impl Into<String>) -> Self {
-        Error::InvalidInput { message: message.into() }
+        Error::InvalidInput {
+            message: message.into(),
+        }
     }
     /// A [`Error::NotSupported`].
     pub fn not_supported(what: impl Into<String>) -> Self {
@@ -156,20 +161,38 @@ impl Error {
     }
     /// A [`Error::Manifest`].
     pub fn manifest(location: Location, message: impl Into<String>) -> Self {
-        Error::Manifest { location, message: message.into() }
+        Error::Manifest {
+            location,
+            message: message.into(),
+        }
     }
     /// A [`Error::Provider`] without a source.
-    pub fn provider(provider: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
-        Error::Provider { provider: provider.into(), message: message.into(), retryable, source: None }
+    pub fn provider(
+        provider: impl Into<String>,
+        message: impl Into<String>,
+        retryable: bool,
+    ) -> Self {
+        Error::Provider {
+            provider: provider.into(),
+            message: message.into(),
+            retryable,
+            source: None,
+        }
     }
     /// A [`Error::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// Wraps the error with what we were doing.
     pub fn context(self, context: impl Into<String>) -> Self {
-        Error::Context { context: context.into(), source: Box::new(self) }
+        Error::Context {
+            context: context.into(),
+            source: Box::new(self),
+        }
     }
 
     /// The innermost error, past every [`Error::Context`].
@@ -188,7 +211,9 @@ impl Error {
             Error::Provider { retryable, .. } => *retryable,
             Error::Io { source, .. } => matches!(
                 source.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
             ),
             _ => false,
         }
@@ -253,14 +278,20 @@ mod tests {
     #[test]
     fn redacts_quoted_input() {
         let m = redact_quoted(r#"invalid type: string "s3cr\"et", expected a map at line 3"#);
-        assert_eq!(m, r#"invalid type: string "[REDACTED]", expected a map at line 3"#);
+        assert_eq!(
+            m,
+            r#"invalid type: string "[REDACTED]", expected a map at line 3"#
+        );
         assert_eq!(redact_quoted("unknown field `foo`"), "unknown field `foo`");
     }
 
     #[test]
     fn retryable_through_context() {
-        let e = Error::Throttled { provider: "aws".into(), retry_after: Some(Duration::from_secs(2)) }
-            .context("spec ns/x");
+        let e = Error::Throttled {
+            provider: "aws".into(),
+            retry_after: Some(Duration::from_secs(2)),
+        }
+        .context("spec ns/x");
         assert!(e.is_retryable());
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
         assert!(!Error::not_found("x").is_retryable());

@@ -20,11 +20,11 @@ pub mod testkit;
 pub use error::{Error, Location, Result, ResultExt};
 pub use fingerprint::{Fingerprint, FingerprintKey};
 pub use sink::{
-    ApplyOutcome, ConsumerRef, CreationPolicy, DeletionPolicy, DesiredTarget, OwnerRef, RestartRequest, Restarter,
-    SecretSink, SinkCapabilities, TargetKind, TargetRef, TargetState,
+    ApplyOutcome, ConsumerRef, CreationPolicy, DeletionPolicy, DesiredTarget, OwnerRef,
+    RestartRequest, Restarter, SecretSink, SinkCapabilities, TargetKind, TargetRef, TargetState,
 };
 pub use source::{
-    CallStats, ChangeToken, FindQuery, Fetched, RemoteDescription, RemoteKey, SecretSource, SecretSourceExt, SecretWriter,
-    SourceCapabilities, VersionInfo, WriteOutcome, WriteRequest,
+    CallStats, ChangeToken, Fetched, FindQuery, RemoteDescription, RemoteKey, SecretSource,
+    SecretSourceExt, SecretWriter, SourceCapabilities, VersionInfo, WriteOutcome, WriteRequest,
 };
 pub use value::{SecretMap, SecretValue};

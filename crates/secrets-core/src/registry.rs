@@ -20,7 +20,11 @@ use crate::value::SecretValue;
 #[async_trait]
 pub trait CredentialResolver: Send + Sync + fmt::Debug {
     /// The value of `selector`; `namespace` is used when the selector has none.
-    async fn resolve(&self, selector: &SecretKeySelector, namespace: Option<&str>) -> Result<SecretValue>;
+    async fn resolve(
+        &self,
+        selector: &SecretKeySelector,
+        namespace: Option<&str>,
+    ) -> Result<SecretValue>;
 }
 
 /// Out of a cluster, a store's `secretRef` is read from:
@@ -41,7 +45,9 @@ pub const SECRETS_DIR_ENV: &str = "SECRETSYNC_SECRETS_DIR";
 impl Default for EnvFileCredentials {
     fn default() -> Self {
         Self {
-            dir: std::env::var_os(SECRETS_DIR_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".secretsync/secrets")),
+            dir: std::env::var_os(SECRETS_DIR_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".secretsync/secrets")),
         }
     }
 }
@@ -54,15 +60,38 @@ impl EnvFileCredentials {
 
     /// The environment variable that holds a selector's value.
     pub fn env_name(selector: &SecretKeySelector, namespace: &str) -> String {
-        let clean = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect::<String>();
-        format!("SECRETSYNC_SECRET_{}_{}_{}", clean(namespace), clean(&selector.name), clean(&selector.key))
+        let clean = |s: &str| {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect::<String>()
+        };
+        format!(
+            "SECRETSYNC_SECRET_{}_{}_{}",
+            clean(namespace),
+            clean(&selector.name),
+            clean(&selector.key)
+        )
     }
 }
 
 #[async_trait]
 impl CredentialResolver for EnvFileCredentials {
-    async fn resolve(&self, selector: &SecretKeySelector, namespace: Option<&str>) -> Result<SecretValue> {
-        let ns = selector.namespace.as_deref().or(namespace).unwrap_or("default");
+    async fn resolve(
+        &self,
+        selector: &SecretKeySelector,
+        namespace: Option<&str>,
+    ) -> Result<SecretValue> {
+        let ns = selector
+            .namespace
+            .as_deref()
+            .or(namespace)
+            .unwrap_or("default");
         let var = Self::env_name(selector, ns);
         if let Ok(v) = std::env::var(&var) {
             return Ok(SecretValue::from(v));
@@ -99,11 +128,17 @@ impl BuiltStore {
     /// A store that reads and writes through one object.
     pub fn writable<W: SecretWriter + 'static>(w: W) -> Self {
         let w: Arc<dyn SecretWriter> = Arc::new(w);
-        Self { source: w.clone(), writer: Some(w) }
+        Self {
+            source: w.clone(),
+            writer: Some(w),
+        }
     }
     /// A read-only store.
     pub fn read_only<S: SecretSource + 'static>(s: S) -> Self {
-        Self { source: Arc::new(s), writer: None }
+        Self {
+            source: Arc::new(s),
+            writer: None,
+        }
     }
 }
 
@@ -113,7 +148,11 @@ pub trait SourceFactory: Send + Sync {
     /// The key under `spec.provider` this factory handles (`aws`, `gcpsm`, ...).
     fn provider(&self) -> &'static str;
     /// Builds the source. No network call is required here; `--check` builds stores.
-    async fn build(&self, store: &Store, credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore>;
+    async fn build(
+        &self,
+        store: &Store,
+        credentials: Arc<dyn CredentialResolver>,
+    ) -> Result<BuiltStore>;
 }
 
 /// The Cargo feature of the facade that compiles a provider in.
@@ -133,7 +172,9 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("providers", &self.factories.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("providers", &self.factories.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -146,7 +187,10 @@ impl Default for Registry {
 impl Registry {
     /// An empty registry.
     pub fn empty() -> Self {
-        Self { factories: BTreeMap::new(), credentials: Arc::new(EnvFileCredentials::default()) }
+        Self {
+            factories: BTreeMap::new(),
+            credentials: Arc::new(EnvFileCredentials::default()),
+        }
     }
 
     /// The built-in providers: `fake` and `file`.
@@ -174,23 +218,40 @@ impl Registry {
         self.factories.keys().copied().collect()
     }
 
+    /// Checks, without building, that a store's provider is compiled in.
+    pub fn check(&self, store: &Store) -> Result<()> {
+        let provider = store.spec.provider.name();
+        if self.factories.contains_key(provider) {
+            return Ok(());
+        }
+        Err(Error::manifest(
+            store.origin.field(format!("spec.provider.{provider}")),
+            format!(
+                "provider {provider} needs feature `{}` (build secretsync with --features {})",
+                feature_of(provider),
+                feature_of(provider)
+            ),
+        ))
+    }
+
     /// Builds one store.
     pub async fn build(&self, store: &Store) -> Result<BuiltStore> {
-        let provider = store.spec.provider.name();
-        let factory = self.factories.get(provider).ok_or_else(|| {
-            Error::manifest(
-                store.origin.field(format!("spec.provider.{provider}")),
-                format!("provider {provider} needs feature `{}` (build secretsync with --features {})", feature_of(provider), feature_of(provider)),
-            )
-        })?;
-        factory.build(store, self.credentials.clone()).await.map_err(|e| match e {
-            e @ Error::Manifest { .. } => e,
-            e => e.context(format!("{} ({})", store.id, store.origin)),
-        })
+        self.check(store)?;
+        let factory = &self.factories[store.spec.provider.name()];
+        factory
+            .build(store, self.credentials.clone())
+            .await
+            .map_err(|e| match e {
+                e @ Error::Manifest { .. } => e,
+                e => e.context(format!("{} ({})", store.id, store.origin)),
+            })
     }
 
     /// Builds every store of the manifests; a store that fails is reported and left out.
-    pub async fn build_all(&self, manifests: &Manifests) -> (BTreeMap<StoreId, BuiltStore>, Vec<Error>) {
+    pub async fn build_all(
+        &self,
+        manifests: &Manifests,
+    ) -> (BTreeMap<StoreId, BuiltStore>, Vec<Error>) {
         let mut built = BTreeMap::new();
         let mut errors = vec![];
         for store in &manifests.stores {

@@ -54,7 +54,11 @@ pub struct TargetRef {
 impl TargetRef {
     /// A Secret target.
     pub fn secret(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { kind: TargetKind::Secret, namespace: namespace.into(), name: name.into() }
+        Self {
+            kind: TargetKind::Secret,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -146,7 +150,9 @@ pub struct TargetState {
 impl TargetState {
     /// The fingerprint recorded in [`FINGERPRINT_ANNOTATION`] at the last write.
     pub fn recorded_fingerprint(&self) -> Option<Fingerprint> {
-        self.annotations.get(FINGERPRINT_ANNOTATION).and_then(|s| Fingerprint::parse(s))
+        self.annotations
+            .get(FINGERPRINT_ANNOTATION)
+            .and_then(|s| Fingerprint::parse(s))
     }
 }
 

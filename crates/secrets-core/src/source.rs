@@ -25,11 +25,17 @@ pub struct RemoteKey {
 impl RemoteKey {
     /// The current version of `key`.
     pub fn new(key: impl Into<String>) -> Self {
-        Self { key: key.into(), version: None }
+        Self {
+            key: key.into(),
+            version: None,
+        }
     }
     /// A given version of `key`.
     pub fn with_version(key: impl Into<String>, version: impl Into<String>) -> Self {
-        Self { key: key.into(), version: Some(version.into()) }
+        Self {
+            key: key.into(),
+            version: Some(version.into()),
+        }
     }
 }
 
@@ -55,7 +61,10 @@ pub struct Fetched {
 impl Fetched {
     /// A value without version information.
     pub fn new(value: SecretValue) -> Self {
-        Self { value, version: None }
+        Self {
+            value,
+            version: None,
+        }
     }
 }
 
@@ -138,13 +147,19 @@ pub trait SecretSource: Send + Sync + fmt::Debug {
     async fn get_many(&self, keys: &[RemoteKey]) -> Vec<Result<Fetched>> {
         // Collecting the futures first keeps the stream free of higher-ranked closures.
         let futures: Vec<_> = keys.iter().map(|k| self.get(k)).collect();
-        futures::stream::iter(futures).buffered(DEFAULT_READ_CONCURRENCY).collect().await
+        futures::stream::iter(futures)
+            .buffered(DEFAULT_READ_CONCURRENCY)
+            .collect()
+            .await
     }
 
     /// Names matching a query (`dataFrom.find`).
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>> {
         let _ = query;
-        Err(Error::not_supported(format!("dataFrom.find on provider {}", self.provider())))
+        Err(Error::not_supported(format!(
+            "dataFrom.find on provider {}",
+            self.provider()
+        )))
     }
 
     /// Cheap change tokens for keys; see the contract.
@@ -155,7 +170,10 @@ pub trait SecretSource: Send + Sync + fmt::Debug {
     /// Tags / labels / annotations of a secret (`metadataPolicy: Fetch`).
     async fn metadata(&self, key: &str) -> Result<BTreeMap<String, String>> {
         let _ = key;
-        Err(Error::not_supported(format!("metadataPolicy Fetch on provider {}", self.provider())))
+        Err(Error::not_supported(format!(
+            "metadataPolicy Fetch on provider {}",
+            self.provider()
+        )))
     }
 
     /// Requests sent to the provider since this source was built.
@@ -189,7 +207,13 @@ pub struct WriteRequest {
 impl WriteRequest {
     /// A whole-value write that refuses unmanaged secrets and keeps the previous version.
     pub fn new(key: impl Into<String>, value: SecretValue) -> Self {
-        Self { key: key.into(), value, property: None, disable_previous: false, force: false }
+        Self {
+            key: key.into(),
+            value,
+            property: None,
+            disable_previous: false,
+            force: false,
+        }
     }
 }
 
@@ -338,7 +362,12 @@ impl CallStats {
     /// Records one request of `operation` (`BatchGetSecretValue`) that ended in `status`
     /// (`ok`, `not_found`, `throttled`, `error`, or an HTTP status code).
     pub fn record(&self, operation: &str, status: &str) {
-        *self.counts.lock().expect("lock").entry((operation.to_string(), status.to_string())).or_default() += 1;
+        *self
+            .counts
+            .lock()
+            .expect("lock")
+            .entry((operation.to_string(), status.to_string()))
+            .or_default() += 1;
     }
     /// Total requests.
     pub fn total(&self) -> u64 {
@@ -346,7 +375,13 @@ impl CallStats {
     }
     /// Requests of one operation, any status.
     pub fn of(&self, operation: &str) -> u64 {
-        self.counts.lock().expect("lock").iter().filter(|((op, _), _)| op == operation).map(|(_, n)| n).sum()
+        self.counts
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|((op, _), _)| op == operation)
+            .map(|(_, n)| n)
+            .sum()
     }
     /// A copy of all counts.
     pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {

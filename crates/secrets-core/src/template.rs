@@ -27,8 +27,25 @@ pub type TemplateContext = BTreeMap<String, SecretValue>;
 
 /// Functions this engine implements.
 pub const FUNCTIONS: &[&str] = &[
-    "b64enc", "b64dec", "upper", "lower", "trim", "trimPrefix", "trimSuffix", "replace", "quote", "squote", "toJson",
-    "fromJson", "toString", "default", "index", "printf", "indent", "nindent", "sha256sum",
+    "b64enc",
+    "b64dec",
+    "upper",
+    "lower",
+    "trim",
+    "trimPrefix",
+    "trimSuffix",
+    "replace",
+    "quote",
+    "squote",
+    "toJson",
+    "fromJson",
+    "toString",
+    "default",
+    "index",
+    "printf",
+    "indent",
+    "nindent",
+    "sha256sum",
 ];
 
 /// A parsed template.
@@ -114,7 +131,11 @@ impl Template {
             }
             nodes.push(Node::Action(pipeline));
         }
-        let text = if trim_next_text { rest.trim_start() } else { rest };
+        let text = if trim_next_text {
+            rest.trim_start()
+        } else {
+            rest
+        };
         if !text.is_empty() {
             nodes.push(Node::Text(text.to_string()));
         }
@@ -189,7 +210,9 @@ impl Tok {
     }
 }
 
-const CONTROL: &[&str] = &["if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"];
+const CONTROL: &[&str] = &[
+    "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+];
 
 fn lex(s: &str) -> Result<Vec<Tok>, String> {
     let mut toks = vec![];
@@ -216,12 +239,16 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                 let mut out = String::new();
                 i += 1;
                 loop {
-                    let Some(&d) = chars.get(i) else { return Err("unterminated string literal".into()) };
+                    let Some(&d) = chars.get(i) else {
+                        return Err("unterminated string literal".into());
+                    };
                     i += 1;
                     match d {
                         '"' => break,
                         '\\' => {
-                            let Some(&e) = chars.get(i) else { return Err("unterminated string literal".into()) };
+                            let Some(&e) = chars.get(i) else {
+                                return Err("unterminated string literal".into());
+                            };
                             i += 1;
                             out.push(match e {
                                 'n' => '\n',
@@ -229,7 +256,11 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                                 'r' => '\r',
                                 '\\' => '\\',
                                 '"' => '"',
-                                other => return Err(format!("unsupported escape `\\{other}` in string literal")),
+                                other => {
+                                    return Err(format!(
+                                        "unsupported escape `\\{other}` in string literal"
+                                    ));
+                                }
                             });
                         }
                         d => out.push(d),
@@ -239,7 +270,11 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
             }
             '`' => {
                 let start = i + 1;
-                let end = chars[start..].iter().position(|&d| d == '`').ok_or("unterminated raw string")? + start;
+                let end = chars[start..]
+                    .iter()
+                    .position(|&d| d == '`')
+                    .ok_or("unterminated raw string")?
+                    + start;
                 toks.push(Tok::Str(chars[start..end].iter().collect()));
                 i = end + 1;
             }
@@ -247,7 +282,9 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                 let mut parts = vec![];
                 let mut cur = String::new();
                 i += 1;
-                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.')
+                {
                     if chars[i] == '.' {
                         parts.push(std::mem::take(&mut cur));
                     } else {
@@ -336,14 +373,23 @@ impl Parser {
                     match id.as_str() {
                         "true" => args.push(Arg::Bool(true)),
                         "false" => args.push(Arg::Bool(false)),
-                        c if CONTROL.contains(&c) => return Err(format!("unsupported action `{c}`: control structures are not supported")),
+                        c if CONTROL.contains(&c) => {
+                            return Err(format!(
+                                "unsupported action `{c}`: control structures are not supported"
+                            ));
+                        }
                         f if FUNCTIONS.contains(&f) => {
                             if !args.is_empty() {
                                 return Err(format!("function `{f}` must come first in a command"));
                             }
                             args.push(Arg::Func(f.to_string()))
                         }
-                        f => return Err(format!("unsupported function `{f}` (supported: {})", FUNCTIONS.join(", "))),
+                        f => {
+                            return Err(format!(
+                                "unsupported function `{f}` (supported: {})",
+                                FUNCTIONS.join(", ")
+                            ));
+                        }
                     }
                 }
             }
@@ -370,18 +416,27 @@ fn eval_arg(a: &Arg, ctx: &TemplateContext) -> Result<Val, String> {
                 return Ok(Val::Dot);
             }
             let first = &path[0];
-            let v = ctx.get(first).ok_or_else(|| format!("map has no entry for key `{first}`"))?;
+            let v = ctx
+                .get(first)
+                .ok_or_else(|| format!("map has no entry for key `{first}`"))?;
             if path.len() == 1 {
                 return Ok(Val::Text(v.clone()));
             }
             let json: serde_json::Value = v
                 .expose_str()
                 .and_then(|s| serde_json::from_str(s).ok())
-                .ok_or_else(|| format!("`.{first}` is not a JSON object, cannot read `.{}`", path.join(".")))?;
+                .ok_or_else(|| {
+                    format!(
+                        "`.{first}` is not a JSON object, cannot read `.{}`",
+                        path.join(".")
+                    )
+                })?;
             field_of(Val::Json(json), &path[1..], &path.join("."))
         }
         Arg::Str(s) => Ok(Val::Json(serde_json::Value::String(s.clone()))),
-        Arg::Num(raw) => Ok(Val::Json(serde_json::from_str(raw).unwrap_or(serde_json::Value::String(raw.clone())))),
+        Arg::Num(raw) => Ok(Val::Json(
+            serde_json::from_str(raw).unwrap_or(serde_json::Value::String(raw.clone())),
+        )),
         Arg::Bool(b) => Ok(Val::Json(serde_json::Value::Bool(*b))),
         Arg::Sub(p) => eval_pipeline(p, ctx),
         Arg::Func(f) => call(f, vec![], ctx),
@@ -395,8 +450,14 @@ fn field_of(v: Val, path: &[String], full: &str) -> Result<Val, String> {
     };
     for p in path {
         cur = match cur {
-            serde_json::Value::Object(mut m) => m.remove(p).ok_or_else(|| format!("map has no entry for key `{p}` (in `.{full}`)"))?,
-            _ => return Err(format!("cannot read field `{p}` of a non-object (in `.{full}`)")),
+            serde_json::Value::Object(mut m) => m
+                .remove(p)
+                .ok_or_else(|| format!("map has no entry for key `{p}` (in `.{full}`)"))?,
+            _ => {
+                return Err(format!(
+                    "cannot read field `{p}` of a non-object (in `.{full}`)"
+                ));
+            }
         };
     }
     Ok(Val::Json(cur))
@@ -405,7 +466,10 @@ fn field_of(v: Val, path: &[String], full: &str) -> Result<Val, String> {
 fn eval_command(cmd: &Command, ctx: &TemplateContext, piped: Option<Val>) -> Result<Val, String> {
     match &cmd.0[0] {
         Arg::Func(f) => {
-            let mut args = cmd.0[1..].iter().map(|a| eval_arg(a, ctx)).collect::<Result<Vec<_>, _>>()?;
+            let mut args = cmd.0[1..]
+                .iter()
+                .map(|a| eval_arg(a, ctx))
+                .collect::<Result<Vec<_>, _>>()?;
             if let Some(p) = piped {
                 args.push(p);
             }
@@ -431,7 +495,9 @@ fn text(v: &Val, ctx: &TemplateContext) -> Result<Zeroizing<Vec<u8>>, String> {
 
 fn text_str(v: &Val, ctx: &TemplateContext, func: &str) -> Result<Zeroizing<String>, String> {
     let b = text(v, ctx)?;
-    String::from_utf8(b.to_vec()).map(Zeroizing::new).map_err(|_| format!("{func}: argument is not UTF-8 text"))
+    String::from_utf8(b.to_vec())
+        .map(Zeroizing::new)
+        .map_err(|_| format!("{func}: argument is not UTF-8 text"))
 }
 
 fn write_val(v: &Val, ctx: &TemplateContext, out: &mut Vec<u8>) -> Result<(), String> {
@@ -443,7 +509,12 @@ fn write_val(v: &Val, ctx: &TemplateContext, out: &mut Vec<u8>) -> Result<(), St
         Val::Dot => {
             let m: serde_json::Map<_, _> = ctx
                 .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(String::from_utf8_lossy(v.expose()).into_owned())))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        serde_json::Value::String(String::from_utf8_lossy(v.expose()).into_owned()),
+                    )
+                })
                 .collect();
             out.extend_from_slice(serde_json::Value::Object(m).to_string().as_bytes())
         }
@@ -454,7 +525,9 @@ fn write_val(v: &Val, ctx: &TemplateContext, out: &mut Vec<u8>) -> Result<(), St
 fn json_of(v: &Val, ctx: &TemplateContext) -> Result<serde_json::Value, String> {
     Ok(match v {
         Val::Json(j) => j.clone(),
-        other => serde_json::Value::String(String::from_utf8_lossy(&text(other, ctx)?).into_owned()),
+        other => {
+            serde_json::Value::String(String::from_utf8_lossy(&text(other, ctx)?).into_owned())
+        }
     })
 }
 
@@ -464,7 +537,10 @@ fn t(bytes: Vec<u8>) -> Val {
 
 fn arity(f: &str, args: &[Val], n: usize) -> Result<(), String> {
     if args.len() != n {
-        return Err(format!("function `{f}` takes {n} argument(s), got {}", args.len()));
+        return Err(format!(
+            "function `{f}` takes {n} argument(s), got {}",
+            args.len()
+        ));
     }
     Ok(())
 }
@@ -480,7 +556,9 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
             arity(f, &args, 1)?;
             let input = text(&args[0], ctx)?;
             b64.decode(input.trim_ascii())
-                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(input.trim_ascii()))
+                .or_else(|_| {
+                    base64::engine::general_purpose::STANDARD_NO_PAD.decode(input.trim_ascii())
+                })
                 .map(t)
                 .map_err(|_| "b64dec: argument is not valid base64".to_string())
         }
@@ -491,7 +569,9 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                 "upper" => s.to_uppercase().into_bytes(),
                 "lower" => s.to_lowercase().into_bytes(),
                 "trim" => s.trim().as_bytes().to_vec(),
-                "quote" => serde_json::Value::String(s.to_string()).to_string().into_bytes(),
+                "quote" => serde_json::Value::String(s.to_string())
+                    .to_string()
+                    .into_bytes(),
                 "squote" => format!("'{}'", &*s).into_bytes(),
                 "sha256sum" => {
                     use sha2::Digest;
@@ -504,12 +584,20 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
             arity(f, &args, 2)?;
             let affix = text_str(&args[0], ctx, f)?;
             let s = text_str(&args[1], ctx, f)?;
-            let r = if f == "trimPrefix" { s.strip_prefix(affix.as_str()) } else { s.strip_suffix(affix.as_str()) };
+            let r = if f == "trimPrefix" {
+                s.strip_prefix(affix.as_str())
+            } else {
+                s.strip_suffix(affix.as_str())
+            };
             Ok(t(r.unwrap_or(&s).as_bytes().to_vec()))
         }
         "replace" => {
             arity(f, &args, 3)?;
-            let (old, new, s) = (text_str(&args[0], ctx, f)?, text_str(&args[1], ctx, f)?, text_str(&args[2], ctx, f)?);
+            let (old, new, s) = (
+                text_str(&args[0], ctx, f)?,
+                text_str(&args[1], ctx, f)?,
+                text_str(&args[2], ctx, f)?,
+            );
             Ok(t(s.replace(old.as_str(), new.as_str()).into_bytes()))
         }
         "indent" | "nindent" => {
@@ -520,8 +608,17 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
             };
             let s = text_str(&args[1], ctx, f)?;
             let pad = " ".repeat(n);
-            let body = s.lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n");
-            Ok(t(if f == "nindent" { format!("\n{body}") } else { body }.into_bytes()))
+            let body = s
+                .lines()
+                .map(|l| format!("{pad}{l}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(t(if f == "nindent" {
+                format!("\n{body}")
+            } else {
+                body
+            }
+            .into_bytes()))
         }
         "toJson" => {
             arity(f, &args, 1)?;
@@ -530,19 +627,27 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
         "fromJson" => {
             arity(f, &args, 1)?;
             let s = text_str(&args[0], ctx, f)?;
-            serde_json::from_str(&s).map(Val::Json).map_err(|_| "fromJson: argument is not valid JSON".to_string())
+            serde_json::from_str(&s)
+                .map(Val::Json)
+                .map_err(|_| "fromJson: argument is not valid JSON".to_string())
         }
         "default" => {
             arity(f, &args, 2)?;
             let empty = match &args[1] {
                 Val::Text(s) => s.is_empty(),
-                Val::Json(j) => matches!(j, serde_json::Value::Null | serde_json::Value::Bool(false))
-                    || j.as_str().is_some_and(str::is_empty)
-                    || j.as_object().is_some_and(|o| o.is_empty())
-                    || j.as_array().is_some_and(|a| a.is_empty()),
+                Val::Json(j) => {
+                    matches!(j, serde_json::Value::Null | serde_json::Value::Bool(false))
+                        || j.as_str().is_some_and(str::is_empty)
+                        || j.as_object().is_some_and(|o| o.is_empty())
+                        || j.as_array().is_some_and(|a| a.is_empty())
+                }
                 Val::Dot => ctx.is_empty(),
             };
-            Ok(if empty { args[0].clone() } else { args[1].clone() })
+            Ok(if empty {
+                args[0].clone()
+            } else {
+                args[1].clone()
+            })
         }
         "index" => {
             if args.len() < 2 {
@@ -552,17 +657,26 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
             for k in &args[1..] {
                 let key = text_str(k, ctx, f)?;
                 cur = match cur {
-                    Val::Dot => Val::Text(ctx.get(key.as_str()).cloned().ok_or_else(|| format!("map has no entry for key `{}`", &*key))?),
-                    Val::Json(serde_json::Value::Object(mut m)) => {
-                        Val::Json(m.remove(key.as_str()).ok_or_else(|| format!("map has no entry for key `{}`", &*key))?)
-                    }
+                    Val::Dot => Val::Text(
+                        ctx.get(key.as_str())
+                            .cloned()
+                            .ok_or_else(|| format!("map has no entry for key `{}`", &*key))?,
+                    ),
+                    Val::Json(serde_json::Value::Object(mut m)) => Val::Json(
+                        m.remove(key.as_str())
+                            .ok_or_else(|| format!("map has no entry for key `{}`", &*key))?,
+                    ),
                     Val::Text(s) => {
                         let j: serde_json::Value = s
                             .expose_str()
                             .and_then(|s| serde_json::from_str(s).ok())
                             .ok_or("index: value is not a map")?;
                         match j {
-                            serde_json::Value::Object(mut m) => Val::Json(m.remove(key.as_str()).ok_or_else(|| format!("map has no entry for key `{}`", &*key))?),
+                            serde_json::Value::Object(mut m) => {
+                                Val::Json(m.remove(key.as_str()).ok_or_else(|| {
+                                    format!("map has no entry for key `{}`", &*key)
+                                })?)
+                            }
                             _ => return Err("index: value is not a map".into()),
                         }
                     }
@@ -591,12 +705,18 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                         let a = rest.next().ok_or("printf: missing argument")?;
                         if v == 'q' {
                             let s = text_str(a, ctx, f)?;
-                            out.extend_from_slice(serde_json::Value::String(s.to_string()).to_string().as_bytes());
+                            out.extend_from_slice(
+                                serde_json::Value::String(s.to_string())
+                                    .to_string()
+                                    .as_bytes(),
+                            );
                         } else {
                             write_val(a, ctx, &mut out)?;
                         }
                     }
-                    Some(o) => return Err(format!("printf: unsupported verb `%{o}` (%s %v %d %q %%)")),
+                    Some(o) => {
+                        return Err(format!("printf: unsupported verb `%{o}` (%s %v %d %q %%)"));
+                    }
                     None => return Err("printf: format ends with `%`".into()),
                 }
             }
@@ -611,27 +731,77 @@ mod tests {
     use super::*;
 
     fn render(src: &str, pairs: &[(&str, &str)]) -> Result<String, String> {
-        let ctx: TemplateContext = pairs.iter().map(|(k, v)| (k.to_string(), SecretValue::from(*v))).collect();
-        Template::parse(src)?.render(&ctx).map(|v| v.expose_str().unwrap().to_string())
+        let ctx: TemplateContext = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), SecretValue::from(*v)))
+            .collect();
+        Template::parse(src)?
+            .render(&ctx)
+            .map(|v| v.expose_str().unwrap().to_string())
     }
 
     #[test]
     fn interpolation_and_functions() {
-        assert_eq!(render("postgres://{{ .user }}:{{ .pass }}@db", &[("user", "u"), ("pass", "p")]).unwrap(), "postgres://u:p@db");
+        assert_eq!(
+            render(
+                "postgres://{{ .user }}:{{ .pass }}@db",
+                &[("user", "u"), ("pass", "p")]
+            )
+            .unwrap(),
+            "postgres://u:p@db"
+        );
         assert_eq!(render("{{ .a | b64enc }}", &[("a", "hi")]).unwrap(), "aGk=");
-        assert_eq!(render("{{ .a | b64dec | upper }}", &[("a", "aGk=")]).unwrap(), "HI");
+        assert_eq!(
+            render("{{ .a | b64dec | upper }}", &[("a", "aGk=")]).unwrap(),
+            "HI"
+        );
         assert_eq!(render("{{ b64dec .a }}", &[("a", "aGk=")]).unwrap(), "hi");
-        assert_eq!(render("{{ .a | lower | trim }}", &[("a", "  X ")]).unwrap(), "x");
-        assert_eq!(render("{{ (fromJson .j).user }}", &[("j", r#"{"user":"bob"}"#)]).unwrap_err(), "only a function can take arguments");
-        assert_eq!(render("{{ index (fromJson .j) \"user\" }}", &[("j", r#"{"user":"bob"}"#)]).unwrap(), "bob");
-        assert_eq!(render("{{ .j.user }}", &[("j", r#"{"user":"bob"}"#)]).unwrap(), "bob");
-        assert_eq!(render("{{ .a | toJson }}", &[("a", "x\"y")]).unwrap(), r#""x\"y""#);
-        assert_eq!(render(r#"{{ index . "my-key" }}"#, &[("my-key", "v")]).unwrap(), "v");
-        assert_eq!(render(r#"{{ printf "%s:%s" .a .b }}"#, &[("a", "1"), ("b", "2")]).unwrap(), "1:2");
+        assert_eq!(
+            render("{{ .a | lower | trim }}", &[("a", "  X ")]).unwrap(),
+            "x"
+        );
+        assert_eq!(
+            render("{{ (fromJson .j).user }}", &[("j", r#"{"user":"bob"}"#)]).unwrap_err(),
+            "only a function can take arguments"
+        );
+        assert_eq!(
+            render(
+                "{{ index (fromJson .j) \"user\" }}",
+                &[("j", r#"{"user":"bob"}"#)]
+            )
+            .unwrap(),
+            "bob"
+        );
+        assert_eq!(
+            render("{{ .j.user }}", &[("j", r#"{"user":"bob"}"#)]).unwrap(),
+            "bob"
+        );
+        assert_eq!(
+            render("{{ .a | toJson }}", &[("a", "x\"y")]).unwrap(),
+            r#""x\"y""#
+        );
+        assert_eq!(
+            render(r#"{{ index . "my-key" }}"#, &[("my-key", "v")]).unwrap(),
+            "v"
+        );
+        assert_eq!(
+            render(r#"{{ printf "%s:%s" .a .b }}"#, &[("a", "1"), ("b", "2")]).unwrap(),
+            "1:2"
+        );
         assert_eq!(render("a {{- .x -}} b", &[("x", "X")]).unwrap(), "aXb");
         assert_eq!(render("{{/* note */}}v", &[]).unwrap(), "v");
-        assert_eq!(render(r#"{{ .missing | default "d" }}"#, &[("missing", "")]).unwrap(), "d");
-        assert_eq!(render(r#"{"auths":{"r":{"auth":"{{ printf "%s:%s" .u .p | b64enc }}"}}}"#, &[("u", "a"), ("p", "b")]).unwrap(), r#"{"auths":{"r":{"auth":"YTpi"}}}"#);
+        assert_eq!(
+            render(r#"{{ .missing | default "d" }}"#, &[("missing", "")]).unwrap(),
+            "d"
+        );
+        assert_eq!(
+            render(
+                r#"{"auths":{"r":{"auth":"{{ printf "%s:%s" .u .p | b64enc }}"}}}"#,
+                &[("u", "a"), ("p", "b")]
+            )
+            .unwrap(),
+            r#"{"auths":{"r":{"auth":"YTpi"}}}"#
+        );
     }
 
     #[test]

@@ -191,7 +191,10 @@ mod tests {
         let mut m = SecretMap::new();
         m.insert("PASSWORD", v);
         let dbg = format!("{m:?}");
-        assert!(dbg.contains("PASSWORD") && !dbg.contains("hunter2"), "{dbg}");
+        assert!(
+            dbg.contains("PASSWORD") && !dbg.contains("hunter2"),
+            "{dbg}"
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ use crate::value::{SecretMap, SecretValue};
 
 /// Whether `k` is a valid Secret/ConfigMap data key: `[-._a-zA-Z0-9]+`, at most 253 bytes.
 pub fn is_valid_secret_key(k: &str) -> bool {
-    !k.is_empty() && k.len() <= 253 && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    !k.is_empty()
+        && k.len() <= 253
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 /// Reads `property` of a JSON value with gjson path semantics, as ESO does: a property
@@ -23,7 +26,11 @@ pub fn get_property(value: &SecretValue, property: &str, key: &str) -> Result<Se
     let text = value
         .expose_str()
         .filter(|t| gjson::valid(t))
-        .ok_or_else(|| Error::invalid(format!("remote key `{key}` is not JSON, but property `{property}` is set")))?;
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "remote key `{key}` is not JSON, but property `{property}` is set"
+            ))
+        })?;
     if property.contains('.') {
         let escaped = property.replace('.', "\\.");
         let v = gjson::get(text, &escaped);
@@ -33,7 +40,9 @@ pub fn get_property(value: &SecretValue, property: &str, key: &str) -> Result<Se
     }
     let v = gjson::get(text, property);
     if !v.exists() {
-        return Err(Error::not_found(format!("property `{property}` in remote key `{key}`")));
+        return Err(Error::not_found(format!(
+            "property `{property}` in remote key `{key}`"
+        )));
     }
     Ok(SecretValue::from(v.str()))
 }
@@ -49,13 +58,25 @@ pub fn decode(value: SecretValue, strategy: DecodingStrategy, what: &str) -> Res
         DecodingStrategy::None => Ok(value),
         DecodingStrategy::Base64 => try_engines(&[&STANDARD, &STANDARD_NO_PAD])
             .map(SecretValue::new)
-            .ok_or_else(|| Error::invalid(format!("{what}: value is not valid base64 (decodingStrategy Base64)"))),
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{what}: value is not valid base64 (decodingStrategy Base64)"
+                ))
+            }),
         DecodingStrategy::Base64Url => try_engines(&[&URL_SAFE, &URL_SAFE_NO_PAD])
             .map(SecretValue::new)
-            .ok_or_else(|| Error::invalid(format!("{what}: value is not valid base64url (decodingStrategy Base64URL)"))),
-        DecodingStrategy::Auto => Ok(try_engines(&[&STANDARD, &URL_SAFE, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD])
-            .map(SecretValue::new)
-            .unwrap_or(value)),
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{what}: value is not valid base64url (decodingStrategy Base64URL)"
+                ))
+            }),
+        DecodingStrategy::Auto => {
+            Ok(
+                try_engines(&[&STANDARD, &URL_SAFE, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD])
+                    .map(SecretValue::new)
+                    .unwrap_or(value),
+            )
+        }
     }
 }
 
@@ -65,10 +86,16 @@ pub fn extract_all(value: &SecretValue, key: &str) -> Result<SecretMap> {
     let text = value
         .expose_str()
         .filter(|t| gjson::valid(t))
-        .ok_or_else(|| Error::invalid(format!("remote key `{key}` is not a JSON object (dataFrom.extract)")))?;
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "remote key `{key}` is not a JSON object (dataFrom.extract)"
+            ))
+        })?;
     let root = gjson::parse(text);
     if root.kind() != gjson::Kind::Object {
-        return Err(Error::invalid(format!("remote key `{key}` is not a JSON object (dataFrom.extract)")));
+        return Err(Error::invalid(format!(
+            "remote key `{key}` is not a JSON object (dataFrom.extract)"
+        )));
     }
     let mut out = SecretMap::new();
     root.each(|k, v| {
@@ -81,7 +108,15 @@ pub fn extract_all(value: &SecretValue, key: &str) -> Result<SecretMap> {
 /// Key conversion of `find` results (ESO's `Default` conversion): every character outside
 /// `[-._a-zA-Z0-9]` becomes `_`, so `crawbl/dev/backend/redis` is `crawbl_dev_backend_redis`.
 pub fn convert_key(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Applies `rewrite` rules in order to every key. `at` is the field path for errors.
@@ -90,17 +125,24 @@ pub fn rewrite_keys(map: SecretMap, rules: &[Rewrite], at: &str) -> Result<Secre
     for (j, rule) in rules.iter().enumerate() {
         let mut next = SecretMap::new();
         if let Some(r) = &rule.regexp {
-            let re = regex::Regex::new(&r.source)
-                .map_err(|e| Error::invalid(format!("{at}.rewrite[{j}].regexp.source: invalid regexp: {e}")))?;
+            let re = regex::Regex::new(&r.source).map_err(|e| {
+                Error::invalid(format!(
+                    "{at}.rewrite[{j}].regexp.source: invalid regexp: {e}"
+                ))
+            })?;
             for (k, v) in map {
                 next.insert(re.replace_all(&k, r.target.as_str()).into_owned(), v);
             }
         } else if let Some(t) = &rule.transform {
-            let tpl = Template::parse(&t.template).map_err(|e| Error::invalid(format!("{at}.rewrite[{j}].transform.template: {e}")))?;
+            let tpl = Template::parse(&t.template).map_err(|e| {
+                Error::invalid(format!("{at}.rewrite[{j}].transform.template: {e}"))
+            })?;
             for (k, v) in map {
                 let mut ctx = TemplateContext::new();
                 ctx.insert("value".to_string(), SecretValue::from(k.as_str()));
-                let rendered = tpl.render(&ctx).map_err(|e| Error::invalid(format!("{at}.rewrite[{j}].transform.template: {e}")))?;
+                let rendered = tpl.render(&ctx).map_err(|e| {
+                    Error::invalid(format!("{at}.rewrite[{j}].transform.template: {e}"))
+                })?;
                 let new_key = rendered.expose_str().unwrap_or_default().to_string();
                 next.insert(new_key, v);
             }
@@ -122,17 +164,31 @@ mod tests {
 
     #[test]
     fn property_semantics_match_eso() {
-        let v = SecretValue::from(r#"{"a":{"b":"nested"},"a.b":"flat","n":5,"o":{"x":[1,2]},"z":null}"#);
-        assert_eq!(s(&get_property(&v, "a.b", "k").unwrap()), "flat", "escaped key first");
+        let v = SecretValue::from(
+            r#"{"a":{"b":"nested"},"a.b":"flat","n":5,"o":{"x":[1,2]},"z":null}"#,
+        );
+        assert_eq!(
+            s(&get_property(&v, "a.b", "k").unwrap()),
+            "flat",
+            "escaped key first"
+        );
         assert_eq!(s(&get_property(&v, "o.x", "k").unwrap()), "[1,2]");
         assert_eq!(s(&get_property(&v, "o", "k").unwrap()), r#"{"x":[1,2]}"#);
         assert_eq!(s(&get_property(&v, "n", "k").unwrap()), "5");
         assert_eq!(s(&get_property(&v, "z", "k").unwrap()), "");
         assert_eq!(s(&get_property(&v, "o.x.1", "k").unwrap()), "2");
         let e = get_property(&v, "missing", "db").unwrap_err();
-        assert!(e.is_not_found() && e.to_string().contains("`missing`") && e.to_string().contains("`db`"), "{e}");
+        assert!(
+            e.is_not_found()
+                && e.to_string().contains("`missing`")
+                && e.to_string().contains("`db`"),
+            "{e}"
+        );
         let e = get_property(&SecretValue::from("plain-canary"), "x", "db").unwrap_err();
-        assert!(e.to_string().contains("not JSON") && !e.to_string().contains("canary"), "{e}");
+        assert!(
+            e.to_string().contains("not JSON") && !e.to_string().contains("canary"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -140,9 +196,15 @@ mod tests {
         let d = |v: &str, st| decode(SecretValue::from(v), st, "k").map(|v| v.expose().to_vec());
         assert_eq!(d("aGVsbG8=", DecodingStrategy::Base64).unwrap(), b"hello");
         assert_eq!(d("aGVsbG8", DecodingStrategy::Base64).unwrap(), b"hello");
-        assert_eq!(d("_-8", DecodingStrategy::Base64Url).unwrap(), vec![0xff, 0xef]);
+        assert_eq!(
+            d("_-8", DecodingStrategy::Base64Url).unwrap(),
+            vec![0xff, 0xef]
+        );
         assert!(d("!!", DecodingStrategy::Base64).is_err());
-        assert_eq!(d("not base64!", DecodingStrategy::Auto).unwrap(), b"not base64!");
+        assert_eq!(
+            d("not base64!", DecodingStrategy::Auto).unwrap(),
+            b"not base64!"
+        );
         assert_eq!(d("aGVsbG8=", DecodingStrategy::Auto).unwrap(), b"hello");
         assert_eq!(d("aGVsbG8=", DecodingStrategy::None).unwrap(), b"aGVsbG8=");
     }
@@ -154,8 +216,15 @@ mod tests {
         assert_eq!(s(m.get("n").unwrap()), r#"{"a":1}"#);
         assert_eq!(s(m.get("b").unwrap()), "true");
         assert!(extract_all(&SecretValue::from("[1]"), "k").is_err());
-        assert_eq!(convert_key("crawbl/dev/backend/redis"), "crawbl_dev_backend_redis");
-        assert!(is_valid_secret_key("a-b_c.D9") && !is_valid_secret_key("a/b") && !is_valid_secret_key(""));
+        assert_eq!(
+            convert_key("crawbl/dev/backend/redis"),
+            "crawbl_dev_backend_redis"
+        );
+        assert!(
+            is_valid_secret_key("a-b_c.D9")
+                && !is_valid_secret_key("a/b")
+                && !is_valid_secret_key("")
+        );
     }
 
     #[test]

@@ -55,7 +55,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { sink_concurrency: 16, fetch_timeout: Duration::from_secs(60) }
+        Self {
+            sink_concurrency: 16,
+            fetch_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -121,7 +124,8 @@ impl Engine {
 
     /// Stores that failed to build: specs using them fail with this error.
     pub fn with_store_error(mut self, store: StoreId, error: &crate::Error) -> Self {
-        self.store_errors.insert(store, SpecError::from_error(error));
+        self.store_errors
+            .insert(store, SpecError::from_error(error));
         self
     }
 
@@ -147,13 +151,21 @@ impl Engine {
 
     /// The desired state of one ExternalSecret, fetched now (no write). Used by rotation
     /// to verify targets.
-    pub async fn desired(&self, manifests: &Manifests, id: &SpecId) -> Result<DesiredTarget, SpecError> {
-        let es = manifests.external_secrets.iter().find(|e| &e.id() == id).ok_or_else(|| SpecError {
-            message: format!("no ExternalSecret {id}"),
-            retryable: false,
-            retry_after: None,
-            not_found: true,
-        })?;
+    pub async fn desired(
+        &self,
+        manifests: &Manifests,
+        id: &SpecId,
+    ) -> Result<DesiredTarget, SpecError> {
+        let es = manifests
+            .external_secrets
+            .iter()
+            .find(|e| &e.id() == id)
+            .ok_or_else(|| SpecError {
+                message: format!("no ExternalSecret {id}"),
+                retryable: false,
+                retry_after: None,
+                not_found: true,
+            })?;
         let store = self.spec_store(es)?;
         let fetched = self.fetch(std::slice::from_ref(es)).await.0;
         render::render(es, &store, &fetched, &self.key)
@@ -161,7 +173,10 @@ impl Engine {
 
     fn spec_store(&self, es: &ExternalSecret) -> Result<StoreId, SpecError> {
         let id = es.store_id().ok_or_else(|| SpecError {
-            message: format!("{}: missing secretStoreRef", es.origin.field("spec.secretStoreRef")),
+            message: format!(
+                "{}: missing secretStoreRef",
+                es.origin.field("spec.secretStoreRef")
+            ),
             retryable: false,
             retry_after: None,
             not_found: false,
@@ -171,7 +186,10 @@ impl Engine {
         }
         if !self.stores.contains_key(&id) {
             return Err(SpecError {
-                message: format!("{}: missing store: {id} is not in the given manifests", es.origin.field("spec.secretStoreRef.name")),
+                message: format!(
+                    "{}: missing store: {id} is not in the given manifests",
+                    es.origin.field("spec.secretStoreRef.name")
+                ),
                 retryable: false,
                 retry_after: None,
                 not_found: false,
@@ -194,7 +212,11 @@ impl Engine {
         let provider_calls = self.api_calls().saturating_sub(calls_before);
 
         // Render every spec.
-        let mut jobs: Vec<(SpecReport, Result<DesiredTarget, SpecError>, Vec<ConsumerRef>)> = vec![];
+        let mut jobs: Vec<(
+            SpecReport,
+            Result<DesiredTarget, SpecError>,
+            Vec<ConsumerRef>,
+        )> = vec![];
         for es in &specs {
             let report = SpecReport {
                 kind: "ExternalSecret".into(),
@@ -211,7 +233,9 @@ impl Engine {
                 retryable: false,
                 retry_after: None,
             };
-            let desired = self.spec_store(es).and_then(|store| render::render(es, &store, &fetched, &self.key));
+            let desired = self
+                .spec_store(es)
+                .and_then(|store| render::render(es, &store, &fetched, &self.key));
             jobs.push((report, desired, es.declared_consumers().unwrap_or_default()));
         }
         if opts.only.is_none() {
@@ -236,22 +260,46 @@ impl Engine {
         }
 
         // Diff and apply, bounded concurrency.
-        let deletion_policy: HashMap<String, DeletionPolicy> =
-            specs.iter().map(|e| (e.target_ref().to_string(), e.spec.target.deletion_policy)).collect();
-        let targets_by_id: HashMap<String, TargetRef> = specs.iter().map(|e| (e.target_ref().to_string(), e.target_ref())).collect();
+        let deletion_policy: HashMap<String, DeletionPolicy> = specs
+            .iter()
+            .map(|e| (e.target_ref().to_string(), e.spec.target.deletion_policy))
+            .collect();
+        let targets_by_id: HashMap<String, TargetRef> = specs
+            .iter()
+            .map(|e| (e.target_ref().to_string(), e.target_ref()))
+            .collect();
         let caps = self.sink.capabilities();
         let futures: Vec<_> = jobs
             .into_iter()
             .map(|(report, desired, consumers)| {
-                let policy = deletion_policy.get(&report.target).copied().unwrap_or_default();
+                let policy = deletion_policy
+                    .get(&report.target)
+                    .copied()
+                    .unwrap_or_default();
                 let target = targets_by_id.get(&report.target).cloned();
-                self.apply_one(report, desired, consumers, policy, target, &caps, opts.dry_run)
+                self.apply_one(
+                    report,
+                    desired,
+                    consumers,
+                    policy,
+                    target,
+                    &caps,
+                    opts.dry_run,
+                )
             })
             .collect();
         let results: Vec<(SpecReport, Option<RestartRequest>, bool)> =
-            futures::stream::iter(futures).buffered(self.config.sink_concurrency.max(1)).collect().await;
+            futures::stream::iter(futures)
+                .buffered(self.config.sink_concurrency.max(1))
+                .collect()
+                .await;
 
-        let mut report = CycleReport { dry_run: opts.dry_run, provider_calls, values_read, ..Default::default() };
+        let mut report = CycleReport {
+            dry_run: opts.dry_run,
+            provider_calls,
+            values_read,
+            ..Default::default()
+        };
         let mut restarts = vec![];
         for (spec, restart, wrote) in results {
             if wrote {
@@ -275,7 +323,12 @@ impl Engine {
         for s in report.failed() {
             tracing::warn!(spec = %format!("{}/{}", s.namespace, s.name), error = %s.message, "sync failed");
         }
-        tracing::debug!(writes = report.writes, provider_calls = report.provider_calls, specs = report.specs.len(), "cycle done");
+        tracing::debug!(
+            writes = report.writes,
+            provider_calls = report.provider_calls,
+            specs = report.specs.len(),
+            "cycle done"
+        );
         report
     }
 
@@ -307,7 +360,11 @@ impl Engine {
                     return match self.sink.delete(&t).await {
                         Ok(deleted) => {
                             report.status = SyncStatus::SecretSynced;
-                            report.outcome = if deleted { Outcome::Deleted } else { Outcome::Unchanged };
+                            report.outcome = if deleted {
+                                Outcome::Deleted
+                            } else {
+                                Outcome::Unchanged
+                            };
                             report.changed = deleted;
                             report.message = format!("remote secret gone ({})", e.message);
                             (report, None, deleted)
@@ -336,18 +393,33 @@ impl Engine {
             }
         };
         if let Some(cur) = &current {
-            report.previous_fingerprint = Some(render::fingerprint_of(
-                &DesiredTarget { data: cur.data.clone(), secret_type: cur.secret_type.clone(), labels: desired.labels.clone(), annotations: desired.annotations.clone(), ..desired.clone() },
-                &self.key,
-            ).short());
+            report.previous_fingerprint = Some(
+                render::fingerprint_of(
+                    &DesiredTarget {
+                        data: cur.data.clone(),
+                        secret_type: cur.secret_type.clone(),
+                        labels: desired.labels.clone(),
+                        annotations: desired.annotations.clone(),
+                        ..desired.clone()
+                    },
+                    &self.key,
+                )
+                .short(),
+            );
         }
-        let unchanged = current.as_ref().is_some_and(|c| target_matches(&desired, c, caps));
+        let unchanged = current
+            .as_ref()
+            .is_some_and(|c| target_matches(&desired, c, caps));
         if unchanged || desired.creation_policy == CreationPolicy::None {
             report.status = SyncStatus::SecretSynced;
             report.outcome = Outcome::Unchanged;
             return (report, None, false);
         }
-        let would = if current.is_some() { Outcome::Updated } else { Outcome::Created };
+        let would = if current.is_some() {
+            Outcome::Updated
+        } else {
+            Outcome::Created
+        };
         if dry_run {
             report.status = SyncStatus::SecretSynced;
             report.outcome = would;
@@ -363,7 +435,10 @@ impl Engine {
                     ApplyOutcome::Unchanged => Outcome::Unchanged,
                 };
                 report.changed = outcome != ApplyOutcome::Unchanged;
-                let restart = (outcome == ApplyOutcome::Updated).then(|| RestartRequest { target: desired.target.clone(), declared: consumers });
+                let restart = (outcome == ApplyOutcome::Updated).then(|| RestartRequest {
+                    target: desired.target.clone(),
+                    declared: consumers,
+                });
                 (report, restart, outcome != ApplyOutcome::Unchanged)
             }
             Err(e) => {
@@ -389,7 +464,9 @@ impl Engine {
         }
         let mut needs: BTreeMap<StoreId, Needs> = BTreeMap::new();
         for es in specs {
-            let Ok(store) = self.spec_store(es) else { continue };
+            let Ok(store) = self.spec_store(es) else {
+                continue;
+            };
             let n = needs.entry(store).or_default();
             let mut add = |r: &crate::manifest::RemoteRef| {
                 if is_metadata(r) {
@@ -417,13 +494,19 @@ impl Engine {
                 match tokio::time::timeout(self.config.fetch_timeout, work).await {
                     Ok(r) => (id, Ok(r)),
                     Err(_) => {
-                        let message = format!("fetch from {id} timed out after {}s", self.config.fetch_timeout.as_secs());
-                        (id, Err(SpecError {
-                        message,
-                        retryable: true,
-                        retry_after: None,
-                        not_found: false,
-                    }))
+                        let message = format!(
+                            "fetch from {id} timed out after {}s",
+                            self.config.fetch_timeout.as_secs()
+                        );
+                        (
+                            id,
+                            Err(SpecError {
+                                message,
+                                retryable: true,
+                                retry_after: None,
+                                not_found: false,
+                            }),
+                        )
                     }
                 }
             }
@@ -444,16 +527,27 @@ impl Engine {
                     for es in specs {
                         if self.spec_store(es).ok().as_ref() == Some(&id) {
                             for d in &es.spec.data {
-                                fetched.values.insert((id.clone(), remote_key(&d.remote_ref)), Err(e.clone()));
-                                fetched.metadata.insert((id.clone(), d.remote_ref.key.clone()), Err(e.clone()));
+                                fetched.values.insert(
+                                    (id.clone(), remote_key(&d.remote_ref)),
+                                    Err(e.clone()),
+                                );
+                                fetched
+                                    .metadata
+                                    .insert((id.clone(), d.remote_ref.key.clone()), Err(e.clone()));
                             }
                             for df in &es.spec.data_from {
                                 if let Some(x) = &df.extract {
-                                    fetched.values.insert((id.clone(), remote_key(x)), Err(e.clone()));
-                                    fetched.metadata.insert((id.clone(), x.key.clone()), Err(e.clone()));
+                                    fetched
+                                        .values
+                                        .insert((id.clone(), remote_key(x)), Err(e.clone()));
+                                    fetched
+                                        .metadata
+                                        .insert((id.clone(), x.key.clone()), Err(e.clone()));
                                 }
                                 if let Some(f) = &df.find {
-                                    fetched.finds.insert((id.clone(), find_query(f)), Err(e.clone()));
+                                    fetched
+                                        .finds
+                                        .insert((id.clone(), find_query(f)), Err(e.clone()));
                                 }
                             }
                         }
@@ -474,7 +568,10 @@ impl Engine {
     ) -> (Fetched, u64) {
         let mut out = Fetched::default();
         for q in finds {
-            let r = source.find(&q).await.map_err(|e| SpecError::from_error(&e.context(format!("find in {id}"))));
+            let r = source
+                .find(&q)
+                .await
+                .map_err(|e| SpecError::from_error(&e.context(format!("find in {id}"))));
             if let Ok(names) = &r {
                 keys.extend(names.iter().map(|n| RemoteKey::new(n.clone())));
             }
@@ -495,7 +592,9 @@ impl Engine {
                     },
                     Ok(None) => to_read.push((k, None)),
                     Err(e) => {
-                        let e = SpecError::from_error(&e.context(format!("remote key `{}` in {id}", k.key)));
+                        let e = SpecError::from_error(
+                            &e.context(format!("remote key `{}` in {id}", k.key)),
+                        );
                         out.values.insert((id.clone(), k), Err(e));
                     }
                 }
@@ -512,13 +611,21 @@ impl Engine {
                 match r {
                     Ok(f) => {
                         if let Some(token) = token.or(f.version.clone()) {
-                            cache.insert((id.clone(), k.clone()), Cached { token, value: f.value.clone() });
+                            cache.insert(
+                                (id.clone(), k.clone()),
+                                Cached {
+                                    token,
+                                    value: f.value.clone(),
+                                },
+                            );
                         }
                         out.values.insert((id.clone(), k), Ok(f.value));
                     }
                     Err(e) => {
                         cache.remove(&(id.clone(), k.clone()));
-                        let e = SpecError::from_error(&e.context(format!("remote key `{}` in {id}", k.key)));
+                        let e = SpecError::from_error(
+                            &e.context(format!("remote key `{}` in {id}", k.key)),
+                        );
                         out.values.insert((id.clone(), k), Err(e));
                     }
                 }
@@ -528,8 +635,14 @@ impl Engine {
             let r = source
                 .metadata(&key)
                 .await
-                .map(|m| SecretValue::from(serde_json::to_string(&m).expect("a string map serializes")))
-                .map_err(|e| SpecError::from_error(&e.context(format!("metadata of remote key `{key}` in {id}"))));
+                .map(|m| {
+                    SecretValue::from(serde_json::to_string(&m).expect("a string map serializes"))
+                })
+                .map_err(|e| {
+                    SpecError::from_error(
+                        &e.context(format!("metadata of remote key `{key}` in {id}")),
+                    )
+                });
             out.metadata.insert((id.clone(), key), r);
         }
         (out, n)

@@ -31,10 +31,18 @@ pub struct SpecError {
 
 impl SpecError {
     pub(crate) fn from_error(e: &Error) -> Self {
-        Self { message: e.to_string(), retryable: e.is_retryable(), retry_after: e.retry_after(), not_found: e.is_not_found() }
+        Self {
+            message: e.to_string(),
+            retryable: e.is_retryable(),
+            retry_after: e.retry_after(),
+            not_found: e.is_not_found(),
+        }
     }
     pub(crate) fn at(&self, loc: &Location, field: &str) -> Self {
-        Self { message: format!("{}: {}", loc.field(field), self.message), ..self.clone() }
+        Self {
+            message: format!("{}: {}", loc.field(field), self.message),
+            ..self.clone()
+        }
     }
     pub(crate) fn invalid(loc: &Location, field: &str, e: &Error) -> Self {
         Self::from_error(e).at(loc, field)
@@ -50,7 +58,10 @@ pub(crate) struct Fetched {
 }
 
 pub(crate) fn remote_key(r: &RemoteRef) -> RemoteKey {
-    RemoteKey { key: r.key.clone(), version: r.version.clone() }
+    RemoteKey {
+        key: r.key.clone(),
+        version: r.version.clone(),
+    }
 }
 
 pub(crate) fn is_metadata(r: &RemoteRef) -> bool {
@@ -58,32 +69,62 @@ pub(crate) fn is_metadata(r: &RemoteRef) -> bool {
 }
 
 pub(crate) fn find_query(f: &crate::manifest::Find) -> FindQuery {
-    FindQuery { name_regexp: f.name.as_ref().map(|n| n.regexp.clone()), path: f.path.clone(), tags: f.tags.clone() }
+    FindQuery {
+        name_regexp: f.name.as_ref().map(|n| n.regexp.clone()),
+        path: f.path.clone(),
+        tags: f.tags.clone(),
+    }
 }
 
 impl Fetched {
     fn value(&self, store: &StoreId, r: &RemoteRef) -> Result<SecretValue, SpecError> {
         if is_metadata(r) {
-            return self.metadata.get(&(store.clone(), r.key.clone())).cloned().unwrap_or_else(|| Err(missing()));
+            return self
+                .metadata
+                .get(&(store.clone(), r.key.clone()))
+                .cloned()
+                .unwrap_or_else(|| Err(missing()));
         }
-        self.values.get(&(store.clone(), remote_key(r))).cloned().unwrap_or_else(|| Err(missing()))
+        self.values
+            .get(&(store.clone(), remote_key(r)))
+            .cloned()
+            .unwrap_or_else(|| Err(missing()))
     }
 }
 
 fn missing() -> SpecError {
-    SpecError { message: "internal: value was not fetched".into(), retryable: true, retry_after: None, not_found: false }
+    SpecError {
+        message: "internal: value was not fetched".into(),
+        retryable: true,
+        retry_after: None,
+        not_found: false,
+    }
 }
 
 /// One `remoteRef` / `extract` value after property and decoding.
-fn resolve(r: &RemoteRef, v: SecretValue, loc: &Location, path: &str) -> Result<SecretValue, SpecError> {
+fn resolve(
+    r: &RemoteRef,
+    v: SecretValue,
+    loc: &Location,
+    path: &str,
+) -> Result<SecretValue, SpecError> {
     let v = match &r.property {
-        Some(p) if !p.is_empty() => values::get_property(&v, p, &r.key).map_err(|e| SpecError::invalid(loc, &format!("{path}.property"), &e))?,
+        Some(p) if !p.is_empty() => values::get_property(&v, p, &r.key)
+            .map_err(|e| SpecError::invalid(loc, &format!("{path}.property"), &e))?,
         _ => v,
     };
-    let v = values::decode(v, r.decoding_strategy.unwrap_or_default(), &format!("remote key `{}`", r.key))
-        .map_err(|e| SpecError::invalid(loc, &format!("{path}.decodingStrategy"), &e))?;
+    let v = values::decode(
+        v,
+        r.decoding_strategy.unwrap_or_default(),
+        &format!("remote key `{}`", r.key),
+    )
+    .map_err(|e| SpecError::invalid(loc, &format!("{path}.decodingStrategy"), &e))?;
     if r.null_byte_policy.as_deref() == Some("Fail") && v.expose().contains(&0) {
-        return Err(SpecError::invalid(loc, &format!("{path}.nullBytePolicy"), &Error::invalid(format!("remote key `{}` contains a NUL byte", r.key))));
+        return Err(SpecError::invalid(
+            loc,
+            &format!("{path}.nullBytePolicy"),
+            &Error::invalid(format!("remote key `{}` contains a NUL byte", r.key)),
+        ));
     }
     Ok(v)
 }
@@ -96,20 +137,34 @@ fn collect_data(es: &ExternalSecret, store: &StoreId, f: &Fetched) -> Result<Sec
         let p = format!("spec.dataFrom[{i}]");
         let mut part = SecretMap::new();
         if let Some(x) = &df.extract {
-            let raw = f.value(store, x).map_err(|e| e.at(loc, &format!("{p}.extract.key")))?;
+            let raw = f
+                .value(store, x)
+                .map_err(|e| e.at(loc, &format!("{p}.extract.key")))?;
             let raw = match &x.property {
-                Some(prop) if !prop.is_empty() => values::get_property(&raw, prop, &x.key).map_err(|e| SpecError::invalid(loc, &format!("{p}.extract.property"), &e))?,
+                Some(prop) if !prop.is_empty() => values::get_property(&raw, prop, &x.key)
+                    .map_err(|e| SpecError::invalid(loc, &format!("{p}.extract.property"), &e))?,
                 _ => raw,
             };
-            let all = values::extract_all(&raw, &x.key).map_err(|e| SpecError::invalid(loc, &format!("{p}.extract"), &e))?;
+            let all = values::extract_all(&raw, &x.key)
+                .map_err(|e| SpecError::invalid(loc, &format!("{p}.extract"), &e))?;
             let strategy = x.decoding_strategy.unwrap_or_default();
             for (k, v) in all {
                 let what = format!("key `{k}` of remote key `{}`", x.key);
-                part.insert(k, values::decode(v, strategy, &what).map_err(|e| SpecError::invalid(loc, &format!("{p}.extract.decodingStrategy"), &e))?);
+                part.insert(
+                    k,
+                    values::decode(v, strategy, &what).map_err(|e| {
+                        SpecError::invalid(loc, &format!("{p}.extract.decodingStrategy"), &e)
+                    })?,
+                );
             }
         } else if let Some(find) = &df.find {
             let q = find_query(find);
-            let names = f.finds.get(&(store.clone(), q)).cloned().unwrap_or_else(|| Err(missing())).map_err(|e| e.at(loc, &format!("{p}.find")))?;
+            let names = f
+                .finds
+                .get(&(store.clone(), q))
+                .cloned()
+                .unwrap_or_else(|| Err(missing()))
+                .map_err(|e| e.at(loc, &format!("{p}.find")))?;
             let strategy = find.decoding_strategy.unwrap_or_default();
             for name in names {
                 let v = f
@@ -118,25 +173,42 @@ fn collect_data(es: &ExternalSecret, store: &StoreId, f: &Fetched) -> Result<Sec
                     .cloned()
                     .unwrap_or_else(|| Err(missing()))
                     .map_err(|e| e.at(loc, &format!("{p}.find (remote key `{name}`)")))?;
-                let v = values::decode(v, strategy, &format!("remote key `{name}`")).map_err(|e| SpecError::invalid(loc, &format!("{p}.find.decodingStrategy"), &e))?;
+                let v =
+                    values::decode(v, strategy, &format!("remote key `{name}`")).map_err(|e| {
+                        SpecError::invalid(loc, &format!("{p}.find.decodingStrategy"), &e)
+                    })?;
                 part.insert(name, v);
             }
         }
-        let part = values::rewrite_keys(part, &df.rewrite, &p).map_err(|e| SpecError::invalid(loc, &format!("{p}.rewrite"), &e))?;
+        let part = values::rewrite_keys(part, &df.rewrite, &p)
+            .map_err(|e| SpecError::invalid(loc, &format!("{p}.rewrite"), &e))?;
         // Find results are remote names (`a/b/c`); make them valid keys after rewrites.
-        let part: SecretMap = if df.find.is_some() { part.into_iter().map(|(k, v)| (values::convert_key(&k), v)).collect() } else { part };
+        let part: SecretMap = if df.find.is_some() {
+            part.into_iter()
+                .map(|(k, v)| (values::convert_key(&k), v))
+                .collect()
+        } else {
+            part
+        };
         data.extend(part);
     }
     for (i, d) in es.spec.data.iter().enumerate() {
         let p = format!("spec.data[{i}].remoteRef");
-        let v = f.value(store, &d.remote_ref).map_err(|e| e.at(loc, &format!("{p}.key")))?;
+        let v = f
+            .value(store, &d.remote_ref)
+            .map_err(|e| e.at(loc, &format!("{p}.key")))?;
         data.insert(d.secret_key.clone(), resolve(&d.remote_ref, v, loc, &p)?);
     }
     Ok(data)
 }
 
 /// Renders an ExternalSecret into its desired target.
-pub(crate) fn render(es: &ExternalSecret, store: &StoreId, f: &Fetched, key: &FingerprintKey) -> Result<DesiredTarget, SpecError> {
+pub(crate) fn render(
+    es: &ExternalSecret,
+    store: &StoreId,
+    f: &Fetched,
+    key: &FingerprintKey,
+) -> Result<DesiredTarget, SpecError> {
     let loc = &es.origin;
     let mut data = collect_data(es, store, f)?;
     let t = &es.spec.target;
@@ -148,8 +220,11 @@ pub(crate) fn render(es: &ExternalSecret, store: &StoreId, f: &Fetched, key: &Fi
         let mut rendered = SecretMap::new();
         for (k, src) in &tpl.data {
             let field = format!("spec.target.template.data.{k}");
-            let parsed = Template::parse(src).map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
-            let v = parsed.render(&ctx).map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
+            let parsed = Template::parse(src)
+                .map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
+            let v = parsed
+                .render(&ctx)
+                .map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
             rendered.insert(k.clone(), v);
         }
         if tpl.merge_policy.as_deref() == Some("Merge") {
@@ -160,13 +235,23 @@ pub(crate) fn render(es: &ExternalSecret, store: &StoreId, f: &Fetched, key: &Fi
     }
     for k in data.keys() {
         if !values::is_valid_secret_key(k) {
-            return Err(SpecError::invalid(loc, "spec", &Error::invalid(format!("target key `{k}` does not match [-._a-zA-Z0-9]+"))));
+            return Err(SpecError::invalid(
+                loc,
+                "spec",
+                &Error::invalid(format!("target key `{k}` does not match [-._a-zA-Z0-9]+")),
+            ));
         }
     }
     let target = es.target_ref();
     let size = data.byte_size();
     if size > MAX_TARGET_BYTES {
-        return Err(SpecError::invalid(loc, "spec.target", &Error::invalid(format!("{target} would be {size} bytes, over Kubernetes' 1 MiB limit"))));
+        return Err(SpecError::invalid(
+            loc,
+            "spec.target",
+            &Error::invalid(format!(
+                "{target} would be {size} bytes, over Kubernetes' 1 MiB limit"
+            )),
+        ));
     }
     let mut labels = BTreeMap::new();
     let mut annotations = BTreeMap::new();
@@ -174,7 +259,10 @@ pub(crate) fn render(es: &ExternalSecret, store: &StoreId, f: &Fetched, key: &Fi
         labels.extend(md.labels.clone());
         annotations.extend(md.annotations.clone());
     }
-    if matches!(t.creation_policy, CreationPolicy::Owner | CreationPolicy::Orphan) {
+    if matches!(
+        t.creation_policy,
+        CreationPolicy::Owner | CreationPolicy::Orphan
+    ) {
         labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_LABEL_VALUE.into());
     }
     let owner = (t.creation_policy == CreationPolicy::Owner).then(|| OwnerRef {
@@ -184,60 +272,86 @@ pub(crate) fn render(es: &ExternalSecret, store: &StoreId, f: &Fetched, key: &Fi
         uid: es.metadata.uid.clone(),
     });
     let secret_type = match target.kind {
-        TargetKind::Secret => Some(tpl.and_then(|t| t.type_.clone()).unwrap_or_else(|| "Opaque".into())),
+        TargetKind::Secret => Some(
+            tpl.and_then(|t| t.type_.clone())
+                .unwrap_or_else(|| "Opaque".into()),
+        ),
         TargetKind::ConfigMap => None,
     };
-    Ok(finish(DesiredTarget {
-        target,
-        data,
-        secret_type,
-        labels,
-        annotations,
-        creation_policy: t.creation_policy,
-        deletion_policy: t.deletion_policy,
-        immutable: t.immutable,
-        owner,
-        fingerprint: key.fingerprint(&SecretMap::new(), &[]),
-    }, key))
+    Ok(finish(
+        DesiredTarget {
+            target,
+            data,
+            secret_type,
+            labels,
+            annotations,
+            creation_policy: t.creation_policy,
+            deletion_policy: t.deletion_policy,
+            immutable: t.immutable,
+            owner,
+            fingerprint: key.fingerprint(&SecretMap::new(), &[]),
+        },
+        key,
+    ))
 }
 
 /// Desired state of a plain ConfigMap/Secret document.
-pub(crate) fn render_static(s: &StaticTarget, key: &FingerprintKey) -> Result<DesiredTarget, SpecError> {
+pub(crate) fn render_static(
+    s: &StaticTarget,
+    key: &FingerprintKey,
+) -> Result<DesiredTarget, SpecError> {
     for k in s.data.keys() {
         if !values::is_valid_secret_key(k) {
-            return Err(SpecError::invalid(&s.origin, &format!("data.{k}"), &Error::invalid(format!("key `{k}` does not match [-._a-zA-Z0-9]+"))));
+            return Err(SpecError::invalid(
+                &s.origin,
+                &format!("data.{k}"),
+                &Error::invalid(format!("key `{k}` does not match [-._a-zA-Z0-9]+")),
+            ));
         }
     }
     if s.data.byte_size() > MAX_TARGET_BYTES {
-        return Err(SpecError::invalid(&s.origin, "data", &Error::invalid(format!("{} is over Kubernetes' 1 MiB limit", s.target))));
+        return Err(SpecError::invalid(
+            &s.origin,
+            "data",
+            &Error::invalid(format!("{} is over Kubernetes' 1 MiB limit", s.target)),
+        ));
     }
     let mut labels = s.metadata.labels.clone();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_LABEL_VALUE.into());
-    Ok(finish(DesiredTarget {
-        target: s.target.clone(),
-        data: s.data.clone(),
-        secret_type: match s.target.kind {
-            TargetKind::Secret => Some(s.secret_type.clone().unwrap_or_else(|| "Opaque".into())),
-            TargetKind::ConfigMap => None,
+    Ok(finish(
+        DesiredTarget {
+            target: s.target.clone(),
+            data: s.data.clone(),
+            secret_type: match s.target.kind {
+                TargetKind::Secret => {
+                    Some(s.secret_type.clone().unwrap_or_else(|| "Opaque".into()))
+                }
+                TargetKind::ConfigMap => None,
+            },
+            labels,
+            annotations: s.metadata.annotations.clone(),
+            creation_policy: CreationPolicy::Orphan,
+            deletion_policy: DeletionPolicy::Retain,
+            immutable: s.immutable,
+            owner: None,
+            fingerprint: key.fingerprint(&SecretMap::new(), &[]),
         },
-        labels,
-        annotations: s.metadata.annotations.clone(),
-        creation_policy: CreationPolicy::Orphan,
-        deletion_policy: DeletionPolicy::Retain,
-        immutable: s.immutable,
-        owner: None,
-        fingerprint: key.fingerprint(&SecretMap::new(), &[]),
-    }, key))
+        key,
+    ))
 }
 
 /// Computes the fingerprint and the annotations that carry it.
 fn finish(mut d: DesiredTarget, key: &FingerprintKey) -> DesiredTarget {
     if d.creation_policy == CreationPolicy::Merge {
-        d.annotations.insert(MANAGED_KEYS_ANNOTATION.into(), d.data.keys().cloned().collect::<Vec<_>>().join(","));
+        d.annotations.insert(
+            MANAGED_KEYS_ANNOTATION.into(),
+            d.data.keys().cloned().collect::<Vec<_>>().join(","),
+        );
     }
     d.annotations.remove(FINGERPRINT_ANNOTATION);
     d.fingerprint = fingerprint_of(&d, key);
-    d.annotations.insert(FINGERPRINT_ANNOTATION.into(), d.fingerprint.to_string());
+    d.annotations
+        .insert(FINGERPRINT_ANNOTATION.into(), d.fingerprint.to_string());
     d
 }
 
@@ -247,9 +361,21 @@ pub(crate) fn fingerprint_of(d: &DesiredTarget, key: &FingerprintKey) -> crate::
     if let Some(t) = &d.secret_type {
         attrs.push(("type".into(), t.clone()));
     }
-    attrs.extend(d.labels.iter().map(|(k, v)| (format!("label:{k}"), v.clone())));
-    attrs.extend(d.annotations.iter().filter(|(k, _)| *k != FINGERPRINT_ANNOTATION).map(|(k, v)| (format!("annotation:{k}"), v.clone())));
-    let refs: Vec<(&str, &str)> = attrs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    attrs.extend(
+        d.labels
+            .iter()
+            .map(|(k, v)| (format!("label:{k}"), v.clone())),
+    );
+    attrs.extend(
+        d.annotations
+            .iter()
+            .filter(|(k, _)| *k != FINGERPRINT_ANNOTATION)
+            .map(|(k, v)| (format!("annotation:{k}"), v.clone())),
+    );
+    let refs: Vec<(&str, &str)> = attrs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     key.fingerprint(&d.data, &refs)
 }
 
@@ -273,8 +399,16 @@ pub fn target_matches(d: &DesiredTarget, cur: &TargetState, caps: &SinkCapabilit
     }
     let type_ok = d.target.kind == TargetKind::ConfigMap
         || d.creation_policy == CreationPolicy::Merge
-        || cur.secret_type.as_deref().unwrap_or("Opaque") == d.secret_type.as_deref().unwrap_or("Opaque");
+        || cur.secret_type.as_deref().unwrap_or("Opaque")
+            == d.secret_type.as_deref().unwrap_or("Opaque");
     let labels_ok = d.labels.iter().all(|(k, v)| cur.labels.get(k) == Some(v));
-    let ann_ok = d.annotations.iter().filter(|(k, _)| *k != FINGERPRINT_ANNOTATION).all(|(k, v)| cur.annotations.get(k) == Some(v));
-    type_ok && labels_ok && ann_ok && (!caps.immutable || cur.immutable == d.immutable || cur.immutable)
+    let ann_ok = d
+        .annotations
+        .iter()
+        .filter(|(k, _)| *k != FINGERPRINT_ANNOTATION)
+        .all(|(k, v)| cur.annotations.get(k) == Some(v));
+    type_ok
+        && labels_ok
+        && ann_ok
+        && (!caps.immutable || cur.immutable == d.immutable || cur.immutable)
 }

@@ -91,15 +91,21 @@ pub struct CycleReport {
 impl CycleReport {
     /// Whether every spec synced.
     pub fn all_synced(&self) -> bool {
-        self.specs.iter().all(|s| s.status == SyncStatus::SecretSynced)
+        self.specs
+            .iter()
+            .all(|s| s.status == SyncStatus::SecretSynced)
     }
     /// Specs that failed.
     pub fn failed(&self) -> impl Iterator<Item = &SpecReport> {
-        self.specs.iter().filter(|s| s.status == SyncStatus::SecretSyncedError)
+        self.specs
+            .iter()
+            .filter(|s| s.status == SyncStatus::SecretSyncedError)
     }
     /// The report of one spec.
     pub fn spec(&self, namespace: &str, name: &str) -> Option<&SpecReport> {
-        self.specs.iter().find(|s| s.namespace == namespace && s.name == name)
+        self.specs
+            .iter()
+            .find(|s| s.namespace == namespace && s.name == name)
     }
     /// Human-readable lines (the `text` format).
     pub fn to_text(&self) -> String {
@@ -115,8 +121,18 @@ impl CycleReport {
                 (_, Outcome::Unchanged) => "unchanged",
                 (_, Outcome::Skipped) => "skipped",
             };
-            let fp = s.fingerprint.as_deref().map(|f| format!(" fingerprint={f}")).unwrap_or_default();
-            out.push_str(&format!("{:<18} {}/{} -> {}: {what}{fp}", format!("{:?}", s.status), s.namespace, s.name, s.target));
+            let fp = s
+                .fingerprint
+                .as_deref()
+                .map(|f| format!(" fingerprint={f}"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{:<18} {}/{} -> {}: {what}{fp}",
+                format!("{:?}", s.status),
+                s.namespace,
+                s.name,
+                s.target
+            ));
             if self.dry_run && s.changed {
                 out.push_str(&format!(" keys=[{}]", s.keys.join(",")));
             }
@@ -139,7 +155,11 @@ impl CycleReport {
             self.provider_calls,
             self.values_read,
             self.duration_ms,
-            if self.dry_run { " (dry run: nothing written)" } else { "" }
+            if self.dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            }
         ));
         out
     }

@@ -55,7 +55,15 @@ impl Scheduler {
                 None => {
                     self.entries.insert(
                         id,
-                        Entry { next_due: Some(now), failures: 0, spec_hash: hash, force_token: force, synced_once: false, interval, policy },
+                        Entry {
+                            next_due: Some(now),
+                            failures: 0,
+                            spec_hash: hash,
+                            force_token: force,
+                            synced_once: false,
+                            interval,
+                            policy,
+                        },
                     );
                 }
                 Some(e) => {
@@ -82,7 +90,11 @@ impl Scheduler {
 
     /// Specs due at `now`.
     pub fn due(&self, now: Instant) -> BTreeSet<SpecId> {
-        self.entries.iter().filter(|(_, e)| e.next_due.is_some_and(|d| d <= now)).map(|(id, _)| id.clone()).collect()
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.next_due.is_some_and(|d| d <= now))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The earliest time a spec becomes due.
@@ -97,8 +109,13 @@ impl Scheduler {
 
     /// Records a spec's result and schedules its next run.
     pub fn record(&mut self, report: &SpecReport, now: Instant) {
-        let id = SpecId { namespace: report.namespace.clone(), name: report.name.clone() };
-        let Some(e) = self.entries.get_mut(&id) else { return };
+        let id = SpecId {
+            namespace: report.namespace.clone(),
+            name: report.name.clone(),
+        };
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
         let mut rng = rand::rng();
         if report.status == SyncStatus::SecretSynced {
             e.failures = 0;
@@ -142,7 +159,10 @@ mod tests {
     use crate::manifest::load_str;
 
     fn specs(yaml: &str) -> Vec<ExternalSecret> {
-        load_str(yaml, "t.yaml").into_result().unwrap().external_secrets
+        load_str(yaml, "t.yaml")
+            .into_result()
+            .unwrap()
+            .external_secrets
     }
 
     fn report(ns: &str, name: &str, ok: bool, retry_after: Option<Duration>) -> SpecReport {
@@ -151,7 +171,11 @@ mod tests {
             name: name.into(),
             namespace: ns.into(),
             target: String::new(),
-            status: if ok { SyncStatus::SecretSynced } else { SyncStatus::SecretSyncedError },
+            status: if ok {
+                SyncStatus::SecretSynced
+            } else {
+                SyncStatus::SecretSyncedError
+            },
             changed: false,
             outcome: Outcome::Unchanged,
             message: String::new(),
@@ -183,7 +207,10 @@ spec:
         assert!(s.due(t0).contains(&id), "new specs are due at once");
         s.record(&report("ns", "a", true, None), t0);
         let next = s.next_due(&id).unwrap();
-        assert!(next >= t0 + Duration::from_secs(60) && next <= t0 + Duration::from_secs(66), "interval plus at most 10% jitter");
+        assert!(
+            next >= t0 + Duration::from_secs(60) && next <= t0 + Duration::from_secs(66),
+            "interval plus at most 10% jitter"
+        );
         assert!(s.due(t0 + Duration::from_secs(30)).is_empty());
         // force-sync annotation changes: due now
         let forced = specs(&ES.replace("force-sync: \"1\"", "force-sync: \"2\""));
@@ -192,7 +219,10 @@ spec:
         // errors back off exponentially, capped by the interval, and honour retry-after
         s.record(&report("ns", "a", false, None), t0);
         let d1 = s.next_due(&id).unwrap() - t0;
-        assert!(d1 >= Duration::from_millis(2500) && d1 <= BACKOFF_BASE, "{d1:?}");
+        assert!(
+            d1 >= Duration::from_millis(2500) && d1 <= BACKOFF_BASE,
+            "{d1:?}"
+        );
         s.record(&report("ns", "a", false, Some(Duration::from_secs(45))), t0);
         assert_eq!(s.next_due(&id).unwrap() - t0, Duration::from_secs(45));
         assert_eq!(s.failures(&id), 2);
@@ -202,7 +232,10 @@ spec:
     fn created_once_and_on_change_wait_for_changes() {
         let t0 = Instant::now();
         for policy in ["CreatedOnce", "OnChange"] {
-            let yaml = ES.replace("refreshInterval: 1m", &format!("refreshInterval: 1m\n  refreshPolicy: {policy}"));
+            let yaml = ES.replace(
+                "refreshInterval: 1m",
+                &format!("refreshInterval: 1m\n  refreshPolicy: {policy}"),
+            );
             let mut s = Scheduler::new();
             let es = specs(&yaml);
             s.observe(&es, t0);

@@ -88,7 +88,11 @@ pub struct Store {
 impl Store {
     /// The folder relative paths in this store's settings are resolved against.
     pub fn base_dir(&self) -> PathBuf {
-        self.origin.file.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.origin
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// Whether an ExternalSecret in `namespace` may use this store.
@@ -100,7 +104,9 @@ impl Store {
                     || self.spec.conditions.iter().any(|c| {
                         c.namespaces.iter().any(|n| n == namespace)
                             || c.namespace_regexes.iter().any(|r| {
-                                regex::Regex::new(r).map(|re| re.is_match(namespace)).unwrap_or(false)
+                                regex::Regex::new(r)
+                                    .map(|re| re.is_match(namespace))
+                                    .unwrap_or(false)
                             })
                     })
             }
@@ -147,7 +153,10 @@ impl ExternalSecret {
     }
     /// `namespace/name`.
     pub fn id(&self) -> SpecId {
-        SpecId { namespace: self.namespace().to_string(), name: self.name().to_string() }
+        SpecId {
+            namespace: self.namespace().to_string(),
+            name: self.name().to_string(),
+        }
     }
     /// The target this spec writes.
     pub fn target_ref(&self) -> TargetRef {
@@ -158,15 +167,28 @@ impl ExternalSecret {
         TargetRef {
             kind,
             namespace: self.namespace().to_string(),
-            name: self.spec.target.name.clone().unwrap_or_else(|| self.name().to_string()),
+            name: self
+                .spec
+                .target
+                .name
+                .clone()
+                .unwrap_or_else(|| self.name().to_string()),
         }
     }
     /// The store this spec reads, as an id.
     pub fn store_id(&self) -> Option<StoreId> {
         let r = self.spec.secret_store_ref.as_ref()?;
         Some(match r.kind.as_deref() {
-            Some("ClusterSecretStore") => StoreId { kind: StoreKind::ClusterSecretStore, namespace: None, name: r.name.clone() },
-            _ => StoreId { kind: StoreKind::SecretStore, namespace: Some(self.namespace().to_string()), name: r.name.clone() },
+            Some("ClusterSecretStore") => StoreId {
+                kind: StoreKind::ClusterSecretStore,
+                namespace: None,
+                name: r.name.clone(),
+            },
+            _ => StoreId {
+                kind: StoreKind::SecretStore,
+                namespace: Some(self.namespace().to_string()),
+                name: r.name.clone(),
+            },
         })
     }
     /// `refreshInterval` (default 1h); `None` means no periodic refresh (`0`).
@@ -182,11 +204,16 @@ impl ExternalSecret {
     }
     /// The `force-sync` annotation's value.
     pub fn force_sync_token(&self) -> Option<&str> {
-        self.metadata.annotations.get(FORCE_SYNC_ANNOTATION).map(String::as_str)
+        self.metadata
+            .annotations
+            .get(FORCE_SYNC_ANNOTATION)
+            .map(String::as_str)
     }
     /// Consumers listed in [`RESTART_ANNOTATION`].
     pub fn declared_consumers(&self) -> Result<Vec<ConsumerRef>, String> {
-        let Some(raw) = self.metadata.annotations.get(RESTART_ANNOTATION) else { return Ok(vec![]) };
+        let Some(raw) = self.metadata.annotations.get(RESTART_ANNOTATION) else {
+            return Ok(vec![]);
+        };
         raw.split([',', '\n', ' '])
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -195,15 +222,27 @@ impl ExternalSecret {
                 let (kind, ns, name) = match parts.as_slice() {
                     [k, n] => (*k, self.namespace(), *n),
                     [k, ns, n] => (*k, *ns, *n),
-                    _ => return Err(format!("`{item}`: expected kind/name or kind/namespace/name")),
+                    _ => {
+                        return Err(format!(
+                            "`{item}`: expected kind/name or kind/namespace/name"
+                        ));
+                    }
                 };
                 let kind = match kind.to_ascii_lowercase().as_str() {
                     "deployment" | "deployments" | "deploy" => "Deployment",
                     "statefulset" | "statefulsets" | "sts" => "StatefulSet",
                     "daemonset" | "daemonsets" | "ds" => "DaemonSet",
-                    other => return Err(format!("`{item}`: unknown kind `{other}` (Deployment, StatefulSet, DaemonSet)")),
+                    other => {
+                        return Err(format!(
+                            "`{item}`: unknown kind `{other}` (Deployment, StatefulSet, DaemonSet)"
+                        ));
+                    }
                 };
-                Ok(ConsumerRef { kind: kind.to_string(), namespace: ns.to_string(), name: name.to_string() })
+                Ok(ConsumerRef {
+                    kind: kind.to_string(),
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                })
             })
             .collect()
     }
@@ -211,9 +250,14 @@ impl ExternalSecret {
     pub fn spec_hash(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        serde_json::to_string(&self.spec).unwrap_or_default().hash(&mut h);
+        serde_json::to_string(&self.spec)
+            .unwrap_or_default()
+            .hash(&mut h);
         self.metadata.labels.hash(&mut h);
-        self.metadata.annotations.get(RESTART_ANNOTATION).hash(&mut h);
+        self.metadata
+            .annotations
+            .get(RESTART_ANNOTATION)
+            .hash(&mut h);
         h.finish()
     }
 }
@@ -331,11 +375,19 @@ pub fn load_str(text: &str, file: impl AsRef<Path>) -> Loaded {
     let file = file.as_ref();
     let mut loaded = Loaded::default();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let location = Location { file: file.to_path_buf(), document: i + 1, object: None, field: None };
+        let location = Location {
+            file: file.to_path_buf(),
+            document: i + 1,
+            object: None,
+            field: None,
+        };
         let value: Value = match serde::Deserialize::deserialize(doc) {
             Ok(v) => v,
             Err(e) => {
-                loaded.errors.push(Error::manifest(location, format!("malformed YAML: {}", redact_quoted(&e.to_string()))));
+                loaded.errors.push(Error::manifest(
+                    location,
+                    format!("malformed YAML: {}", redact_quoted(&e.to_string())),
+                ));
                 // A syntax error ends the stream: later documents cannot be found reliably.
                 break;
             }
@@ -352,41 +404,81 @@ pub fn load_str(text: &str, file: impl AsRef<Path>) -> Loaded {
 
 fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> Result<(), Error> {
     let Value::Object(obj) = &value else {
-        return Err(Error::manifest(location, "expected a mapping with apiVersion and kind"));
+        return Err(Error::manifest(
+            location,
+            "expected a mapping with apiVersion and kind",
+        ));
     };
-    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if api_version.is_empty() {
-        return Err(Error::manifest(location.field("apiVersion"), "missing apiVersion"));
+        return Err(Error::manifest(
+            location.field("apiVersion"),
+            "missing apiVersion",
+        ));
     }
     if kind.is_empty() {
         return Err(Error::manifest(location.field("kind"), "missing kind"));
     }
-    let name = obj.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
-    let namespace = obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).map(str::to_string);
+    let name = obj
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let namespace = obj
+        .get("metadata")
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     location.object = Some(match &namespace {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
     });
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
+    let (group, version) = api_version
+        .split_once('/')
+        .unwrap_or(("", api_version.as_str()));
     if group == API_GROUP {
         if version != "v1" && version != "v1beta1" {
             return Err(Error::manifest(
                 location.field("apiVersion"),
-                format!("unsupported apiVersion `{api_version}` (expected {API_GROUP}/v1 or {API_GROUP}/v1beta1)"),
+                format!(
+                    "unsupported apiVersion `{api_version}` (expected {API_GROUP}/v1 or {API_GROUP}/v1beta1)"
+                ),
             ));
         }
         match kind.as_str() {
             "SecretStore" | "ClusterSecretStore" => {
                 let doc: Document<StoreSpec> = typed(value, &location)?;
-                let store_kind = if kind == "SecretStore" { StoreKind::SecretStore } else { StoreKind::ClusterSecretStore };
+                let store_kind = if kind == "SecretStore" {
+                    StoreKind::SecretStore
+                } else {
+                    StoreKind::ClusterSecretStore
+                };
                 let ns = match store_kind {
-                    StoreKind::SecretStore => Some(doc.metadata.namespace.clone().unwrap_or_else(|| "default".into())),
+                    StoreKind::SecretStore => Some(
+                        doc.metadata
+                            .namespace
+                            .clone()
+                            .unwrap_or_else(|| "default".into()),
+                    ),
                     StoreKind::ClusterSecretStore => None,
                 };
                 require_name(&doc.metadata, &location)?;
                 out.stores.push(Store {
-                    id: StoreId { kind: store_kind, namespace: ns, name: doc.metadata.name.clone() },
+                    id: StoreId {
+                        kind: store_kind,
+                        namespace: ns,
+                        name: doc.metadata.name.clone(),
+                    },
                     metadata: doc.metadata,
                     spec: doc.spec,
                     origin: location,
@@ -395,15 +487,25 @@ fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> R
             "ExternalSecret" => {
                 let doc: Document<ExternalSecretSpec> = typed(value, &location)?;
                 require_name(&doc.metadata, &location)?;
-                out.external_secrets.push(ExternalSecret { api_version, metadata: doc.metadata, spec: doc.spec, origin: location });
+                out.external_secrets.push(ExternalSecret {
+                    api_version,
+                    metadata: doc.metadata,
+                    spec: doc.spec,
+                    origin: location,
+                });
             }
             "ClusterExternalSecret" | "PushSecret" | "ClusterPushSecret" => {
-                return Err(Error::manifest(location.field("kind"), format!("{}kind {kind}", model::NOT_SUPPORTED_PREFIX)));
+                return Err(Error::manifest(
+                    location.field("kind"),
+                    format!("{}kind {kind}", model::NOT_SUPPORTED_PREFIX),
+                ));
             }
             _ => {
                 return Err(Error::manifest(
                     location.field("kind"),
-                    format!("unknown kind `{kind}` in {API_GROUP} (expected SecretStore, ClusterSecretStore or ExternalSecret)"),
+                    format!(
+                        "unknown kind `{kind}` in {API_GROUP} (expected SecretStore, ClusterSecretStore or ExternalSecret)"
+                    ),
                 ));
             }
         }
@@ -424,7 +526,10 @@ fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> R
 
 fn require_name(meta: &ObjectMeta, location: &Location) -> Result<(), Error> {
     if meta.name.is_empty() {
-        return Err(Error::manifest(location.field("metadata.name"), "missing name"));
+        return Err(Error::manifest(
+            location.field("metadata.name"),
+            "missing name",
+        ));
     }
     Ok(())
 }
@@ -456,30 +561,49 @@ pub(crate) fn typed<T: DeserializeOwned>(value: Value, location: &Location) -> R
         if let Some(rest) = msg.strip_prefix("@@")
             && let Some((sub, m)) = rest.split_once("@@")
         {
-            path = if path.is_empty() { sub.to_string() } else { format!("{path}.{sub}") };
+            path = if path.is_empty() {
+                sub.to_string()
+            } else {
+                format!("{path}.{sub}")
+            };
             msg = m.to_string();
         }
         // serde names the unknown field in the message but not in the path.
         if let Some(rest) = msg.strip_prefix("unknown field `")
             && let Some((field, _)) = rest.split_once('`')
         {
-            path = if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+            path = if path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
         }
         if let Some(rest) = msg.strip_prefix("missing field `")
             && let Some((field, _)) = rest.split_once('`')
         {
-            path = if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+            path = if path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
         }
         let msg = redact_quoted(&msg);
         let msg = match msg.strip_prefix(model::NOT_SUPPORTED_PREFIX) {
             Some(rest) => {
                 // "not supported yet: <field path>" names the full path.
                 let what = rest.split_once(':').map(|(_, w)| w.trim()).unwrap_or(rest);
-                return Error::manifest(location.field(path.clone()), format!("{}{path} ({what})", model::NOT_SUPPORTED_PREFIX));
+                return Error::manifest(
+                    location.field(path.clone()),
+                    format!("{}{path} ({what})", model::NOT_SUPPORTED_PREFIX),
+                );
             }
             None => msg,
         };
-        let loc = if path.is_empty() { location.clone() } else { location.field(path) };
+        let loc = if path.is_empty() {
+            location.clone()
+        } else {
+            location.field(path)
+        };
         Error::manifest(loc, msg)
     })
 }
@@ -523,18 +647,33 @@ fn load_static(value: Value, kind: &str, location: &Location) -> Result<StaticTa
         data.insert(k.clone(), value);
     }
     for (k, v) in &doc.binary_data {
-        let value = SecretValue::new(
-            b64.decode(v.trim()).map_err(|_| Error::manifest(location.field(format!("binaryData.{k}")), "not valid base64"))?,
-        );
+        let value = SecretValue::new(b64.decode(v.trim()).map_err(|_| {
+            Error::manifest(
+                location.field(format!("binaryData.{k}")),
+                "not valid base64",
+            )
+        })?);
         data.insert(k.clone(), value);
     }
     for (k, v) in &doc.string_data {
         data.insert(k.clone(), SecretValue::from(v.as_str()));
     }
-    let kind = if is_secret { TargetKind::Secret } else { TargetKind::ConfigMap };
-    let namespace = doc.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let kind = if is_secret {
+        TargetKind::Secret
+    } else {
+        TargetKind::ConfigMap
+    };
+    let namespace = doc
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     Ok(StaticTarget {
-        target: TargetRef { kind, namespace, name: doc.metadata.name.clone() },
+        target: TargetRef {
+            kind,
+            namespace,
+            name: doc.metadata.name.clone(),
+        },
         metadata: doc.metadata,
         secret_type: doc.type_,
         data,

@@ -170,11 +170,41 @@ impl ProviderSpec {
 
 /// ESO providers we know of but do not implement.
 pub const OTHER_ESO_PROVIDERS: &[&str] = &[
-    "akeyless", "alibaba", "azurekv", "beyondtrust", "bitwardensecretsmanager", "chef", "cloudrusm",
-    "conjur", "delinea", "device42", "fortanix", "github", "gitlab", "ibm", "infisical", "keepersecurity",
-    "kubernetes", "onboardbase", "onepassword", "onepasswordSDK", "oracle", "passbolt", "passworddepot",
-    "previder", "pulumi", "scaleway", "secretserver", "senhasegura", "vault", "webhook", "yandexcertificatemanager",
-    "yandexlockbox", "ngrok", "barbican", "volcengine",
+    "akeyless",
+    "alibaba",
+    "azurekv",
+    "beyondtrust",
+    "bitwardensecretsmanager",
+    "chef",
+    "cloudrusm",
+    "conjur",
+    "delinea",
+    "device42",
+    "fortanix",
+    "github",
+    "gitlab",
+    "ibm",
+    "infisical",
+    "keepersecurity",
+    "kubernetes",
+    "onboardbase",
+    "onepassword",
+    "onepasswordSDK",
+    "oracle",
+    "passbolt",
+    "passworddepot",
+    "previder",
+    "pulumi",
+    "scaleway",
+    "secretserver",
+    "senhasegura",
+    "vault",
+    "webhook",
+    "yandexcertificatemanager",
+    "yandexlockbox",
+    "ngrok",
+    "barbican",
+    "volcengine",
 ];
 
 impl<'de> Deserialize<'de> for ProviderSpec {
@@ -182,21 +212,35 @@ impl<'de> Deserialize<'de> for ProviderSpec {
         use serde::de::Error as _;
         let map = BTreeMap::<String, Value>::deserialize(d)?;
         let mut it = map.into_iter();
-        let (name, value) = it.next().ok_or_else(|| D::Error::custom("no provider given (expected one of aws, gcpsm, doppler, fake, file)"))?;
+        let (name, value) = it.next().ok_or_else(|| {
+            D::Error::custom("no provider given (expected one of aws, gcpsm, doppler, fake, file)")
+        })?;
         if let Some((other, _)) = it.next() {
-            return Err(D::Error::custom(format!("more than one provider: `{name}` and `{other}`")));
+            return Err(D::Error::custom(format!(
+                "more than one provider: `{name}` and `{other}`"
+            )));
         }
         let parse = |v: Value| -> Result<ProviderSpec, D::Error> {
             Ok(match name.as_str() {
                 "aws" => ProviderSpec::Aws(from_value_at(v, "aws").map_err(D::Error::custom)?),
-                "gcpsm" => ProviderSpec::Gcpsm(from_value_at(v, "gcpsm").map_err(D::Error::custom)?),
-                "doppler" => ProviderSpec::Doppler(from_value_at(v, "doppler").map_err(D::Error::custom)?),
+                "gcpsm" => {
+                    ProviderSpec::Gcpsm(from_value_at(v, "gcpsm").map_err(D::Error::custom)?)
+                }
+                "doppler" => {
+                    ProviderSpec::Doppler(from_value_at(v, "doppler").map_err(D::Error::custom)?)
+                }
                 "fake" => ProviderSpec::Fake(from_value_at(v, "fake").map_err(D::Error::custom)?),
                 "file" => ProviderSpec::File(from_value_at(v, "file").map_err(D::Error::custom)?),
                 other if OTHER_ESO_PROVIDERS.contains(&other) => {
-                    return Err(D::Error::custom(format!("{NOT_SUPPORTED_PREFIX}{other}: provider `{other}`")));
+                    return Err(D::Error::custom(format!(
+                        "{NOT_SUPPORTED_PREFIX}{other}: provider `{other}`"
+                    )));
                 }
-                other => return Err(D::Error::custom(format!("unknown provider `{other}` (expected one of aws, gcpsm, doppler, fake, file)"))),
+                other => {
+                    return Err(D::Error::custom(format!(
+                        "unknown provider `{other}` (expected one of aws, gcpsm, doppler, fake, file)"
+                    )));
+                }
             })
         };
         parse(value)
@@ -212,7 +256,11 @@ fn from_value_at<T: serde::de::DeserializeOwned>(v: Value, at: &str) -> Result<T
         let inner = e.path().to_string();
         let msg = crate::error::redact_quoted(&e.inner().to_string());
         // `@@path@@` carries the sub-path out through serde's string-only custom errors.
-        if inner == "." || inner.is_empty() { format!("@@{at}@@{msg}") } else { format!("@@{at}.{inner}@@{msg}") }
+        if inner == "." || inner.is_empty() {
+            format!("@@{at}@@{msg}")
+        } else {
+            format!("@@{at}.{inner}@@{msg}")
+        }
     })
 }
 
@@ -233,7 +281,11 @@ pub struct AwsProvider {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_roles: Vec<String>,
     /// External ID for AssumeRole.
-    #[serde(default, rename = "externalID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "externalID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     /// Session tags for AssumeRole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -292,7 +344,11 @@ pub struct AwsSecretRef {
     #[serde(rename = "secretAccessKeySecretRef")]
     pub secret_access_key: SecretKeySelector,
     /// Session token.
-    #[serde(rename = "sessionTokenSecretRef", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sessionTokenSecretRef",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub session_token: Option<SecretKeySelector>,
 }
 
@@ -371,7 +427,11 @@ pub struct GcpWorkloadIdentity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
     /// Cluster project.
-    #[serde(default, rename = "clusterProjectID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "clusterProjectID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_project_id: Option<String>,
     /// The service account.
     pub service_account_ref: ServiceAccountSelector,

@@ -18,12 +18,24 @@ pub struct ValidateOptions {
 
 impl Default for ValidateOptions {
     fn default() -> Self {
-        Self { missing_store_is_error: true }
+        Self {
+            missing_store_is_error: true,
+        }
     }
 }
 
 fn not_supported(loc: &Location, path: &str, what: &str) -> Error {
-    Error::manifest(loc.field(path), format!("{NS}{path}{}", if what.is_empty() { String::new() } else { format!(" ({what})") }))
+    Error::manifest(
+        loc.field(path),
+        format!(
+            "{NS}{path}{}",
+            if what.is_empty() {
+                String::new()
+            } else {
+                format!(" ({what})")
+            }
+        ),
+    )
 }
 
 /// Checks every store and ExternalSecret; returns (errors, warnings).
@@ -35,18 +47,31 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
     for s in &m.stores {
         let loc = &s.origin;
         if !seen_stores.insert(s.id.clone()) {
-            errors.push(Error::manifest(loc.field("metadata.name"), format!("duplicate {}", s.id)));
+            errors.push(Error::manifest(
+                loc.field("metadata.name"),
+                format!("duplicate {}", s.id),
+            ));
         }
         for (i, c) in s.spec.conditions.iter().enumerate() {
             if s.id.kind == StoreKind::SecretStore {
-                errors.push(Error::manifest(loc.field(format!("spec.conditions[{i}]")), "conditions apply to ClusterSecretStores only"));
+                errors.push(Error::manifest(
+                    loc.field(format!("spec.conditions[{i}]")),
+                    "conditions apply to ClusterSecretStores only",
+                ));
             }
             if c.namespace_selector.is_some() {
-                errors.push(not_supported(loc, &format!("spec.conditions[{i}].namespaceSelector"), "use namespaces or namespaceRegexes"));
+                errors.push(not_supported(
+                    loc,
+                    &format!("spec.conditions[{i}].namespaceSelector"),
+                    "use namespaces or namespaceRegexes",
+                ));
             }
             for (j, r) in c.namespace_regexes.iter().enumerate() {
                 if let Err(e) = regex::Regex::new(r) {
-                    errors.push(Error::manifest(loc.field(format!("spec.conditions[{i}].namespaceRegexes[{j}]")), format!("invalid regexp: {e}")));
+                    errors.push(Error::manifest(
+                        loc.field(format!("spec.conditions[{i}].namespaceRegexes[{j}]")),
+                        format!("invalid regexp: {e}"),
+                    ));
                 }
             }
         }
@@ -54,17 +79,31 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
             && let Some(iv) = &r.retry_interval
             && let Err(e) = crate::duration::parse_go_duration(iv)
         {
-            errors.push(Error::manifest(loc.field("spec.retrySettings.retryInterval"), e));
+            errors.push(Error::manifest(
+                loc.field("spec.retrySettings.retryInterval"),
+                e,
+            ));
         }
         match &s.spec.provider {
             ProviderSpec::Aws(a) => {
                 if a.service != "SecretsManager" {
-                    errors.push(not_supported(loc, "spec.provider.aws.service", &format!("service `{}`; only SecretsManager", a.service)));
+                    errors.push(not_supported(
+                        loc,
+                        "spec.provider.aws.service",
+                        &format!("service `{}`; only SecretsManager", a.service),
+                    ));
                 }
             }
             ProviderSpec::Gcpsm(g) => {
-                if g.auth.as_ref().is_some_and(|a| a.workload_identity_federation.is_some()) {
-                    errors.push(not_supported(loc, "spec.provider.gcpsm.auth.workloadIdentityFederation", ""));
+                if g.auth
+                    .as_ref()
+                    .is_some_and(|a| a.workload_identity_federation.is_some())
+                {
+                    errors.push(not_supported(
+                        loc,
+                        "spec.provider.gcpsm.auth.workloadIdentityFederation",
+                        "",
+                    ));
                 }
                 if let Some(p) = &g.secret_version_selection_policy
                     && p != "LatestOrFail"
@@ -80,7 +119,10 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                 let mut seen = BTreeSet::new();
                 for (i, d) in f.data.iter().enumerate() {
                     if !seen.insert((d.key.clone(), d.version.clone())) {
-                        errors.push(Error::manifest(loc.field(format!("spec.provider.fake.data[{i}].key")), format!("duplicate key `{}`", d.key)));
+                        errors.push(Error::manifest(
+                            loc.field(format!("spec.provider.fake.data[{i}].key")),
+                            format!("duplicate key `{}`", d.key),
+                        ));
                     }
                 }
             }
@@ -94,31 +136,45 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
         let loc = &es.origin;
         let spec = &es.spec;
         if !seen_specs.insert(es.id()) {
-            errors.push(Error::manifest(loc.field("metadata.name"), format!("duplicate ExternalSecret {}", es.id())));
+            errors.push(Error::manifest(
+                loc.field("metadata.name"),
+                format!("duplicate ExternalSecret {}", es.id()),
+            ));
         }
         match &spec.secret_store_ref {
-            None => errors.push(Error::manifest(loc.field("spec.secretStoreRef"), "missing secretStoreRef")),
+            None => errors.push(Error::manifest(
+                loc.field("spec.secretStoreRef"),
+                "missing secretStoreRef",
+            )),
             Some(r) => {
                 if let Some(k) = &r.kind
                     && k != "SecretStore"
                     && k != "ClusterSecretStore"
                 {
-                    errors.push(Error::manifest(loc.field("spec.secretStoreRef.kind"), format!("unknown store kind `{k}` (SecretStore, ClusterSecretStore)")));
+                    errors.push(Error::manifest(
+                        loc.field("spec.secretStoreRef.kind"),
+                        format!("unknown store kind `{k}` (SecretStore, ClusterSecretStore)"),
+                    ));
                 }
                 let id = es.store_id().expect("secretStoreRef is set");
                 match m.store(&id) {
                     None => {
                         let msg = format!("missing store: {id} is not in the given manifests");
                         if opts.missing_store_is_error {
-                            errors.push(Error::manifest(loc.field("spec.secretStoreRef.name"), msg));
+                            errors
+                                .push(Error::manifest(loc.field("spec.secretStoreRef.name"), msg));
                         } else {
-                            warnings.push(format!("{}: {msg}", loc.field("spec.secretStoreRef.name")));
+                            warnings
+                                .push(format!("{}: {msg}", loc.field("spec.secretStoreRef.name")));
                         }
                     }
                     Some(store) if !store.allows_namespace(es.namespace()) => {
                         errors.push(Error::manifest(
                             loc.field("spec.secretStoreRef.name"),
-                            format!("{id} does not allow namespace `{}` (its spec.conditions)", es.namespace()),
+                            format!(
+                                "{id} does not allow namespace `{}` (its spec.conditions)",
+                                es.namespace()
+                            ),
                         ));
                     }
                     Some(_) => {}
@@ -129,27 +185,50 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
             errors.push(Error::manifest(loc.field("spec.refreshInterval"), e));
         }
         if let Err(e) = es.declared_consumers() {
-            errors.push(Error::manifest(loc.field(format!("metadata.annotations.{}", super::RESTART_ANNOTATION)), e));
+            errors.push(Error::manifest(
+                loc.field(format!(
+                    "metadata.annotations.{}",
+                    super::RESTART_ANNOTATION
+                )),
+                e,
+            ));
         }
         let t = &spec.target;
         if let Some(name) = &t.name
             && !is_valid_object_name(name)
         {
-            errors.push(Error::manifest(loc.field("spec.target.name"), format!("`{name}` is not a valid object name (lowercase RFC 1123 subdomain)")));
+            errors.push(Error::manifest(
+                loc.field("spec.target.name"),
+                format!("`{name}` is not a valid object name (lowercase RFC 1123 subdomain)"),
+            ));
         }
         if !is_valid_object_name(es.name()) {
-            errors.push(Error::manifest(loc.field("metadata.name"), format!("`{}` is not a valid object name (lowercase RFC 1123 subdomain)", es.name())));
+            errors.push(Error::manifest(
+                loc.field("metadata.name"),
+                format!(
+                    "`{}` is not a valid object name (lowercase RFC 1123 subdomain)",
+                    es.name()
+                ),
+            ));
         }
         if let Some(mf) = &t.manifest
             && (mf.api_version != "v1" || (mf.kind != "ConfigMap" && mf.kind != "Secret"))
         {
-            errors.push(not_supported(loc, "spec.target.manifest", &format!("{} {}; only v1 ConfigMap", mf.api_version, mf.kind)));
+            errors.push(not_supported(
+                loc,
+                "spec.target.manifest",
+                &format!("{} {}; only v1 ConfigMap", mf.api_version, mf.kind),
+            ));
         }
         if let Some(tpl) = &t.template {
             if let Some(v) = &tpl.engine_version
                 && v != "v2"
             {
-                errors.push(not_supported(loc, "spec.target.template.engineVersion", &format!("`{v}`; only v2")));
+                errors.push(not_supported(
+                    loc,
+                    "spec.target.template.engineVersion",
+                    &format!("`{v}`; only v2"),
+                ));
             }
             if !tpl.template_from.is_empty() {
                 errors.push(not_supported(loc, "spec.target.template.templateFrom", ""));
@@ -158,19 +237,32 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                 && p != "Replace"
                 && p != "Merge"
             {
-                errors.push(Error::manifest(loc.field("spec.target.template.mergePolicy"), format!("unknown mergePolicy `{p}` (Replace, Merge)")));
+                errors.push(Error::manifest(
+                    loc.field("spec.target.template.mergePolicy"),
+                    format!("unknown mergePolicy `{p}` (Replace, Merge)"),
+                ));
             }
             if let Some(md) = &tpl.metadata
                 && !md.finalizers.is_empty()
             {
-                errors.push(not_supported(loc, "spec.target.template.metadata.finalizers", ""));
+                errors.push(not_supported(
+                    loc,
+                    "spec.target.template.metadata.finalizers",
+                    "",
+                ));
             }
             for (k, src) in &tpl.data {
                 if !is_valid_secret_key(k) {
-                    errors.push(Error::manifest(loc.field(format!("spec.target.template.data.{k}")), format!("key `{k}` does not match [-._a-zA-Z0-9]+")));
+                    errors.push(Error::manifest(
+                        loc.field(format!("spec.target.template.data.{k}")),
+                        format!("key `{k}` does not match [-._a-zA-Z0-9]+"),
+                    ));
                 }
                 if let Err(e) = Template::parse(src) {
-                    errors.push(Error::manifest(loc.field(format!("spec.target.template.data.{k}")), e));
+                    errors.push(Error::manifest(
+                        loc.field(format!("spec.target.template.data.{k}")),
+                        e,
+                    ));
                 }
             }
         }
@@ -178,18 +270,30 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
         for (i, d) in spec.data.iter().enumerate() {
             let p = format!("spec.data[{i}]");
             if !is_valid_secret_key(&d.secret_key) {
-                errors.push(Error::manifest(loc.field(format!("{p}.secretKey")), format!("key `{}` does not match [-._a-zA-Z0-9]+", d.secret_key)));
+                errors.push(Error::manifest(
+                    loc.field(format!("{p}.secretKey")),
+                    format!("key `{}` does not match [-._a-zA-Z0-9]+", d.secret_key),
+                ));
             }
             if !keys.insert(d.secret_key.as_str()) {
-                errors.push(Error::manifest(loc.field(format!("{p}.secretKey")), format!("duplicate secretKey `{}`", d.secret_key)));
+                errors.push(Error::manifest(
+                    loc.field(format!("{p}.secretKey")),
+                    format!("duplicate secretKey `{}`", d.secret_key),
+                ));
             }
             if d.source_ref.is_some() {
                 errors.push(not_supported(loc, &format!("{p}.sourceRef"), ""));
             }
             check_remote_ref(&d.remote_ref, loc, &format!("{p}.remoteRef"), &mut errors);
         }
-        if spec.data.is_empty() && spec.data_from.is_empty() && t.template.as_ref().is_none_or(|t| t.data.is_empty()) {
-            errors.push(Error::manifest(loc.field("spec"), "no data, dataFrom or template.data: nothing to sync"));
+        if spec.data.is_empty()
+            && spec.data_from.is_empty()
+            && t.template.as_ref().is_none_or(|t| t.data.is_empty())
+        {
+            errors.push(Error::manifest(
+                loc.field("spec"),
+                "no data, dataFrom or template.data: nothing to sync",
+            ));
         }
         for (i, df) in spec.data_from.iter().enumerate() {
             let p = format!("spec.dataFrom[{i}]");
@@ -200,18 +304,34 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                 (Some(x), None) => check_remote_ref(x, loc, &format!("{p}.extract"), &mut errors),
                 (None, Some(f)) => {
                     if f.name.is_none() && f.path.is_none() && f.tags.is_empty() {
-                        errors.push(Error::manifest(loc.field(format!("{p}.find")), "find needs name, path or tags"));
+                        errors.push(Error::manifest(
+                            loc.field(format!("{p}.find")),
+                            "find needs name, path or tags",
+                        ));
                     }
                     if let Some(n) = &f.name
                         && let Err(e) = regex::Regex::new(&n.regexp)
                     {
-                        errors.push(Error::manifest(loc.field(format!("{p}.find.name.regexp")), format!("invalid regexp: {e}")));
+                        errors.push(Error::manifest(
+                            loc.field(format!("{p}.find.name.regexp")),
+                            format!("invalid regexp: {e}"),
+                        ));
                     }
-                    if f.conversion_strategy.as_deref().is_some_and(|c| c != "Default") {
-                        errors.push(not_supported(loc, &format!("{p}.find.conversionStrategy"), "only Default"));
+                    if f.conversion_strategy
+                        .as_deref()
+                        .is_some_and(|c| c != "Default")
+                    {
+                        errors.push(not_supported(
+                            loc,
+                            &format!("{p}.find.conversionStrategy"),
+                            "only Default",
+                        ));
                     }
                 }
-                _ => errors.push(Error::manifest(loc.field(p.clone()), "exactly one of extract and find")),
+                _ => errors.push(Error::manifest(
+                    loc.field(p.clone()),
+                    "exactly one of extract and find",
+                )),
             }
             for (j, rw) in df.rewrite.iter().enumerate() {
                 let rp = format!("{p}.rewrite[{j}]");
@@ -222,15 +342,24 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                 match (&rw.regexp, &rw.transform) {
                     (Some(r), None) => {
                         if let Err(e) = regex::Regex::new(&r.source) {
-                            errors.push(Error::manifest(loc.field(format!("{rp}.regexp.source")), format!("invalid regexp: {e}")));
+                            errors.push(Error::manifest(
+                                loc.field(format!("{rp}.regexp.source")),
+                                format!("invalid regexp: {e}"),
+                            ));
                         }
                     }
                     (None, Some(tf)) => {
                         if let Err(e) = Template::parse(&tf.template) {
-                            errors.push(Error::manifest(loc.field(format!("{rp}.transform.template")), e));
+                            errors.push(Error::manifest(
+                                loc.field(format!("{rp}.transform.template")),
+                                e,
+                            ));
                         }
                     }
-                    _ => errors.push(Error::manifest(loc.field(rp), "exactly one of regexp and transform")),
+                    _ => errors.push(Error::manifest(
+                        loc.field(rp),
+                        "exactly one of regexp and transform",
+                    )),
                 }
             }
         }
@@ -259,18 +388,28 @@ fn check_remote_ref(r: &super::RemoteRef, loc: &Location, p: &str, errors: &mut 
         && m != "None"
         && m != "Fetch"
     {
-        errors.push(Error::manifest(loc.field(format!("{p}.metadataPolicy")), format!("unknown metadataPolicy `{m}` (None, Fetch)")));
+        errors.push(Error::manifest(
+            loc.field(format!("{p}.metadataPolicy")),
+            format!("unknown metadataPolicy `{m}` (None, Fetch)"),
+        ));
     }
     if let Some(c) = &r.conversion_strategy
         && c != "Default"
     {
-        errors.push(not_supported(loc, &format!("{p}.conversionStrategy"), &format!("`{c}`; only Default")));
+        errors.push(not_supported(
+            loc,
+            &format!("{p}.conversionStrategy"),
+            &format!("`{c}`; only Default"),
+        ));
     }
     if let Some(n) = &r.null_byte_policy
         && n != "Ignore"
         && n != "Fail"
     {
-        errors.push(Error::manifest(loc.field(format!("{p}.nullBytePolicy")), format!("unknown nullBytePolicy `{n}` (Ignore, Fail)")));
+        errors.push(Error::manifest(
+            loc.field(format!("{p}.nullBytePolicy")),
+            format!("unknown nullBytePolicy `{n}` (Ignore, Fail)"),
+        ));
     }
 }
 
@@ -280,7 +419,9 @@ pub fn is_valid_object_name(name: &str) -> bool {
         && name.len() <= 253
         && name.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

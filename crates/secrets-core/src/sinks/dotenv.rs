@@ -23,12 +23,18 @@ pub struct DotenvSink {
 impl DotenvSink {
     /// `template` may contain `{namespace}` and `{name}`.
     pub fn new(template: impl Into<String>) -> Self {
-        Self { template: template.into() }
+        Self {
+            template: template.into(),
+        }
     }
 
     /// The file of a target.
     pub fn path_of(&self, t: &TargetRef) -> PathBuf {
-        PathBuf::from(self.template.replace("{namespace}", &t.namespace).replace("{name}", &t.name))
+        PathBuf::from(
+            self.template
+                .replace("{namespace}", &t.namespace)
+                .replace("{name}", &t.name),
+        )
     }
 
     async fn read_file(&self, target: &TargetRef) -> Result<Option<(String, TargetState)>> {
@@ -38,14 +44,17 @@ impl DotenvSink {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(path, e)),
         };
-        let text = std::str::from_utf8(&bytes).map_err(|_| Error::invalid(format!("{}: not UTF-8", path.display())))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::invalid(format!("{}: not UTF-8", path.display())))?;
         let mut owner = String::new();
         let mut state = TargetState::default();
         for line in text.lines().take_while(|l| l.starts_with('#')) {
             if let Some(o) = line.strip_prefix(HEADER) {
                 owner = o.trim().to_string();
             } else if let Some(fp) = line.strip_prefix(&format!("# {FINGERPRINT_ANNOTATION}: ")) {
-                state.annotations.insert(FINGERPRINT_ANNOTATION.into(), fp.trim().to_string());
+                state
+                    .annotations
+                    .insert(FINGERPRINT_ANNOTATION.into(), fp.trim().to_string());
             }
         }
         state.data = dotenv_format::parse(text, &path.display().to_string())?;
@@ -60,7 +69,10 @@ impl SecretSink for DotenvSink {
     }
 
     fn capabilities(&self) -> SinkCapabilities {
-        SinkCapabilities { readable: true, ..SinkCapabilities::default() }
+        SinkCapabilities {
+            readable: true,
+            ..SinkCapabilities::default()
+        }
     }
 
     async fn read(&self, target: &TargetRef) -> Result<Option<TargetState>> {
@@ -74,20 +86,37 @@ impl SecretSink for DotenvSink {
             && !owner.is_empty()
             && owner != &me
         {
-            return Err(Error::Conflict { what: format!("{} is written by {owner}, not {me}", self.path_of(&desired.target).display()) });
+            return Err(Error::Conflict {
+                what: format!(
+                    "{} is written by {owner}, not {me}",
+                    self.path_of(&desired.target).display()
+                ),
+            });
         }
         match (desired.creation_policy, &current) {
             (CreationPolicy::None, _) => return Ok(ApplyOutcome::Unchanged),
-            (CreationPolicy::Merge, None) => return Err(Error::not_found(format!("{} (creationPolicy Merge)", desired.target))),
+            (CreationPolicy::Merge, None) => {
+                return Err(Error::not_found(format!(
+                    "{} (creationPolicy Merge)",
+                    desired.target
+                )));
+            }
             _ => {}
         }
         let mut text = zeroize::Zeroizing::new(format!("{HEADER}{me}\n"));
         if let Some(fp) = desired.annotations.get(FINGERPRINT_ANNOTATION) {
             text.push_str(&format!("# {FINGERPRINT_ANNOTATION}: {fp}\n"));
         }
-        text.push_str(&dotenv_format::render(&desired.data).map_err(|e| e.context(desired.target.to_string()))?);
+        text.push_str(
+            &dotenv_format::render(&desired.data)
+                .map_err(|e| e.context(desired.target.to_string()))?,
+        );
         atomic_write(&self.path_of(&desired.target), text.as_bytes()).await?;
-        Ok(if current.is_some() { ApplyOutcome::Updated } else { ApplyOutcome::Created })
+        Ok(if current.is_some() {
+            ApplyOutcome::Updated
+        } else {
+            ApplyOutcome::Created
+        })
     }
 
     async fn delete(&self, target: &TargetRef) -> Result<bool> {

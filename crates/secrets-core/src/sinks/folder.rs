@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::sink::*;
 use crate::value::SecretMap;
 
-
 /// Writes targets as manifest files under a folder.
 #[derive(Debug)]
 pub struct FolderSink {
@@ -23,7 +22,10 @@ pub struct FolderSink {
 impl FolderSink {
     /// A sink writing under `dir` (created on first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), writes: AtomicU64::new(0) }
+        Self {
+            dir: dir.into(),
+            writes: AtomicU64::new(0),
+        }
     }
 
     /// The file of a target.
@@ -44,7 +46,8 @@ impl FolderSink {
         match tokio::fs::read(path).await {
             Ok(bytes) => {
                 let bytes = zeroize::Zeroizing::new(bytes);
-                let text = std::str::from_utf8(&bytes).map_err(|_| Error::invalid(format!("{}: not UTF-8", path.display())))?;
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| Error::invalid(format!("{}: not UTF-8", path.display())))?;
                 Ok(Some(parse_manifest(text, &path.display().to_string())?.1))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -68,7 +71,12 @@ pub fn merged_state(desired: &DesiredTarget, current: Option<&TargetState>) -> D
             let previously: Vec<String> = cur
                 .annotations
                 .get(MANAGED_KEYS_ANNOTATION)
-                .map(|s| s.split(',').filter(|k| !k.is_empty()).map(str::to_string).collect())
+                .map(|s| {
+                    s.split(',')
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut data = SecretMap::new();
             for (k, v) in cur.data.iter() {
@@ -82,7 +90,10 @@ pub fn merged_state(desired: &DesiredTarget, current: Option<&TargetState>) -> D
         }
     }
     if desired.creation_policy == CreationPolicy::Merge {
-        out.annotations.insert(MANAGED_KEYS_ANNOTATION.into(), desired.data.keys().cloned().collect::<Vec<_>>().join(","));
+        out.annotations.insert(
+            MANAGED_KEYS_ANNOTATION.into(),
+            desired.data.keys().cloned().collect::<Vec<_>>().join(","),
+        );
     }
     out
 }
@@ -94,7 +105,14 @@ impl SecretSink for FolderSink {
     }
 
     fn capabilities(&self) -> SinkCapabilities {
-        SinkCapabilities { config_maps: true, merge: true, owner_references: true, immutable: true, readable: true, metadata: true }
+        SinkCapabilities {
+            config_maps: true,
+            merge: true,
+            owner_references: true,
+            immutable: true,
+            readable: true,
+            metadata: true,
+        }
     }
 
     async fn read(&self, target: &TargetRef) -> Result<Option<TargetState>> {
@@ -107,20 +125,32 @@ impl SecretSink for FolderSink {
         match (desired.creation_policy, &current) {
             (CreationPolicy::None, _) => return Ok(ApplyOutcome::Unchanged),
             (CreationPolicy::Merge, None) => {
-                return Err(Error::not_found(format!("{} (creationPolicy Merge only updates an existing target)", desired.target)));
+                return Err(Error::not_found(format!(
+                    "{} (creationPolicy Merge only updates an existing target)",
+                    desired.target
+                )));
             }
             _ => {}
         }
         if let Some(cur) = &current
             && cur.immutable
         {
-            return Err(Error::Conflict { what: format!("{} is immutable; delete it to change its data", desired.target) });
+            return Err(Error::Conflict {
+                what: format!(
+                    "{} is immutable; delete it to change its data",
+                    desired.target
+                ),
+            });
         }
         let merged = merged_state(desired, current.as_ref());
         let text = render_manifest(&merged);
         atomic_write(&path, text.as_bytes()).await?;
         self.writes.fetch_add(1, Ordering::Relaxed);
-        Ok(if current.is_some() { ApplyOutcome::Updated } else { ApplyOutcome::Created })
+        Ok(if current.is_some() {
+            ApplyOutcome::Updated
+        } else {
+            ApplyOutcome::Created
+        })
     }
 
     async fn delete(&self, target: &TargetRef) -> Result<bool> {

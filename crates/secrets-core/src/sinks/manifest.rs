@@ -32,7 +32,11 @@ pub fn render_manifest(d: &DesiredTarget) -> Zeroizing<String> {
     out.push_str("apiVersion: v1\n");
     out.push_str(&format!("kind: {}\n", d.target.kind));
     out.push_str("metadata:\n");
-    out.push_str(&format!("  name: {}\n  namespace: {}\n", q(&d.target.name), q(&d.target.namespace)));
+    out.push_str(&format!(
+        "  name: {}\n  namespace: {}\n",
+        q(&d.target.name),
+        q(&d.target.namespace)
+    ));
     map_block(&mut out, "  ", "labels", &d.labels);
     map_block(&mut out, "  ", "annotations", &d.annotations);
     if let Some(o) = &d.owner
@@ -51,7 +55,10 @@ pub fn render_manifest(d: &DesiredTarget) -> Zeroizing<String> {
     }
     match d.target.kind {
         TargetKind::Secret => {
-            out.push_str(&format!("type: {}\n", q(d.secret_type.as_deref().unwrap_or("Opaque"))));
+            out.push_str(&format!(
+                "type: {}\n",
+                q(d.secret_type.as_deref().unwrap_or("Opaque"))
+            ));
             if !d.data.is_empty() {
                 out.push_str("data:\n");
                 for (k, v) in d.data.iter() {
@@ -63,12 +70,16 @@ pub fn render_manifest(d: &DesiredTarget) -> Zeroizing<String> {
             }
         }
         TargetKind::ConfigMap => {
-            let (text, binary): (Vec<_>, Vec<_>) = d.data.iter().partition(|(_, v)| v.expose_str().is_some());
+            let (text, binary): (Vec<_>, Vec<_>) =
+                d.data.iter().partition(|(_, v)| v.expose_str().is_some());
             if !text.is_empty() {
                 out.push_str("data:\n");
                 for (k, v) in text {
                     out.push_str(&format!("  {}: ", q(k)));
-                    let s = Zeroizing::new(serde_json::Value::String(v.expose_str().unwrap_or_default().to_string()).to_string());
+                    let s = Zeroizing::new(
+                        serde_json::Value::String(v.expose_str().unwrap_or_default().to_string())
+                            .to_string(),
+                    );
                     out.push_str(&s);
                     out.push('\n');
                 }
@@ -76,7 +87,11 @@ pub fn render_manifest(d: &DesiredTarget) -> Zeroizing<String> {
             if !binary.is_empty() {
                 out.push_str("binaryData:\n");
                 for (k, v) in binary {
-                    out.push_str(&format!("  {}: {}\n", q(k), &*Zeroizing::new(b64.encode(v.expose()))));
+                    out.push_str(&format!(
+                        "  {}: {}\n",
+                        q(k),
+                        &*Zeroizing::new(b64.encode(v.expose()))
+                    ));
                 }
             }
         }
@@ -119,29 +134,47 @@ pub fn parse_manifest(text: &str, file: &str) -> Result<(TargetRef, TargetState)
     let doc: Doc = serde_yaml::from_str(text).map_err(|e| {
         Error::invalid(format!(
             "{file}: not a Secret/ConfigMap manifest{}",
-            e.location().map(|l| format!(" (line {} column {})", l.line(), l.column())).unwrap_or_default()
+            e.location()
+                .map(|l| format!(" (line {} column {})", l.line(), l.column()))
+                .unwrap_or_default()
         ))
     })?;
     let kind = match doc.kind.as_str() {
         "Secret" => TargetKind::Secret,
         "ConfigMap" => TargetKind::ConfigMap,
-        other => return Err(Error::invalid(format!("{file}: kind `{other}` is not Secret or ConfigMap"))),
+        other => {
+            return Err(Error::invalid(format!(
+                "{file}: kind `{other}` is not Secret or ConfigMap"
+            )));
+        }
     };
     let mut data = SecretMap::new();
     for (k, v) in &doc.data {
         let value = match kind {
-            TargetKind::Secret => SecretValue::new(b64.decode(v.trim()).map_err(|_| Error::invalid(format!("{file}: data.{k} is not valid base64")))?),
+            TargetKind::Secret => SecretValue::new(
+                b64.decode(v.trim())
+                    .map_err(|_| Error::invalid(format!("{file}: data.{k} is not valid base64")))?,
+            ),
             TargetKind::ConfigMap => SecretValue::from(v.as_str()),
         };
         data.insert(k.clone(), value);
     }
     for (k, v) in &doc.binary_data {
-        data.insert(k.clone(), SecretValue::new(b64.decode(v.trim()).map_err(|_| Error::invalid(format!("{file}: binaryData.{k} is not valid base64")))?));
+        data.insert(
+            k.clone(),
+            SecretValue::new(b64.decode(v.trim()).map_err(|_| {
+                Error::invalid(format!("{file}: binaryData.{k} is not valid base64"))
+            })?),
+        );
     }
     for (k, v) in &doc.string_data {
         data.insert(k.clone(), SecretValue::from(v.as_str()));
     }
-    let target = TargetRef { kind, namespace: doc.metadata.namespace.unwrap_or_else(|| "default".into()), name: doc.metadata.name };
+    let target = TargetRef {
+        kind,
+        namespace: doc.metadata.namespace.unwrap_or_else(|| "default".into()),
+        name: doc.metadata.name,
+    };
     let state = TargetState {
         data,
         secret_type: match kind {

@@ -27,7 +27,10 @@ pub async fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn atomic_write_blocking(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.exists() {
         let mut b = std::fs::DirBuilder::new();
         b.recursive(true);
@@ -36,9 +39,15 @@ fn atomic_write_blocking(path: &Path, bytes: &[u8]) -> Result<()> {
         b.create(dir).map_err(|e| Error::io(dir, e))?;
     }
     // tempfile creates files readable by the owner only (0600).
-    let mut tmp = tempfile::Builder::new().prefix(".secretsync-").suffix(".tmp").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".secretsync-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();

@@ -19,7 +19,11 @@ impl SecretSink for StdoutSink {
         "stdout"
     }
     fn capabilities(&self) -> SinkCapabilities {
-        SinkCapabilities { config_maps: true, metadata: true, ..SinkCapabilities::default() }
+        SinkCapabilities {
+            config_maps: true,
+            metadata: true,
+            ..SinkCapabilities::default()
+        }
     }
     async fn read(&self, _target: &TargetRef) -> Result<Option<TargetState>> {
         Ok(None)

@@ -19,19 +19,34 @@ pub fn parse(text: &str, file: &str) -> Result<SecretMap> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
+        let line = line
+            .strip_prefix("export ")
+            .map(str::trim_start)
+            .unwrap_or(line);
         let Some((key, rest)) = line.split_once('=') else {
-            return Err(Error::invalid(format!("{file}:{line_no}: expected KEY=VALUE")));
+            return Err(Error::invalid(format!(
+                "{file}:{line_no}: expected KEY=VALUE"
+            )));
         };
         let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-') {
-            return Err(Error::invalid(format!("{file}:{line_no}: invalid key (letters, digits, `_`, `.`, `-`)")));
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+        {
+            return Err(Error::invalid(format!(
+                "{file}:{line_no}: invalid key (letters, digits, `_`, `.`, `-`)"
+            )));
         }
         let rest = rest.trim_start();
         let value = if let Some(body) = rest.strip_prefix('\'') {
             match body.find('\'') {
                 Some(end) => body[..end].to_string(),
-                None => return Err(Error::invalid(format!("{file}:{line_no}: key `{key}`: unterminated single quote"))),
+                None => {
+                    return Err(Error::invalid(format!(
+                        "{file}:{line_no}: key `{key}`: unterminated single quote"
+                    )));
+                }
             }
         } else if let Some(body) = rest.strip_prefix('"') {
             // May continue on following lines.
@@ -64,7 +79,9 @@ pub fn parse(text: &str, file: &str) -> Result<SecretMap> {
                     break;
                 }
                 if i >= lines.len() {
-                    return Err(Error::invalid(format!("{file}:{line_no}: key `{key}`: unterminated double quote")));
+                    return Err(Error::invalid(format!(
+                        "{file}:{line_no}: key `{key}`: unterminated double quote"
+                    )));
                 }
                 out.push('\n');
                 raw = lines[i].to_string();
@@ -88,7 +105,11 @@ pub fn parse(text: &str, file: &str) -> Result<SecretMap> {
 pub fn render(map: &SecretMap) -> Result<zeroize::Zeroizing<String>> {
     let mut out = zeroize::Zeroizing::new(String::new());
     for (k, v) in map.iter() {
-        let s = v.expose_str().ok_or_else(|| Error::invalid(format!("key `{k}`: value is not UTF-8 text, cannot be written to a dotenv file")))?;
+        let s = v.expose_str().ok_or_else(|| {
+            Error::invalid(format!(
+                "key `{k}`: value is not UTF-8 text, cannot be written to a dotenv file"
+            ))
+        })?;
         out.push_str(k);
         out.push_str("=\"");
         for c in s.chars() {
@@ -137,8 +158,13 @@ mod tests {
 
     #[test]
     fn errors_name_line_not_value() {
-        let e = parse("GOOD=1\nBAD=\"canary-secret", "x.env").unwrap_err().to_string();
-        assert!(e.contains("x.env:2") && e.contains("`BAD`") && !e.contains("canary"), "{e}");
+        let e = parse("GOOD=1\nBAD=\"canary-secret", "x.env")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.env:2") && e.contains("`BAD`") && !e.contains("canary"),
+            "{e}"
+        );
         let e = parse("no equals canary", "x.env").unwrap_err().to_string();
         assert!(!e.contains("canary"), "{e}");
     }

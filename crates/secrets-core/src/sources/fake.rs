@@ -23,7 +23,9 @@ pub fn fake_source(spec: &FakeProvider) -> FakeSource {
     let s = MemorySource::new("fake");
     for d in &spec.data {
         let value = match &d.value_map {
-            Some(m) if d.value.is_empty() => SecretValue::from(serde_json::to_string(m).expect("a string map serializes")),
+            Some(m) if d.value.is_empty() => {
+                SecretValue::from(serde_json::to_string(m).expect("a string map serializes"))
+            }
             _ => SecretValue::from(d.value.as_str()),
         };
         match &d.version {
@@ -41,8 +43,14 @@ impl SourceFactory for FakeFactory {
     fn provider(&self) -> &'static str {
         "fake"
     }
-    async fn build(&self, store: &Store, _credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore> {
-        let ProviderSpec::Fake(spec) = &store.spec.provider else { unreachable!("registry dispatches by provider") };
+    async fn build(
+        &self,
+        store: &Store,
+        _credentials: Arc<dyn CredentialResolver>,
+    ) -> Result<BuiltStore> {
+        let ProviderSpec::Fake(spec) = &store.spec.provider else {
+            unreachable!("registry dispatches by provider")
+        };
         Ok(BuiltStore::writable(fake_source(spec)))
     }
 }

@@ -44,8 +44,13 @@ impl FileFormat {
             "yaml" => Ok(FileFormat::Yaml),
             "json" => Ok(FileFormat::Json),
             "dotenv" | "env" => Ok(FileFormat::Dotenv),
-            "" => Err(Error::invalid(format!("{}: cannot tell the format from the name; set format: yaml, json or dotenv", path.display()))),
-            other => Err(Error::invalid(format!("unknown file format `{other}` (yaml, json, dotenv)"))),
+            "" => Err(Error::invalid(format!(
+                "{}: cannot tell the format from the name; set format: yaml, json or dotenv",
+                path.display()
+            ))),
+            other => Err(Error::invalid(format!(
+                "unknown file format `{other}` (yaml, json, dotenv)"
+            ))),
         }
     }
 }
@@ -62,7 +67,12 @@ pub struct FileSource {
 impl FileSource {
     /// A source reading `path`.
     pub fn new(path: impl Into<PathBuf>, format: FileFormat) -> Self {
-        Self { path: path.into(), format, calls: AtomicU64::new(0), write_lock: Mutex::new(()) }
+        Self {
+            path: path.into(),
+            format,
+            calls: AtomicU64::new(0),
+            write_lock: Mutex::new(()),
+        }
     }
 
     /// The file.
@@ -77,22 +87,38 @@ impl FileSource {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SecretMap::new()),
             Err(e) => return Err(Error::io(&self.path, e)),
         };
-        let text = std::str::from_utf8(&bytes).map_err(|_| Error::invalid(format!("{}: not UTF-8", self.path.display())))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::invalid(format!("{}: not UTF-8", self.path.display())))?;
         let file = self.path.display().to_string();
         match self.format {
             FileFormat::Dotenv => super::dotenv::parse(text, &file),
             FileFormat::Yaml | FileFormat::Json => {
                 let v: serde_json::Value = if self.format == FileFormat::Json {
-                    serde_json::from_str(text).map_err(|e| Error::invalid(format!("{file}: invalid JSON at line {} column {}", e.line(), e.column())))?
+                    serde_json::from_str(text).map_err(|e| {
+                        Error::invalid(format!(
+                            "{file}: invalid JSON at line {} column {}",
+                            e.line(),
+                            e.column()
+                        ))
+                    })?
                 } else {
                     serde_yaml::from_str(text).map_err(|e| {
-                        Error::invalid(format!("{file}: invalid YAML{}", e.location().map(|l| format!(" at line {} column {}", l.line(), l.column())).unwrap_or_default()))
+                        Error::invalid(format!(
+                            "{file}: invalid YAML{}",
+                            e.location()
+                                .map(|l| format!(" at line {} column {}", l.line(), l.column()))
+                                .unwrap_or_default()
+                        ))
                     })?
                 };
                 let obj = match v {
                     serde_json::Value::Object(o) => o,
                     serde_json::Value::Null => Default::default(),
-                    _ => return Err(Error::invalid(format!("{file}: expected a mapping of names to values"))),
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "{file}: expected a mapping of names to values"
+                        )));
+                    }
                 };
                 Ok(obj
                     .into_iter()
@@ -115,7 +141,9 @@ impl FileSource {
             FileFormat::Yaml | FileFormat::Json => {
                 let mut obj = serde_json::Map::new();
                 for (k, v) in map.iter() {
-                    let s = v.expose_str().ok_or_else(|| Error::invalid(format!("key `{k}`: value is not UTF-8")))?;
+                    let s = v
+                        .expose_str()
+                        .ok_or_else(|| Error::invalid(format!("key `{k}`: value is not UTF-8")))?;
                     obj.insert(k.clone(), serde_json::Value::String(s.to_string()));
                 }
                 let v = serde_json::Value::Object(obj);
@@ -131,7 +159,10 @@ impl FileSource {
 
     fn lookup(map: &SecretMap, key: &RemoteKey, file: &Path) -> Result<Fetched> {
         if let Some(v) = &key.version {
-            return Err(Error::not_supported(format!("version `{v}` of key `{}`: the file provider has no versions", key.key)));
+            return Err(Error::not_supported(format!(
+                "version `{v}` of key `{}`: the file provider has no versions",
+                key.key
+            )));
         }
         map.get(&key.key)
             .map(|v| Fetched::new(v.clone()))
@@ -145,7 +176,12 @@ impl SecretSource for FileSource {
         "file"
     }
     fn capabilities(&self) -> SourceCapabilities {
-        SourceCapabilities { batch_read: true, find_by_name: true, find_by_path: true, ..SourceCapabilities::none() }
+        SourceCapabilities {
+            batch_read: true,
+            find_by_name: true,
+            find_by_path: true,
+            ..SourceCapabilities::none()
+        }
     }
     async fn get(&self, key: &RemoteKey) -> Result<Fetched> {
         let map = self.read_all().await?;
@@ -153,25 +189,41 @@ impl SecretSource for FileSource {
     }
     async fn get_many(&self, keys: &[RemoteKey]) -> Vec<Result<Fetched>> {
         match self.read_all().await {
-            Ok(map) => keys.iter().map(|k| Self::lookup(&map, k, &self.path)).collect(),
+            Ok(map) => keys
+                .iter()
+                .map(|k| Self::lookup(&map, k, &self.path))
+                .collect(),
             Err(e) => {
                 let msg = e.to_string();
-                keys.iter().map(|_| Err(Error::invalid(msg.clone()))).collect()
+                keys.iter()
+                    .map(|_| Err(Error::invalid(msg.clone())))
+                    .collect()
             }
         }
     }
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>> {
         if !query.tags.is_empty() {
-            return Err(Error::not_supported("find.tags on the file provider (files have no tags)"));
+            return Err(Error::not_supported(
+                "find.tags on the file provider (files have no tags)",
+            ));
         }
         let re = match &query.name_regexp {
-            Some(r) => Some(regex::Regex::new(r).map_err(|e| Error::invalid(format!("find.name.regexp: {e}")))?),
+            Some(r) => Some(
+                regex::Regex::new(r)
+                    .map_err(|e| Error::invalid(format!("find.name.regexp: {e}")))?,
+            ),
             None => None,
         };
         let map = self.read_all().await?;
         Ok(map
             .keys()
-            .filter(|k| re.as_ref().is_none_or(|re| re.is_match(k)) && query.path.as_ref().is_none_or(|p| k.starts_with(p.as_str())))
+            .filter(|k| {
+                re.as_ref().is_none_or(|re| re.is_match(k))
+                    && query
+                        .path
+                        .as_ref()
+                        .is_none_or(|p| k.starts_with(p.as_str()))
+            })
             .cloned()
             .collect())
     }
@@ -184,7 +236,11 @@ impl SecretSource for FileSource {
 impl SecretWriter for FileSource {
     async fn describe(&self, key: &str) -> Result<Option<RemoteDescription>> {
         let map = self.read_all().await?;
-        Ok(map.contains_key(key).then(|| RemoteDescription { current_version: None, managed: true, versions: vec![] }))
+        Ok(map.contains_key(key).then(|| RemoteDescription {
+            current_version: None,
+            managed: true,
+            versions: vec![],
+        }))
     }
     async fn put(&self, request: &WriteRequest) -> Result<WriteOutcome> {
         let _guard = self.write_lock.lock().await;
@@ -197,13 +253,19 @@ impl SecretWriter for FileSource {
         map.insert(request.key.clone(), value);
         self.write_all(&map).await?;
         Ok(if existed {
-            WriteOutcome::Updated { version: None, previous: None, disabled_previous: false }
+            WriteOutcome::Updated {
+                version: None,
+                previous: None,
+                disabled_previous: false,
+            }
         } else {
             WriteOutcome::Created { version: None }
         })
     }
     async fn disable_version(&self, key: &str, version: &str) -> Result<()> {
-        Err(Error::not_supported(format!("disable version {version} of `{key}`: the file provider has no versions")))
+        Err(Error::not_supported(format!(
+            "disable version {version} of `{key}`: the file provider has no versions"
+        )))
     }
 }
 
@@ -216,12 +278,23 @@ impl SourceFactory for FileFactory {
     fn provider(&self) -> &'static str {
         "file"
     }
-    async fn build(&self, store: &Store, _credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore> {
-        let ProviderSpec::File(spec) = &store.spec.provider else { unreachable!("registry dispatches by provider") };
+    async fn build(
+        &self,
+        store: &Store,
+        _credentials: Arc<dyn CredentialResolver>,
+    ) -> Result<BuiltStore> {
+        let ProviderSpec::File(spec) = &store.spec.provider else {
+            unreachable!("registry dispatches by provider")
+        };
         let p = PathBuf::from(&spec.path);
-        let path = if p.is_absolute() { p } else { store.base_dir().join(p) };
-        let format = FileFormat::detect(&path, spec.format.as_deref())
-            .map_err(|e| Error::manifest(store.origin.field("spec.provider.file"), e.to_string()))?;
+        let path = if p.is_absolute() {
+            p
+        } else {
+            store.base_dir().join(p)
+        };
+        let format = FileFormat::detect(&path, spec.format.as_deref()).map_err(|e| {
+            Error::manifest(store.origin.field("spec.provider.file"), e.to_string())
+        })?;
         Ok(BuiltStore::writable(FileSource::new(path, format)))
     }
 }

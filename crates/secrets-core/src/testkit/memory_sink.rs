@@ -45,7 +45,14 @@ impl SecretSink for MemorySink {
         "memory"
     }
     fn capabilities(&self) -> SinkCapabilities {
-        SinkCapabilities { config_maps: true, merge: true, owner_references: true, immutable: true, readable: true, metadata: true }
+        SinkCapabilities {
+            config_maps: true,
+            merge: true,
+            owner_references: true,
+            immutable: true,
+            readable: true,
+            metadata: true,
+        }
     }
     async fn read(&self, target: &TargetRef) -> Result<Option<TargetState>> {
         Ok(self.get(target))
@@ -55,11 +62,18 @@ impl SecretSink for MemorySink {
         let current = t.get(&desired.target).cloned();
         match (desired.creation_policy, &current) {
             (CreationPolicy::None, _) => return Ok(ApplyOutcome::Unchanged),
-            (CreationPolicy::Merge, None) => return Err(Error::not_found(format!("{} (creationPolicy Merge)", desired.target))),
+            (CreationPolicy::Merge, None) => {
+                return Err(Error::not_found(format!(
+                    "{} (creationPolicy Merge)",
+                    desired.target
+                )));
+            }
             _ => {}
         }
         if current.as_ref().is_some_and(|c| c.immutable) {
-            return Err(Error::Conflict { what: format!("{} is immutable", desired.target) });
+            return Err(Error::Conflict {
+                what: format!("{} is immutable", desired.target),
+            });
         }
         let merged = crate::sinks::merged_state(desired, current.as_ref());
         t.insert(
@@ -73,7 +87,11 @@ impl SecretSink for MemorySink {
             },
         );
         self.writes.fetch_add(1, Ordering::Relaxed);
-        Ok(if current.is_some() { ApplyOutcome::Updated } else { ApplyOutcome::Created })
+        Ok(if current.is_some() {
+            ApplyOutcome::Updated
+        } else {
+            ApplyOutcome::Created
+        })
     }
     async fn delete(&self, target: &TargetRef) -> Result<bool> {
         let removed = self.targets.lock().expect("lock").remove(target).is_some();

@@ -9,12 +9,16 @@ mod wrappers;
 
 pub use logs::{LogCapture, capture_logs};
 pub use memory_sink::MemorySink;
-pub use wrappers::{CountingSink, CountingSource, Fault, FaultySink, FaultySource, SinkFaults, SourceFaults};
+pub use wrappers::{
+    CountingSink, CountingSource, Fault, FaultySink, FaultySource, SinkFaults, SourceFaults,
+};
 
 use std::collections::BTreeMap;
 
 use crate::fingerprint::FingerprintKey;
-use crate::sink::{CreationPolicy, DeletionPolicy, DesiredTarget, FINGERPRINT_ANNOTATION, TargetRef};
+use crate::sink::{
+    CreationPolicy, DeletionPolicy, DesiredTarget, FINGERPRINT_ANNOTATION, TargetRef,
+};
 use crate::value::{SecretMap, SecretValue};
 
 /// A value that must never appear anywhere but in its target.
@@ -27,7 +31,10 @@ pub fn assert_no_canary(text: &str, place: &str) {
     // Base64 of the canary at any of the three alignments inside longer data.
     let inner = &b64[4..b64.len() - 4];
     for needle in [CANARY, b64.as_str(), inner] {
-        assert!(!text.contains(needle), "the canary value leaked into {place}");
+        assert!(
+            !text.contains(needle),
+            "the canary value leaked into {place}"
+        );
     }
 }
 
@@ -40,7 +47,10 @@ pub fn unique_prefix(tag: &str) -> String {
 
 /// A map from string pairs.
 pub fn map(pairs: &[(&str, &str)]) -> SecretMap {
-    pairs.iter().map(|(k, v)| (k.to_string(), SecretValue::from(*v))).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), SecretValue::from(*v)))
+        .collect()
 }
 
 /// A desired target with a fingerprint annotation, as the engine builds them.
@@ -50,7 +60,10 @@ pub fn desired(target: TargetRef, data: SecretMap, policy: CreationPolicy) -> De
     let mut annotations = BTreeMap::new();
     annotations.insert(FINGERPRINT_ANNOTATION.to_string(), fingerprint.to_string());
     if policy == CreationPolicy::Merge {
-        annotations.insert(crate::sink::MANAGED_KEYS_ANNOTATION.into(), data.keys().cloned().collect::<Vec<_>>().join(","));
+        annotations.insert(
+            crate::sink::MANAGED_KEYS_ANNOTATION.into(),
+            data.keys().cloned().collect::<Vec<_>>().join(","),
+        );
     }
     DesiredTarget {
         target,

@@ -60,7 +60,12 @@ impl<S> CountingSource<S> {
     }
     /// How many times a key's value was requested (get or inside get_many).
     pub fn reads_of(&self, key: &RemoteKey) -> u64 {
-        self.reads.lock().expect("lock").get(key).copied().unwrap_or(0)
+        self.reads
+            .lock()
+            .expect("lock")
+            .get(key)
+            .copied()
+            .unwrap_or(0)
     }
     /// Values requested in total.
     pub fn values_read(&self) -> u64 {
@@ -68,7 +73,13 @@ impl<S> CountingSource<S> {
     }
     /// Resets every count.
     pub fn reset(&self) {
-        for c in [&self.gets, &self.get_manys, &self.finds, &self.tokens, &self.metadata] {
+        for c in [
+            &self.gets,
+            &self.get_manys,
+            &self.finds,
+            &self.tokens,
+            &self.metadata,
+        ] {
             c.store(0, Ordering::Relaxed);
         }
         self.reads.lock().expect("lock").clear();
@@ -148,9 +159,18 @@ pub enum Fault {
 impl Fault {
     fn error(&self, provider: &str, what: &str) -> Error {
         match self {
-            Fault::Down => Error::provider(provider, format!("{what}: connection refused (injected)"), true),
-            Fault::Throttled(ra) => Error::Throttled { provider: provider.to_string(), retry_after: *ra },
-            Fault::Denied => Error::PermissionDenied { what: format!("{what} (injected)") },
+            Fault::Down => Error::provider(
+                provider,
+                format!("{what}: connection refused (injected)"),
+                true,
+            ),
+            Fault::Throttled(ra) => Error::Throttled {
+                provider: provider.to_string(),
+                retry_after: *ra,
+            },
+            Fault::Denied => Error::PermissionDenied {
+                what: format!("{what} (injected)"),
+            },
             Fault::NotFound => Error::not_found(format!("{what} (injected)")),
         }
     }
@@ -182,7 +202,10 @@ pub struct FaultySource<S> {
 impl<S> FaultySource<S> {
     /// Wraps `inner`, healthy until told otherwise.
     pub fn new(inner: S) -> Self {
-        Self { inner, faults: Arc::new(Mutex::new(SourceFaults::default())) }
+        Self {
+            inner,
+            faults: Arc::new(Mutex::new(SourceFaults::default())),
+        }
     }
     /// Changes the faults.
     pub fn set(&self, f: impl FnOnce(&mut SourceFaults)) {
@@ -232,7 +255,12 @@ impl<S: SecretSource> FaultySource<S> {
         }
     }
     fn key_fault(&self, key: &str) -> Option<Error> {
-        self.faults.lock().expect("lock").keys.get(key).map(|f| f.error(self.inner.provider(), &format!("read of `{key}`")))
+        self.faults
+            .lock()
+            .expect("lock")
+            .keys
+            .get(key)
+            .map(|f| f.error(self.inner.provider(), &format!("read of `{key}`")))
     }
 }
 
@@ -260,7 +288,10 @@ impl<S: SecretSource> SecretSource for FaultySource<S> {
                 .iter()
                 .map(|_| {
                     Err(match ra {
-                        Some(_) => Error::Throttled { provider: self.inner.provider().into(), retry_after: ra },
+                        Some(_) => Error::Throttled {
+                            provider: self.inner.provider().into(),
+                            retry_after: ra,
+                        },
                         None => Error::provider(self.inner.provider(), msg.clone(), retry),
                     })
                 })
@@ -281,7 +312,10 @@ impl<S: SecretSource> SecretSource for FaultySource<S> {
     async fn change_tokens(&self, keys: &[RemoteKey]) -> Vec<Result<Option<ChangeToken>>> {
         if let Err(e) = self.gate("change_tokens").await {
             let msg = e.to_string();
-            return keys.iter().map(|_| Err(Error::provider(self.inner.provider(), msg.clone(), true))).collect();
+            return keys
+                .iter()
+                .map(|_| Err(Error::provider(self.inner.provider(), msg.clone(), true)))
+                .collect();
         }
         self.inner.change_tokens(keys).await
     }
@@ -325,7 +359,12 @@ pub struct CountingSink<S> {
 impl<S> CountingSink<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
-        Self { inner, reads: AtomicU64::new(0), applies: AtomicU64::new(0), deletes: AtomicU64::new(0) }
+        Self {
+            inner,
+            reads: AtomicU64::new(0),
+            applies: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+        }
     }
     /// The wrapped sink.
     pub fn inner(&self) -> &S {
@@ -388,7 +427,10 @@ pub struct FaultySink<S> {
 impl<S> FaultySink<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
-        Self { inner, faults: Mutex::new(SinkFaults::default()) }
+        Self {
+            inner,
+            faults: Mutex::new(SinkFaults::default()),
+        }
     }
     /// Changes the faults.
     pub fn set(&self, f: impl FnOnce(&mut SinkFaults)) {
@@ -410,7 +452,11 @@ impl<S: SecretSink> SecretSink for FaultySink<S> {
     }
     async fn read(&self, target: &TargetRef) -> Result<Option<TargetState>> {
         if self.faults.lock().expect("lock").down {
-            return Err(Error::provider(self.inner.name(), format!("read {target}: 503 (injected)"), true));
+            return Err(Error::provider(
+                self.inner.name(),
+                format!("read {target}: 503 (injected)"),
+                true,
+            ));
         }
         self.inner.read(target).await
     }
@@ -418,18 +464,28 @@ impl<S: SecretSink> SecretSink for FaultySink<S> {
         {
             let mut f = self.faults.lock().expect("lock");
             if f.down || f.fail_targets.contains(&desired.target) {
-                return Err(Error::provider(self.inner.name(), format!("apply {}: 503 (injected)", desired.target), true));
+                return Err(Error::provider(
+                    self.inner.name(),
+                    format!("apply {}: 503 (injected)", desired.target),
+                    true,
+                ));
             }
             if f.conflicts > 0 {
                 f.conflicts -= 1;
-                return Err(Error::Conflict { what: format!("{}: 409 (injected)", desired.target) });
+                return Err(Error::Conflict {
+                    what: format!("{}: 409 (injected)", desired.target),
+                });
             }
         }
         self.inner.apply(desired).await
     }
     async fn delete(&self, target: &TargetRef) -> Result<bool> {
         if self.faults.lock().expect("lock").down {
-            return Err(Error::provider(self.inner.name(), format!("delete {target}: 503 (injected)"), true));
+            return Err(Error::provider(
+                self.inner.name(),
+                format!("delete {target}: 503 (injected)"),
+                true,
+            ));
         }
         self.inner.delete(target).await
     }
