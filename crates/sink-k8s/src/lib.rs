@@ -1,1 +1,40 @@
-//! Kubernetes Secrets/ConfigMaps sink, consumer restarts and controller mode for secretsync.
+#![doc = include_str!("../README.md")]
+
+mod credentials;
+mod error;
+mod external_secrets;
+mod restart;
+mod sink;
+pub mod validate;
+
+pub use credentials::KubeCredentials;
+pub use external_secrets::{ExternalSecretObject, KubeExternalSecrets};
+pub use restart::{KubeRestarter, RESTARTED_AT_ANNOTATION};
+pub use sink::{FIELD_MANAGER, KubeSink};
+
+/// Installs rustls' ring crypto provider as the process default unless one is installed.
+///
+/// kube's TLS uses the process-wide provider; when a binary links both ring and aws-lc-rs
+/// (the AWS SDK brings the latter) rustls cannot choose and kube panics on the first
+/// client. [`infer_client`] and [`KubeSink::from_config`] call this; call it yourself
+/// before `kube::Client::try_from` elsewhere.
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// Builds a client from the environment: `KUBECONFIG` / `~/.kube/config`, else the
+/// in-cluster service account.
+pub async fn infer_client() -> secrets_core::Result<kube::Client> {
+    install_crypto_provider();
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| secrets_core::Error::Unauthenticated {
+            what: format!(
+                "no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {}",
+                secrets_core::error::redact_quoted(&e.to_string())
+            ),
+        })?;
+    kube::Client::try_from(config).map_err(|e| error::from_kube(e, "building the Kubernetes client"))
+}

@@ -1,0 +1,51 @@
+//! kube's errors mapped into secretsync's, in one place. Server messages can quote input
+//! (an invalid value), so quoted text is redacted and no source error is kept.
+
+use secrets_core::Error;
+use secrets_core::error::redact_quoted;
+
+const PROVIDER: &str = "kubernetes";
+
+/// Maps a kube error; `what` names the operation and the object (never a value).
+pub(crate) fn from_kube(e: kube::Error, what: &str) -> Error {
+    match e {
+        kube::Error::Api(status) => {
+            let message = redact_quoted(&status.message);
+            match status.code {
+                404 => Error::not_found(what.to_string()),
+                401 => Error::Unauthenticated {
+                    what: format!("{what}: {message}"),
+                },
+                403 => Error::PermissionDenied {
+                    what: format!("{what}: {message}"),
+                },
+                409 => Error::Conflict {
+                    what: format!("{what}: {message}"),
+                },
+                429 => Error::Throttled {
+                    provider: PROVIDER.into(),
+                    retry_after: None,
+                },
+                400 | 413 | 415 | 422 => Error::invalid(format!("{what}: {message} ({})", status.reason)),
+                code => Error::provider(
+                    PROVIDER,
+                    format!("{what}: {message} ({code} {})", status.reason),
+                    code >= 500,
+                ),
+            }
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            Error::provider(PROVIDER, format!("{what}: {}", redact_quoted(&e.to_string())), true)
+        }
+        other => Error::provider(
+            PROVIDER,
+            format!("{what}: {}", redact_quoted(&other.to_string())),
+            false,
+        ),
+    }
+}
+
+/// Whether a kube error is a 404.
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
