@@ -571,6 +571,7 @@ pub(crate) fn typed<T: DeserializeOwned>(value: Value, location: &Location) -> R
         // serde names the unknown field in the message but not in the path.
         if let Some(rest) = msg.strip_prefix("unknown field `")
             && let Some((field, _)) = rest.split_once('`')
+            && !path.ends_with(field)
         {
             path = if path.is_empty() {
                 field.to_string()

@@ -233,7 +233,7 @@ impl<'de> Deserialize<'de> for ProviderSpec {
                 "file" => ProviderSpec::File(from_value_at(v, "file").map_err(D::Error::custom)?),
                 other if OTHER_ESO_PROVIDERS.contains(&other) => {
                     return Err(D::Error::custom(format!(
-                        "{NOT_SUPPORTED_PREFIX}{other}: provider `{other}`"
+                        "@@{other}@@{NOT_SUPPORTED_PREFIX}provider `{other}`"
                     )));
                 }
                 other => {

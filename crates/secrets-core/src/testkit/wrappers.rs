@@ -224,6 +224,10 @@ impl<S> FaultySource<S> {
 impl<S: SecretSource> FaultySource<S> {
     /// The fault for this call, if any, consuming counters.
     async fn gate(&self, what: &str) -> Result<()> {
+        self.gate_fault().await.map_err(|f| f.error(self.inner.provider(), what))
+    }
+
+    async fn gate_fault(&self) -> std::result::Result<(), Fault> {
         let (latency, fault) = {
             let mut f = self.faults.lock().expect("lock");
             let mut fault = f.all.clone();
@@ -250,7 +254,7 @@ impl<S: SecretSource> FaultySource<S> {
             tokio::time::sleep(l).await;
         }
         match fault {
-            Some(f) => Err(f.error(self.inner.provider(), what)),
+            Some(f) => Err(f),
             None => Ok(()),
         }
     }
@@ -280,22 +284,8 @@ impl<S: SecretSource> SecretSource for FaultySource<S> {
         self.inner.get(key).await
     }
     async fn get_many(&self, keys: &[RemoteKey]) -> Vec<Result<Fetched>> {
-        if let Err(e) = self.gate("get_many").await {
-            let msg = e.to_string();
-            let retry = e.is_retryable();
-            let ra = e.retry_after();
-            return keys
-                .iter()
-                .map(|_| {
-                    Err(match ra {
-                        Some(_) => Error::Throttled {
-                            provider: self.inner.provider().into(),
-                            retry_after: ra,
-                        },
-                        None => Error::provider(self.inner.provider(), msg.clone(), retry),
-                    })
-                })
-                .collect();
+        if let Err(f) = self.gate_fault().await {
+            return keys.iter().map(|k| Err(f.error(self.inner.provider(), &format!("read of `{}`", k.key)))).collect();
         }
         let mut out = self.inner.get_many(keys).await;
         for (k, r) in keys.iter().zip(out.iter_mut()) {
@@ -310,12 +300,8 @@ impl<S: SecretSource> SecretSource for FaultySource<S> {
         self.inner.find(query).await
     }
     async fn change_tokens(&self, keys: &[RemoteKey]) -> Vec<Result<Option<ChangeToken>>> {
-        if let Err(e) = self.gate("change_tokens").await {
-            let msg = e.to_string();
-            return keys
-                .iter()
-                .map(|_| Err(Error::provider(self.inner.provider(), msg.clone(), true)))
-                .collect();
+        if let Err(f) = self.gate_fault().await {
+            return keys.iter().map(|k| Err(f.error(self.inner.provider(), &format!("version check of `{}`", k.key)))).collect();
         }
         self.inner.change_tokens(keys).await
     }
