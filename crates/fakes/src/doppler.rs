@@ -52,7 +52,11 @@ pub struct LoggedRequest {
 #[derive(Debug, Clone)]
 enum TokenScope {
     /// Bound to one config.
-    Service { project: String, config: String, write: bool },
+    Service {
+        project: String,
+        config: String,
+        write: bool,
+    },
     /// Reaches every config; must name project and config.
     Personal,
 }
@@ -93,7 +97,9 @@ impl FakeDoppler {
     /// Starts serving on `127.0.0.1` on a random port.
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(State::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let shared = state.clone();
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -122,7 +128,11 @@ impl FakeDoppler {
 
     /// Sets one secret (creating the config if needed), as a user would in the dashboard.
     pub fn set_secret(&self, project: &str, config: &str, name: &str, value: &str) {
-        self.lock().configs.entry((project.into(), config.into())).or_default().insert(name.into(), value.into());
+        self.lock()
+            .configs
+            .entry((project.into(), config.into()))
+            .or_default()
+            .insert(name.into(), value.into());
     }
 
     /// Sets many secrets at once (one change, as one dashboard save).
@@ -136,12 +146,18 @@ impl FakeDoppler {
 
     /// Removes a secret; returns whether it existed.
     pub fn remove_secret(&self, project: &str, config: &str, name: &str) -> bool {
-        self.lock().configs.get_mut(&(project.into(), config.into())).is_some_and(|c| c.remove(name).is_some())
+        self.lock()
+            .configs
+            .get_mut(&(project.into(), config.into()))
+            .is_some_and(|c| c.remove(name).is_some())
     }
 
     /// The stored value of a secret (for assertions).
     pub fn secret(&self, project: &str, config: &str, name: &str) -> Option<String> {
-        self.lock().configs.get(&(project.into(), config.into())).and_then(|c| c.get(name).cloned())
+        self.lock()
+            .configs
+            .get(&(project.into(), config.into()))
+            .and_then(|c| c.get(name).cloned())
     }
 
     /// Issues a read/write service token (`dp.st.<config>.…`) bound to one config, which is
@@ -159,7 +175,14 @@ impl FakeDoppler {
         let token = format!("dp.st.{config}.{}", random_suffix());
         let mut s = self.lock();
         s.configs.entry((project.into(), config.into())).or_default();
-        s.tokens.insert(token.clone(), TokenScope::Service { project: project.into(), config: config.into(), write });
+        s.tokens.insert(
+            token.clone(),
+            TokenScope::Service {
+                project: project.into(),
+                config: config.into(),
+                write,
+            },
+        );
         token
     }
 
@@ -191,7 +214,11 @@ impl FakeDoppler {
 
     /// How many requests of `method` to `path` were answered (any status).
     pub fn count(&self, method: &str, path: &str) -> usize {
-        self.lock().log.iter().filter(|r| r.method == method && r.path == path).count()
+        self.lock()
+            .log
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count()
     }
 
     /// Forgets the request log.
@@ -212,7 +239,9 @@ fn random_suffix() -> String {
     use rand::Rng as _;
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut rng = rand::rng();
-    (0..40).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+    (0..40)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 fn handle(shared: &Mutex<State>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response<Body> {
@@ -223,13 +252,20 @@ fn handle(shared: &Mutex<State>, method: Method, uri: Uri, headers: HeaderMap, b
             query.insert(percent_decode(k), percent_decode(v));
         }
     }
-    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let if_none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
     let response = match state.failures.pop_front() {
         Some(f) => {
-            let mut r = error(StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), failure_message(f.status));
+            let mut r = error(
+                StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                failure_message(f.status),
+            );
             if let Some(secs) = f.retry_after {
-                r.headers_mut().insert(header::RETRY_AFTER, secs.to_string().parse().expect("header value"));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, secs.to_string().parse().expect("header value"));
             }
             r
         }
@@ -261,7 +297,10 @@ fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
                     Some(b) => {
                         out.push(b);
                         i += 2;
@@ -310,49 +349,75 @@ fn resolve_config(
     query: &BTreeMap<String, String>,
     body: Option<&Value>,
     write: bool,
-) -> Result<(String, String), Response<Body>> {
+) -> Result<(String, String), Box<Response<Body>>> {
     let Some(token) = bearer(headers) else {
-        return Err(error(StatusCode::UNAUTHORIZED, "Unauthorized: missing or malformed Authorization header"));
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: missing or malformed Authorization header",
+        )));
     };
     let Some(scope) = state.tokens.get(&token) else {
-        return Err(error(StatusCode::UNAUTHORIZED, "Invalid Auth token"));
+        return Err(Box::new(error(StatusCode::UNAUTHORIZED, "Invalid Auth token")));
     };
     let param = |name: &str| -> Option<String> {
-        query
-            .get(name)
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .or_else(|| body.and_then(|b| b.get(name)).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_string))
+        query.get(name).filter(|v| !v.is_empty()).cloned().or_else(|| {
+            body.and_then(|b| b.get(name))
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        })
     };
     let (project, config) = match scope {
-        TokenScope::Service { project, config, write: can_write } => {
+        TokenScope::Service {
+            project,
+            config,
+            write: can_write,
+        } => {
             if let Some(p) = param("project")
                 && &p != project
             {
-                return Err(error(StatusCode::FORBIDDEN, "This token does not have access to the requested project"));
+                return Err(Box::new(error(
+                    StatusCode::FORBIDDEN,
+                    "This token does not have access to the requested project",
+                )));
             }
             if let Some(c) = param("config")
                 && &c != config
             {
-                return Err(error(StatusCode::FORBIDDEN, "This token does not have access to the requested config"));
+                return Err(Box::new(error(
+                    StatusCode::FORBIDDEN,
+                    "This token does not have access to the requested config",
+                )));
             }
             if write && !can_write {
-                return Err(error(StatusCode::FORBIDDEN, "This token does not have write access to this config"));
+                return Err(Box::new(error(
+                    StatusCode::FORBIDDEN,
+                    "This token does not have write access to this config",
+                )));
             }
             (project.clone(), config.clone())
         }
         TokenScope::Personal => {
             let Some(project) = param("project") else {
-                return Err(error(StatusCode::BAD_REQUEST, "Missing required parameter: project"));
+                return Err(Box::new(error(
+                    StatusCode::BAD_REQUEST,
+                    "Missing required parameter: project",
+                )));
             };
             let Some(config) = param("config") else {
-                return Err(error(StatusCode::BAD_REQUEST, "Missing required parameter: config"));
+                return Err(Box::new(error(
+                    StatusCode::BAD_REQUEST,
+                    "Missing required parameter: config",
+                )));
             };
             (project, config)
         }
     };
     if !state.configs.contains_key(&(project.clone(), config.clone())) {
-        return Err(error(StatusCode::NOT_FOUND, "Could not find requested config"));
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "Could not find requested config",
+        )));
     }
     Ok((project, config))
 }
@@ -400,7 +465,10 @@ fn etag_of(entries: &BTreeMap<String, String>, format: &str, transformer: Option
 /// Doppler's name transformers (what `name_transformer` / `--name-transformer` take).
 fn transform_name(name: &str, transformer: &str) -> Option<String> {
     fn words(s: &str) -> Vec<String> {
-        s.split('_').filter(|w| !w.is_empty()).map(str::to_ascii_lowercase).collect()
+        s.split('_')
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect()
     }
     fn capitalize(w: &str) -> String {
         let mut c = w.chars();
@@ -414,7 +482,10 @@ fn transform_name(name: &str, transformer: &str) -> Option<String> {
         "upper-camel" => upper_camel(name),
         "camel" => {
             let w = words(name);
-            w.iter().enumerate().map(|(i, w)| if i == 0 { w.clone() } else { capitalize(w) }).collect()
+            w.iter()
+                .enumerate()
+                .map(|(i, w)| if i == 0 { w.clone() } else { capitalize(w) })
+                .collect()
         }
         "lower-snake" => words(name).join("_"),
         "lower-kebab" => words(name).join("-"),
@@ -428,10 +499,17 @@ fn transform_name(name: &str, transformer: &str) -> Option<String> {
 fn download(state: &mut State, query: &BTreeMap<String, String>, headers: &HeaderMap) -> Response<Body> {
     let (project, config) = match resolve_config(state, headers, query, None, false) {
         Ok(pc) => pc,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    let format = query.get("format").map(String::as_str).filter(|f| !f.is_empty()).unwrap_or("json");
-    let transformer = query.get("name_transformer").map(String::as_str).filter(|t| !t.is_empty());
+    let format = query
+        .get("format")
+        .map(String::as_str)
+        .filter(|f| !f.is_empty())
+        .unwrap_or("json");
+    let transformer = query
+        .get("name_transformer")
+        .map(String::as_str)
+        .filter(|t| !t.is_empty());
     let mut entries = with_reserved(&project, &config, &state.configs[&(project.clone(), config.clone())]);
     if let Some(only) = query.get("secrets").filter(|s| !s.is_empty()) {
         let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
@@ -444,19 +522,42 @@ fn download(state: &mut State, query: &BTreeMap<String, String>, headers: &Heade
                 Some(name) => {
                     out.insert(name, v);
                 }
-                None => return error(StatusCode::BAD_REQUEST, format!("Invalid name transformer: {t}")),
+                None => {
+                    return error(StatusCode::BAD_REQUEST, format!("Invalid name transformer: {t}"));
+                }
             }
         }
         entries = out;
     }
     let (content_type, text) = match format {
-        "json" => ("application/json; charset=utf-8", serde_json::to_string(&entries).expect("json")),
-        "env" => ("text/plain; charset=utf-8", entries.iter().map(|(k, v)| format!("{k}=\"{}\"\n", escape_env(v))).collect()),
-        "env-no-quotes" => ("text/plain; charset=utf-8", entries.iter().map(|(k, v)| format!("{k}={v}\n")).collect()),
-        "docker" => ("text/plain; charset=utf-8", entries.iter().map(|(k, v)| format!("{k}={}\n", v.replace('\n', "\\n"))).collect()),
+        "json" => (
+            "application/json; charset=utf-8",
+            serde_json::to_string(&entries).expect("json"),
+        ),
+        "env" => (
+            "text/plain; charset=utf-8",
+            entries
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"\n", escape_env(v)))
+                .collect(),
+        ),
+        "env-no-quotes" => (
+            "text/plain; charset=utf-8",
+            entries.iter().map(|(k, v)| format!("{k}={v}\n")).collect(),
+        ),
+        "docker" => (
+            "text/plain; charset=utf-8",
+            entries
+                .iter()
+                .map(|(k, v)| format!("{k}={}\n", v.replace('\n', "\\n")))
+                .collect(),
+        ),
         "yaml" => (
             "text/yaml; charset=utf-8",
-            entries.iter().map(|(k, v)| format!("{k}: {}\n", Value::String(v.clone()))).collect(),
+            entries
+                .iter()
+                .map(|(k, v)| format!("{k}: {}\n", Value::String(v.clone())))
+                .collect(),
         ),
         other => return error(StatusCode::BAD_REQUEST, format!("Invalid format: {other}")),
     };
@@ -497,10 +598,13 @@ fn secret_object(value: &str) -> Value {
 fn list(state: &mut State, query: &BTreeMap<String, String>, headers: &HeaderMap) -> Response<Body> {
     let (project, config) = match resolve_config(state, headers, query, None, false) {
         Ok(pc) => pc,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let entries = with_reserved(&project, &config, &state.configs[&(project.clone(), config.clone())]);
-    let only: Option<Vec<&str>> = query.get("secrets").filter(|s| !s.is_empty()).map(|s| s.split(',').map(str::trim).collect());
+    let only: Option<Vec<&str>> = query
+        .get("secrets")
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split(',').map(str::trim).collect());
     let secrets: serde_json::Map<String, Value> = entries
         .iter()
         .filter(|(k, _)| only.as_ref().is_none_or(|o| o.contains(&k.as_str())))
@@ -512,16 +616,19 @@ fn list(state: &mut State, query: &BTreeMap<String, String>, headers: &HeaderMap
 fn names(state: &mut State, query: &BTreeMap<String, String>, headers: &HeaderMap) -> Response<Body> {
     let (project, config) = match resolve_config(state, headers, query, None, false) {
         Ok(pc) => pc,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let entries = with_reserved(&project, &config, &state.configs[&(project.clone(), config.clone())]);
-    json_response(StatusCode::OK, &json!({ "names": entries.keys().collect::<Vec<_>>(), "success": true }))
+    json_response(
+        StatusCode::OK,
+        &json!({ "names": entries.keys().collect::<Vec<_>>(), "success": true }),
+    )
 }
 
 fn get_one(state: &mut State, query: &BTreeMap<String, String>, headers: &HeaderMap) -> Response<Body> {
     let (project, config) = match resolve_config(state, headers, query, None, false) {
         Ok(pc) => pc,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(name) = query.get("name").filter(|n| !n.is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "Missing required parameter: name");
@@ -540,23 +647,37 @@ fn get_one(state: &mut State, query: &BTreeMap<String, String>, headers: &Header
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn update(state: &mut State, query: &BTreeMap<String, String>, headers: &HeaderMap, body: &Bytes) -> Response<Body> {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,
-        _ => return error(StatusCode::BAD_REQUEST, "Request body must be a JSON object"),
+        _ => {
+            return error(StatusCode::BAD_REQUEST, "Request body must be a JSON object");
+        }
     };
     let (project, config) = match resolve_config(state, headers, query, Some(&parsed), true) {
         Ok(pc) => pc,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let current = state.configs[&(project.clone(), config.clone())].clone();
     let mut next = current.clone();
     match (parsed.get("secrets"), parsed.get("change_requests")) {
-        (Some(_), Some(_)) => return error(StatusCode::BAD_REQUEST, "Specify either secrets or change_requests, not both"),
-        (None, None) => return error(StatusCode::BAD_REQUEST, "Missing required parameter: secrets or change_requests"),
+        (Some(_), Some(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Specify either secrets or change_requests, not both",
+            );
+        }
+        (None, None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Missing required parameter: secrets or change_requests",
+            );
+        }
         (Some(Value::Object(secrets)), None) => {
             for (name, value) in secrets {
                 if !valid_name(name) || RESERVED.contains(&name.as_str()) {
@@ -569,7 +690,12 @@ fn update(state: &mut State, query: &BTreeMap<String, String>, headers: &HeaderM
                     Value::Null => {
                         next.remove(name);
                     }
-                    _ => return error(StatusCode::BAD_REQUEST, format!("Secret value must be a string: {name}")),
+                    _ => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("Secret value must be a string: {name}"),
+                        );
+                    }
                 }
             }
         }
@@ -578,14 +704,20 @@ fn update(state: &mut State, query: &BTreeMap<String, String>, headers: &HeaderM
                 let Some(name) = change.get("name").and_then(Value::as_str) else {
                     return error(StatusCode::BAD_REQUEST, "Each change request needs a name");
                 };
-                let original = change.get("originalName").and_then(Value::as_str).filter(|o| !o.is_empty());
+                let original = change
+                    .get("originalName")
+                    .and_then(Value::as_str)
+                    .filter(|o| !o.is_empty());
                 if !valid_name(name) || RESERVED.contains(&name) {
                     return error(StatusCode::BAD_REQUEST, format!("Invalid secret name: {name}"));
                 }
                 if let Some(expected) = change.get("originalValue").filter(|v| !v.is_null()) {
                     let actual = original.and_then(|o| current.get(o));
                     if expected.as_str() != actual.map(String::as_str) {
-                        return error(StatusCode::CONFLICT, format!("The value of {name} does not match originalValue"));
+                        return error(
+                            StatusCode::CONFLICT,
+                            format!("The value of {name} does not match originalValue"),
+                        );
                     }
                 }
                 if let Some(o) = original
@@ -600,12 +732,19 @@ fn update(state: &mut State, query: &BTreeMap<String, String>, headers: &HeaderM
                 let value = match change.get("value") {
                     Some(Value::String(v)) => Some(v.clone()),
                     None | Some(Value::Null) => None,
-                    Some(_) => return error(StatusCode::BAD_REQUEST, format!("Secret value must be a string: {name}")),
+                    Some(_) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("Secret value must be a string: {name}"),
+                        );
+                    }
                 };
                 let value = match (value, original) {
                     (Some(v), _) => v,
                     (None, Some(o)) => current.get(o).cloned().unwrap_or_default(),
-                    (None, None) => return error(StatusCode::BAD_REQUEST, format!("A new secret needs a value: {name}")),
+                    (None, None) => {
+                        return error(StatusCode::BAD_REQUEST, format!("A new secret needs a value: {name}"));
+                    }
                 };
                 if let Some(o) = original
                     && o != name
@@ -615,7 +754,12 @@ fn update(state: &mut State, query: &BTreeMap<String, String>, headers: &HeaderM
                 next.insert(name.to_string(), value);
             }
         }
-        _ => return error(StatusCode::BAD_REQUEST, "secrets must be an object and change_requests an array"),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "secrets must be an object and change_requests an array",
+            );
+        }
     }
     state.configs.insert((project.clone(), config.clone()), next.clone());
     let all = with_reserved(&project, &config, &next);
@@ -625,7 +769,10 @@ fn update(state: &mut State, query: &BTreeMap<String, String>, headers: &HeaderM
 
 fn projects(state: &mut State, headers: &HeaderMap) -> Response<Body> {
     let Some(token) = bearer(headers) else {
-        return error(StatusCode::UNAUTHORIZED, "Unauthorized: missing or malformed Authorization header");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: missing or malformed Authorization header",
+        );
     };
     let Some(scope) = state.tokens.get(&token) else {
         return error(StatusCode::UNAUTHORIZED, "Invalid Auth token");
@@ -635,8 +782,14 @@ fn projects(state: &mut State, headers: &HeaderMap) -> Response<Body> {
         TokenScope::Personal => state.configs.keys().map(|(p, _)| p).collect(),
     };
     names.dedup();
-    let projects: Vec<Value> = names.iter().map(|p| json!({ "id": p, "slug": p, "name": p, "description": "" })).collect();
-    json_response(StatusCode::OK, &json!({ "page": 1, "projects": projects, "success": true }))
+    let projects: Vec<Value> = names
+        .iter()
+        .map(|p| json!({ "id": p, "slug": p, "name": p, "description": "" }))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({ "page": 1, "projects": projects, "success": true }),
+    )
 }
 
 #[cfg(test)]
@@ -650,8 +803,14 @@ mod tests {
         assert_eq!(transform_name("API_KEY", "lower-snake").as_deref(), Some("api_key"));
         assert_eq!(transform_name("API_KEY", "lower-kebab").as_deref(), Some("api-key"));
         assert_eq!(transform_name("API_KEY", "tf-var").as_deref(), Some("TF_VAR_api_key"));
-        assert_eq!(transform_name("SMTP__USER_NAME", "dotnet-env").as_deref(), Some("Smtp__UserName"));
-        assert_eq!(transform_name("SMTP__USER_NAME", "dotnet").as_deref(), Some("Smtp:UserName"));
+        assert_eq!(
+            transform_name("SMTP__USER_NAME", "dotnet-env").as_deref(),
+            Some("Smtp__UserName")
+        );
+        assert_eq!(
+            transform_name("SMTP__USER_NAME", "dotnet").as_deref(),
+            Some("Smtp:UserName")
+        );
         assert_eq!(transform_name("X", "nope"), None);
     }
 

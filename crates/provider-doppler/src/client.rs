@@ -49,7 +49,13 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(base: Url, token: SecretValue, target: Target, retry: RetryPolicy, timeout: Duration) -> Result<Self> {
+    pub(crate) fn new(
+        base: Url,
+        token: SecretValue,
+        target: Target,
+        retry: RetryPolicy,
+        timeout: Duration,
+    ) -> Result<Self> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("secretsync-doppler/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
@@ -57,7 +63,14 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| Error::provider(error::PROVIDER, format!("building the HTTP client: {e}"), false))?;
-        Ok(Self { http, base, token, target, retry, stats: CallStats::new() })
+        Ok(Self {
+            http,
+            base,
+            token,
+            target,
+            retry,
+            stats: CallStats::new(),
+        })
     }
 
     pub(crate) fn base(&self) -> &Url {
@@ -90,14 +103,12 @@ impl Client {
 
     /// Sends the request made by `make` (attempt by attempt), retrying 429, 5xx and network
     /// errors; returns the final response of a status below 400 or 304.
-    async fn send(
-        &self,
-        operation: &str,
-        make: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response> {
+    async fn send(&self, operation: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let mut attempt = 0u32;
         loop {
-            let request = make().bearer_auth(self.token_str()).header(header::ACCEPT, "application/json");
+            let request = make()
+                .bearer_auth(self.token_str())
+                .header(header::ACCEPT, "application/json");
             let outcome = request.send().await;
             let last = attempt >= self.retry.max_retries;
             match outcome {
@@ -120,10 +131,22 @@ impl Client {
                     if !retryable || last || retry_after.is_some_and(|d| d > self.retry.max_retry_after) {
                         let body = response.bytes().await.unwrap_or_default();
                         let messages = error::doppler_messages(&body, self.token_str());
-                        return Err(error::from_status(status.as_u16(), operation, &self.target, messages, retry_after));
+                        return Err(error::from_status(
+                            status.as_u16(),
+                            operation,
+                            &self.target,
+                            messages,
+                            retry_after,
+                        ));
                     }
                     let wait = retry_after.unwrap_or_else(|| self.retry.backoff(attempt));
-                    tracing::debug!(operation, attempt, status = status.as_u16(), wait_ms = wait.as_millis() as u64, "doppler asked to retry");
+                    tracing::debug!(
+                        operation,
+                        attempt,
+                        status = status.as_u16(),
+                        wait_ms = wait.as_millis() as u64,
+                        "doppler asked to retry"
+                    );
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -146,9 +169,19 @@ impl Client {
         if response.status() == StatusCode::NOT_MODIFIED {
             return Ok(Download::NotModified);
         }
-        let etag = response.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = response.bytes().await.map_err(|e| error::from_transport(e, OP_DOWNLOAD, &self.target))?;
-        Ok(Download::Modified { etag, body: body.to_vec() })
+        let etag = response
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| error::from_transport(e, OP_DOWNLOAD, &self.target))?;
+        Ok(Download::Modified {
+            etag,
+            body: body.to_vec(),
+        })
     }
 
     /// `POST /v3/configs/config/secrets` with `change_requests`.
@@ -177,7 +210,10 @@ impl Client {
         drop(body);
         let response = self
             .send(OP_UPDATE, || {
-                self.http.post(url.clone()).header(header::CONTENT_TYPE, "application/json").body(payload.clone())
+                self.http
+                    .post(url.clone())
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(payload.clone())
             })
             .await?;
         // The answer lists every secret with its value; read it off the wire and drop it.
@@ -199,7 +235,12 @@ pub(crate) struct ChangeRequest<'a> {
 /// `Retry-After` in seconds (Doppler sends seconds; an HTTP date is not honoured).
 fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
     let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    v.parse::<u64>().ok().map(Duration::from_secs).or_else(|| v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64))
+    v.parse::<u64>().ok().map(Duration::from_secs).or_else(|| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+    })
 }
 
 #[cfg(test)]
@@ -208,7 +249,12 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy { max_retries: 4, base: Duration::from_millis(100), max: Duration::from_millis(400), max_retry_after: Duration::from_secs(1) };
+        let p = RetryPolicy {
+            max_retries: 4,
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(400),
+            max_retry_after: Duration::from_secs(1),
+        };
         for attempt in 0..8 {
             let d = p.backoff(attempt);
             let cap = Duration::from_millis(100 * (1 << attempt.min(2)));

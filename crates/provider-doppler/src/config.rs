@@ -100,7 +100,10 @@ impl DopplerBuilder {
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().and_then(non_empty);
         let mut b = Self::new();
-        b.token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()).map(|t| SecretValue::from(t.trim().to_string()));
+        b.token = std::env::var(TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| SecretValue::from(t.trim().to_string()));
         b.project = var(PROJECT_ENV);
         b.config = var(CONFIG_ENV);
         b.api_host = var(API_HOST_ENV);
@@ -183,18 +186,24 @@ impl DopplerBuilder {
 
     /// Whether the token is a service token, which implies project and config.
     pub(crate) fn is_service_token(&self) -> bool {
-        self.token.as_ref().and_then(|t| t.expose_str()).is_some_and(|t| t.starts_with("dp.st."))
+        self.token
+            .as_ref()
+            .and_then(|t| t.expose_str())
+            .is_some_and(|t| t.starts_with("dp.st."))
     }
 
     /// Checks the settings and builds the source. No request is sent.
     pub fn build(self) -> Result<DopplerSource> {
-        let token = self
-            .token
-            .clone()
-            .ok_or_else(|| Error::Unauthenticated { what: format!("no Doppler token: set {TOKEN_ENV} or the store's auth.secretRef.dopplerToken") })?;
-        let text = token.expose_str().ok_or_else(|| Error::invalid("the Doppler token is not UTF-8"))?;
+        let token = self.token.clone().ok_or_else(|| Error::Unauthenticated {
+            what: format!("no Doppler token: set {TOKEN_ENV} or the store's auth.secretRef.dopplerToken"),
+        })?;
+        let text = token
+            .expose_str()
+            .ok_or_else(|| Error::invalid("the Doppler token is not UTF-8"))?;
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::invalid("the Doppler token is empty or has characters not allowed in an HTTP header"));
+            return Err(Error::invalid(
+                "the Doppler token is empty or has characters not allowed in an HTTP header",
+            ));
         }
         if !self.is_service_token() && (self.project.is_none() || self.config.is_none()) {
             return Err(Error::invalid(format!(
@@ -208,13 +217,23 @@ impl DopplerBuilder {
                 "Doppler format `{f}` (ESO's DOPPLER_SECRETS_FILE download); only `json` is supported"
             )));
         }
-        let transformer = self.name_transformer.as_deref().map(NameTransformer::parse).transpose()?;
+        let transformer = self
+            .name_transformer
+            .as_deref()
+            .map(NameTransformer::parse)
+            .transpose()?;
         let host = self.api_host.clone().unwrap_or_else(|| DEFAULT_API_HOST.to_string());
-        let host = if host.contains("://") { host } else { format!("https://{host}") };
+        let host = if host.contains("://") {
+            host
+        } else {
+            format!("https://{host}")
+        };
         let base = reqwest::Url::parse(host.trim_end_matches('/'))
             .map_err(|e| Error::invalid(format!("Doppler API host `{host}`: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(Error::invalid(format!("Doppler API host `{host}`: expected http or https")));
+            return Err(Error::invalid(format!(
+                "Doppler API host `{host}`: expected http or https"
+            )));
         }
         DopplerSource::new(self, token, base, transformer)
     }
@@ -226,9 +245,14 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_token() {
-        let b = DopplerBuilder::new().with_token("dp.st.dev.TOPSECRETTOKEN").with_project("p");
+        let b = DopplerBuilder::new()
+            .with_token("dp.st.dev.TOPSECRETTOKEN")
+            .with_project("p");
         let d = format!("{b:?}");
-        assert!(!d.contains("TOPSECRET") && d.contains("[REDACTED]") && d.ends_with(".. }"), "{d}");
+        assert!(
+            !d.contains("TOPSECRET") && d.contains("[REDACTED]") && d.ends_with(".. }"),
+            "{d}"
+        );
     }
 
     #[test]
@@ -236,12 +260,23 @@ mod tests {
         let e = DopplerBuilder::new().with_token("dp.pt.abc").build().unwrap_err();
         assert!(e.to_string().contains("project and config"), "{e}");
         assert!(DopplerBuilder::new().with_token("dp.st.dev.abc").build().is_ok());
-        assert!(DopplerBuilder::new().with_token("dp.pt.abc").with_project("p").with_config("c").build().is_ok());
+        assert!(
+            DopplerBuilder::new()
+                .with_token("dp.pt.abc")
+                .with_project("p")
+                .with_config("c")
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]
     fn missing_token_is_unauthenticated() {
-        let e = DopplerBuilder::new().with_project("p").with_config("c").build().unwrap_err();
+        let e = DopplerBuilder::new()
+            .with_project("p")
+            .with_config("c")
+            .build()
+            .unwrap_err();
         assert!(matches!(e, Error::Unauthenticated { .. }), "{e}");
     }
 
@@ -249,7 +284,10 @@ mod tests {
     fn bad_settings_fail_at_build() {
         let ok = || DopplerBuilder::new().with_token("dp.st.dev.abc");
         assert!(ok().with_name_transformer("shouting").build().is_err());
-        assert!(matches!(ok().with_format("env").build().unwrap_err(), Error::NotSupported { .. }));
+        assert!(matches!(
+            ok().with_format("env").build().unwrap_err(),
+            Error::NotSupported { .. }
+        ));
         assert!(ok().with_api_host("ftp://x").build().is_err());
         assert!(ok().with_api_host("api.example.test").build().is_ok());
     }

@@ -34,7 +34,11 @@ impl std::fmt::Display for Target {
 pub(crate) fn doppler_messages(body: &[u8], token: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let messages = v.get("messages")?.as_array()?;
-    let mut text = messages.iter().filter_map(|m| m.as_str()).collect::<Vec<_>>().join("; ");
+    let mut text = messages
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
     if text.is_empty() {
         return None;
     }
@@ -69,9 +73,16 @@ pub(crate) fn from_status(
             what: format!("{operation} on {target}: the Doppler token may not do this (HTTP 403{why})"),
         },
         404 => Error::not_found(format!("{target} ({operation}, HTTP 404{why})")),
-        429 => Error::Throttled { provider: PROVIDER.into(), retry_after },
-        400 | 422 => Error::invalid(format!("{operation} on {target}: Doppler refused the request (HTTP {status}{why})")),
-        409 => Error::Conflict { what: format!("{operation} on {target} (HTTP 409{why})") },
+        429 => Error::Throttled {
+            provider: PROVIDER.into(),
+            retry_after,
+        },
+        400 | 422 => Error::invalid(format!(
+            "{operation} on {target}: Doppler refused the request (HTTP {status}{why})"
+        )),
+        409 => Error::Conflict {
+            what: format!("{operation} on {target} (HTTP 409{why})"),
+        },
         s => Error::provider(PROVIDER, format!("{operation} on {target}: HTTP {s}{why}"), s >= 500),
     }
 }
@@ -101,12 +112,25 @@ pub(crate) fn duplicate(e: &Error) -> Error {
         Error::NotFound { what } => Error::NotFound { what: what.clone() },
         Error::PermissionDenied { what } => Error::PermissionDenied { what: what.clone() },
         Error::Unauthenticated { what } => Error::Unauthenticated { what: what.clone() },
-        Error::Throttled { provider, retry_after } => Error::Throttled { provider: provider.clone(), retry_after: *retry_after },
-        Error::InvalidInput { message } => Error::InvalidInput { message: message.clone() },
+        Error::Throttled { provider, retry_after } => Error::Throttled {
+            provider: provider.clone(),
+            retry_after: *retry_after,
+        },
+        Error::InvalidInput { message } => Error::InvalidInput {
+            message: message.clone(),
+        },
         Error::NotSupported { what } => Error::NotSupported { what: what.clone() },
         Error::Conflict { what } => Error::Conflict { what: what.clone() },
-        Error::Timeout { what, after } => Error::Timeout { what: what.clone(), after: *after },
-        Error::Provider { provider, message, retryable, source } => Error::Provider {
+        Error::Timeout { what, after } => Error::Timeout {
+            what: what.clone(),
+            after: *after,
+        },
+        Error::Provider {
+            provider,
+            message,
+            retryable,
+            source,
+        } => Error::Provider {
             provider: provider.clone(),
             message: match source {
                 Some(s) => format!("{message}: {s}"),
@@ -139,17 +163,29 @@ mod tests {
         let body = br#"{"messages":["Invalid Auth token dp.st.dev.SECRETTOKEN"],"success":false}"#;
         let m = doppler_messages(body, "dp.st.dev.SECRETTOKEN").unwrap();
         assert!(!m.contains("SECRETTOKEN"), "{m}");
-        let target = Target { project: Some("web".into()), config: Some("prd".into()) };
+        let target = Target {
+            project: Some("web".into()),
+            config: Some("prd".into()),
+        };
         let e = from_status(401, "secrets/download", &target, Some(m), None);
         let text = e.to_string();
         assert!(matches!(e, Error::Unauthenticated { .. }));
-        assert!(text.contains("`web`") && text.contains("`prd`") && !text.contains("SECRETTOKEN"), "{text}");
+        assert!(
+            text.contains("`web`") && text.contains("`prd`") && !text.contains("SECRETTOKEN"),
+            "{text}"
+        );
     }
 
     #[test]
     fn statuses_map_to_variants() {
-        let t = Target { project: None, config: None };
-        assert!(matches!(from_status(403, "op", &t, None, None), Error::PermissionDenied { .. }));
+        let t = Target {
+            project: None,
+            config: None,
+        };
+        assert!(matches!(
+            from_status(403, "op", &t, None, None),
+            Error::PermissionDenied { .. }
+        ));
         assert!(from_status(404, "op", &t, None, None).is_not_found());
         let throttled = from_status(429, "op", &t, None, Some(Duration::from_secs(3)));
         assert_eq!(throttled.retry_after(), Some(Duration::from_secs(3)));

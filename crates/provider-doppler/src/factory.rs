@@ -40,9 +40,11 @@ impl SourceFactory for DopplerFactory {
                 .resolve(&auth.secret_ref.doppler_token, store.id.namespace.as_deref())
                 .await
                 .map_err(|e| e.context("spec.provider.doppler.auth.secretRef.dopplerToken"))?,
-            None => env(TOKEN_ENV).map(|t| SecretValue::from(t.trim().to_string())).ok_or_else(|| Error::Unauthenticated {
-                what: format!("{}: no spec.provider.doppler.auth and {TOKEN_ENV} is not set", store.id),
-            })?,
+            None => env(TOKEN_ENV)
+                .map(|t| SecretValue::from(t.trim().to_string()))
+                .ok_or_else(|| Error::Unauthenticated {
+                    what: format!("{}: no spec.provider.doppler.auth and {TOKEN_ENV} is not set", store.id),
+                })?,
         };
         let mut b = DopplerBuilder::new().with_token(token);
         let service = b.is_service_token();

@@ -7,7 +7,9 @@ mod factory;
 mod source;
 mod transform;
 
-pub use config::{API_HOST_ENV, CONFIG_ENV, DEFAULT_API_HOST, DEFAULT_FRESHNESS, DopplerBuilder, PROJECT_ENV, TOKEN_ENV};
+pub use config::{
+    API_HOST_ENV, CONFIG_ENV, DEFAULT_API_HOST, DEFAULT_FRESHNESS, DopplerBuilder, PROJECT_ENV, TOKEN_ENV,
+};
 pub use factory::DopplerFactory;
 pub use source::DopplerSource;
 pub use transform::NameTransformer;

@@ -97,11 +97,20 @@ impl DopplerSource {
             max: b.max_backoff,
             max_retry_after: b.max_retry_after,
         };
-        let target = Target { project: b.project.clone(), config: b.config.clone() };
+        let target = Target {
+            project: b.project.clone(),
+            config: b.config.clone(),
+        };
         let client = Client::new(base, token, target, retry, b.timeout)?;
         let mut token_key = [0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut token_key[..]);
-        Ok(Self { client, transformer, freshness: b.freshness, token_key, cache: tokio::sync::Mutex::new(Cache::default()) })
+        Ok(Self {
+            client,
+            transformer,
+            freshness: b.freshness,
+            token_key,
+            cache: tokio::sync::Mutex::new(Cache::default()),
+        })
     }
 
     /// The project, when set (a service token implies it otherwise).
@@ -152,7 +161,10 @@ impl DopplerSource {
                 }
                 None => Err(Error::provider(
                     PROVIDER,
-                    format!("{OP_DOWNLOAD} on {}: 304 Not Modified without a cached download", self.client.target),
+                    format!(
+                        "{OP_DOWNLOAD} on {}: 304 Not Modified without a cached download",
+                        self.client.target
+                    ),
                     true,
                 )),
             },
@@ -200,7 +212,12 @@ impl DopplerSource {
                 aliases.insert(alias, name.clone());
             }
         }
-        Ok(Snapshot { etag, secrets, tokens, aliases })
+        Ok(Snapshot {
+            etag,
+            secrets,
+            tokens,
+            aliases,
+        })
     }
 
     fn check_version(&self, key: &RemoteKey) -> Result<()> {
@@ -220,7 +237,10 @@ impl DopplerSource {
     fn lookup(&self, snap: &Snapshot, key: &RemoteKey) -> Result<Fetched> {
         self.check_version(key)?;
         let name = snap.resolve(&key.key).ok_or_else(|| self.missing(&key.key))?;
-        Ok(Fetched { value: snap.secrets[name].clone(), version: Some(snap.tokens[name].clone()) })
+        Ok(Fetched {
+            value: snap.secrets[name].clone(),
+            version: Some(snap.tokens[name].clone()),
+        })
     }
 }
 
@@ -257,7 +277,9 @@ impl SecretSource for DopplerSource {
 
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>> {
         if !query.tags.is_empty() {
-            return Err(Error::not_supported("dataFrom.find by tags on provider doppler: Doppler secrets have no tags"));
+            return Err(Error::not_supported(
+                "dataFrom.find by tags on provider doppler: Doppler secrets have no tags",
+            ));
         }
         let re = match &query.name_regexp {
             Some(r) => Some(regex::Regex::new(r).map_err(|e| Error::invalid(format!("find.name.regexp `{r}`: {e}")))?),
@@ -265,8 +287,11 @@ impl SecretSource for DopplerSource {
         };
         let snap = self.snapshot(false).await?;
         // With a name transformer, find sees transformed names (as ESO's does).
-        let names: Vec<&String> =
-            if self.transformer.is_some() { snap.aliases.keys().collect() } else { snap.secrets.keys().collect() };
+        let names: Vec<&String> = if self.transformer.is_some() {
+            snap.aliases.keys().collect()
+        } else {
+            snap.secrets.keys().collect()
+        };
         Ok(names
             .into_iter()
             .filter(|n| re.as_ref().is_none_or(|re| re.is_match(n)))
@@ -294,7 +319,9 @@ impl SecretSource for DopplerSource {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Writes. Doppler has no tags or labels to carry a `managed-by` mark, and no versions:
@@ -312,7 +339,10 @@ impl SecretWriter for DopplerSource {
         Ok(snap.tokens.get(key).map(|token| RemoteDescription {
             current_version: Some(token.clone()),
             managed: true,
-            versions: vec![VersionInfo { id: token.clone(), enabled: true }],
+            versions: vec![VersionInfo {
+                id: token.clone(),
+                enabled: true,
+            }],
         }))
     }
 
@@ -324,7 +354,9 @@ impl SecretWriter for DopplerSource {
             )));
         }
         if matches!(key, "DOPPLER_PROJECT" | "DOPPLER_ENVIRONMENT" | "DOPPLER_CONFIG") {
-            return Err(Error::invalid(format!("Doppler secret `{key}` is set by Doppler and cannot be written")));
+            return Err(Error::invalid(format!(
+                "Doppler secret `{key}` is set by Doppler and cannot be written"
+            )));
         }
         let snap = self.snapshot(true).await?;
         let current = snap.secrets.get(key);
@@ -335,13 +367,23 @@ impl SecretWriter for DopplerSource {
         let text = value
             .expose_str()
             .ok_or_else(|| Error::invalid(format!("write to Doppler secret `{key}`: the value is not UTF-8 text")))?;
-        self.client.update(&[ChangeRequest { original_name: current.map(|_| key), name: key, value: text }]).await?;
+        self.client
+            .update(&[ChangeRequest {
+                original_name: current.map(|_| key),
+                name: key,
+                value: text,
+            }])
+            .await?;
         // The config changed: the next read revalidates (and gets the new ETag).
         self.cache.lock().await.validated_at = None;
         let version = Some(self.token_of(key, &value));
         Ok(match snap.tokens.get(key) {
             None => WriteOutcome::Created { version },
-            Some(previous) => WriteOutcome::Updated { version, previous: Some(previous.clone()), disabled_previous: false },
+            Some(previous) => WriteOutcome::Updated {
+                version,
+                previous: Some(previous.clone()),
+                disabled_previous: false,
+            },
         })
     }
 

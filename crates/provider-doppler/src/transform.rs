@@ -83,7 +83,10 @@ impl NameTransformer {
 }
 
 fn words(name: &str) -> Vec<String> {
-    name.split('_').filter(|w| !w.is_empty()).map(str::to_ascii_lowercase).collect()
+    name.split('_')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 fn capitalize(word: &str) -> String {
@@ -112,7 +115,14 @@ mod tests {
         assert_eq!(t("tf-var", "API_KEY"), "TF_VAR_api_key");
         assert_eq!(t("dotnet-env", "SMTP__USER_NAME"), "Smtp__UserName");
         assert_eq!(t("upper-camel", "OAUTH2_CLIENT_ID"), "Oauth2ClientId");
-        for n in ["upper-camel", "camel", "lower-snake", "lower-kebab", "tf-var", "dotnet-env"] {
+        for n in [
+            "upper-camel",
+            "camel",
+            "lower-snake",
+            "lower-kebab",
+            "tf-var",
+            "dotnet-env",
+        ] {
             assert_eq!(NameTransformer::parse(n).unwrap().as_str(), n);
         }
         assert!(NameTransformer::parse("dotnet").is_err());

@@ -37,5 +37,9 @@ pub fn source(fake: &FakeDoppler, token: &str) -> DopplerSource {
 
 /// Downloads seen by the fake, with their statuses.
 pub fn downloads(fake: &FakeDoppler) -> Vec<u16> {
-    fake.requests().iter().filter(|r| r.path == "/v3/configs/config/secrets/download").map(|r| r.status).collect()
+    fake.requests()
+        .iter()
+        .filter(|r| r.path == "/v3/configs/config/secrets/download")
+        .map(|r| r.status)
+        .collect()
 }
