@@ -1,1 +1,13 @@
-//! AWS Secrets Manager provider for secretsync.
+#![doc = include_str!("../README.md")]
+
+mod client;
+mod config;
+mod error;
+mod factory;
+
+pub use client::{AwsSecretsManager, BATCH_LIMIT, LIST_PAGE_SIZE};
+pub use config::{
+    AwsSecretsManagerBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_INITIAL_BACKOFF, DEFAULT_LISTING_REUSE,
+    DEFAULT_MAX_ATTEMPTS, SESSION_NAME,
+};
+pub use factory::{AwsFactory, builder_for_store};
