@@ -288,6 +288,24 @@ fn value_of(
     ))
 }
 
+/// The version id a `version` names: `uuid/<id>` (ESO's form), or a bare UUID, which is
+/// what `describe` and `put` report and what AWS generates; anything else is a stage.
+fn version_id_of(version: &str) -> Option<&str> {
+    if let Some(id) = version.strip_prefix("uuid/") {
+        return Some(id);
+    }
+    let b = version.as_bytes();
+    let uuid_shaped = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
+    uuid_shaped.then_some(version)
+}
+
 fn is_current(k: &RemoteKey) -> bool {
     matches!(k.version.as_deref(), None | Some(CURRENT))
 }
@@ -428,7 +446,7 @@ impl SecretSource for AwsSecretsManager {
         let mut by_id = None;
         match key.version.as_deref() {
             None => {}
-            Some(v) => match v.strip_prefix("uuid/") {
+            Some(v) => match version_id_of(v) {
                 Some(id) => {
                     req = req.version_id(id);
                     by_id = Some(id);
@@ -625,7 +643,7 @@ impl SecretSource for AwsSecretsManager {
         for (i, k) in keys.iter().enumerate() {
             match k.version.as_deref() {
                 // A version id names immutable content: it is its own token.
-                Some(v) if v.starts_with("uuid/") => out[i] = Some(Ok(Some(v["uuid/".len()..].to_string()))),
+                Some(v) if version_id_of(v).is_some() => out[i] = Some(Ok(version_id_of(v).map(str::to_string))),
                 Some(stage) => need.push((i, self.full(&k.key), stage)),
                 None => need.push((i, self.full(&k.key), CURRENT)),
             }
@@ -855,7 +873,7 @@ impl SecretWriter for AwsSecretsManager {
     async fn disable_version(&self, key: &str, version: &str) -> Result<()> {
         let name = self.full(key);
         self.forget_listing(&name);
-        let id = version.strip_prefix("uuid/").unwrap_or(version);
+        let id = version_id_of(version).unwrap_or(version);
         let mut labels: Option<Vec<String>> = None;
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -986,6 +1004,17 @@ mod tests {
         let p = cover_prefixes(&s(&["a", "b", "c"]), 1);
         assert_eq!(p, s(&[""]));
         assert!(cover_prefixes(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn version_ids_and_stages() {
+        assert_eq!(version_id_of("uuid/abc"), Some("abc"));
+        assert_eq!(
+            version_id_of("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"),
+            Some("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0")
+        );
+        assert_eq!(version_id_of("AWSPREVIOUS"), None);
+        assert_eq!(version_id_of("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9fz"), None);
     }
 
     #[test]

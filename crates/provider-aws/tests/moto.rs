@@ -711,3 +711,54 @@ async fn factory_builds_from_an_eso_store() {
     let e = AwsFactory.build(&m.stores[0], empty).await.unwrap_err();
     assert!(e.is_not_found() && e.to_string().contains("aws-creds"), "{e}");
 }
+
+#[tokio::test]
+async fn conformance_source_and_writer_suite_on_moto() {
+    use secrets_core::testkit::{conformance, unique_prefix};
+    let sm = source().await;
+    let ran = conformance::run_source_suite(&sm, &unique_prefix("conf")).await;
+    assert_eq!(ran, 12, "every behaviour applies to AWS Secrets Manager");
+}
+
+#[tokio::test]
+async fn conformance_through_the_factory_as_dyn_writer() {
+    use secrets_core::testkit::{conformance, unique_prefix};
+    let dir = creds_dir();
+    let creds = std::sync::Arc::new(EnvFileCredentials::with_dir(dir.path()));
+    let p = prefix();
+    let m = secrets_core::manifest::load_str(&store_yaml(&p, ""), "store.yaml")
+        .into_result()
+        .expect("manifest");
+    let built = AwsFactory.build(&m.stores[0], creds).await.expect("build");
+    let w = built.writer.expect("aws stores accept writes");
+    let ran = conformance::run_source_suite(w.as_ref(), &unique_prefix("confdyn")).await;
+    assert_eq!(ran, 12);
+}
+
+#[tokio::test]
+async fn no_value_in_trace_logs() {
+    use secrets_core::testkit::{CANARY, assert_no_canary, capture_logs};
+    let p = prefix();
+    let sm = source().await;
+    let key = format!("{p}logged");
+    let ((), logs) = capture_logs(async {
+        let mut req = WriteRequest::new(&key, SecretValue::from(CANARY));
+        req.property = Some("password".into());
+        sm.put(&req).await.unwrap();
+        sm.get(&RemoteKey::new(&key)).await.unwrap();
+        sm.get_many(&[RemoteKey::new(&key), RemoteKey::new(format!("{p}missing"))])
+            .await;
+        sm.change_tokens(&[RemoteKey::new(&key)]).await;
+        let mut bad = WriteRequest::new(format!("{p}missing"), SecretValue::from(CANARY));
+        bad.property = Some("a".into());
+        sm.put(&bad).await.unwrap();
+        let e = sm.disable_version(&key, "AWSCURRENT").await.unwrap_err();
+        assert_no_canary(&format!("{e} {e:?}"), "an error");
+    })
+    .await;
+    assert!(
+        logs.contains("GetSecretValue") || logs.contains("get_secret_value"),
+        "trace logs were captured"
+    );
+    assert_no_canary(&logs, "trace logs");
+}
