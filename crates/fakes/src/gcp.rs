@@ -160,9 +160,7 @@ impl FakeSecretManager {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("fake Secret Manager server");
+            axum::serve(listener, app).await.expect("fake Secret Manager server");
         });
         Self { addr, inner, task }
     }
@@ -188,10 +186,7 @@ impl FakeSecretManager {
         inner.secrets.insert(
             name,
             Secret {
-                labels: labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 annotations: BTreeMap::new(),
                 create_time: now_rfc3339(),
                 versions: vec![],
@@ -319,11 +314,7 @@ impl FakeSecretManager {
 
     /// Requests of one operation.
     pub fn count(&self, operation: &str) -> usize {
-        self.lock()
-            .log
-            .iter()
-            .filter(|r| r.operation == operation)
-            .count()
+        self.lock().log.iter().filter(|r| r.operation == operation).count()
     }
 
     /// Clears the request log.
@@ -339,9 +330,7 @@ impl FakeSecretManager {
 
 /// Seconds since the epoch as RFC 3339 UTC.
 fn now_rfc3339() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.
@@ -402,8 +391,7 @@ impl ApiError {
         }
     }
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "status": self.status}});
+        let body = json!({"error": {"code": self.code, "message": self.message, "status": self.status}});
         let mut r = (
             StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             axum::Json(body),
@@ -452,10 +440,7 @@ fn parse_target(path: &str) -> Option<Target> {
         if !valid_segment(segs[3]) {
             return None;
         }
-        (
-            format!("projects/{}/locations/{}", segs[1], segs[3]),
-            &segs[4..],
-        )
+        (format!("projects/{}/locations/{}", segs[1], segs[3]), &segs[4..])
     } else {
         (format!("projects/{}", segs[1]), &segs[2..])
     };
@@ -557,13 +542,7 @@ fn url_pairs(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn handle(
-    State(inner): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(inner): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
     let raw_query = uri.query().unwrap_or("").to_string();
     let authorized = headers.contains_key("authorization");
@@ -590,18 +569,12 @@ async fn handle(
     };
     let target = target.expect("matched");
     let q = query_map(&uri);
-    let ints = q
-        .get("$alt")
-        .is_some_and(|a| a.contains("enum-encoding=int"));
+    let ints = q.get("$alt").is_some_and(|a| a.contains("enum-encoding=int"));
 
     let injected = g
         .faults
         .iter_mut()
-        .find(|f| {
-            f.remaining > 0
-                && f.operation.as_deref().is_none_or(|o| o == op)
-                && path.contains(&f.path_contains)
-        })
+        .find(|f| f.remaining > 0 && f.operation.as_deref().is_none_or(|o| o == op) && path.contains(&f.path_contains))
         .map(|f| {
             f.remaining -= 1;
             f.code
@@ -630,9 +603,7 @@ fn injected_error(code: u16, op: &str, t: &Target) -> ApiError {
         Target::Secrets { parent } => parent.clone(),
         Target::Secret { name, .. } => name.clone(),
         Target::Versions { secret } => secret.clone(),
-        Target::Version {
-            secret, version, ..
-        } => format!("{secret}/versions/{version}"),
+        Target::Version { secret, version, .. } => format!("{secret}/versions/{version}"),
     };
     let permission = match op {
         "AccessSecretVersion" => "secretmanager.versions.access",
@@ -647,9 +618,7 @@ fn injected_error(code: u16, op: &str, t: &Target) -> ApiError {
     match code {
         403 => ApiError::new(
             403,
-            format!(
-                "Permission '{permission}' denied for resource '{resource}' (or it may not exist)."
-            ),
+            format!("Permission '{permission}' denied for resource '{resource}' (or it may not exist)."),
         ),
         429 => ApiError::new(
             429,
@@ -709,20 +678,14 @@ fn page_of<T>(
     };
     let start = match q.get("pageToken").map(String::as_str) {
         None | Some("") => 0,
-        Some(t) => match t
-            .strip_prefix("fake-offset-")
-            .and_then(|n| n.parse::<usize>().ok())
-        {
+        Some(t) => match t.strip_prefix("fake-offset-").and_then(|n| n.parse::<usize>().ok()) {
             Some(n) if n <= items.len() => n,
             _ => return Err(ApiError::new(400, "Invalid page token.")),
         },
     };
     let end = (start + size).min(items.len());
     let next = (end < items.len()).then(|| format!("fake-offset-{end}"));
-    Ok((
-        items.into_iter().skip(start).take(end - start).collect(),
-        next,
-    ))
+    Ok((items.into_iter().skip(start).take(end - start).collect(), next))
 }
 
 /// One clause of a list filter: `field op value`.
@@ -750,11 +713,7 @@ fn filter_clauses(filter: &str) -> Result<Vec<(String, char, String)>, ApiError>
     Ok(out)
 }
 
-fn secret_matches(
-    name: &str,
-    s: &Secret,
-    clauses: &[(String, char, String)],
-) -> Result<bool, ApiError> {
+fn secret_matches(name: &str, s: &Secret, clauses: &[(String, char, String)]) -> Result<bool, ApiError> {
     for (field, op, value) in clauses {
         let ok = if let Some(k) = field.strip_prefix("labels.") {
             match (s.labels.get(k), *op, value.as_str()) {
@@ -791,12 +750,7 @@ fn resolve<'a>(s: &'a Secret, secret: &str, version: &str) -> Result<&'a Version
             .ok()
             .and_then(|n| s.versions.iter().find(|v| v.number == n))
     };
-    found.ok_or_else(|| {
-        ApiError::new(
-            404,
-            format!("Secret Version [{secret}/versions/{version}] not found."),
-        )
-    })
+    found.ok_or_else(|| ApiError::new(404, format!("Secret Version [{secret}/versions/{version}] not found.")))
 }
 
 fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
@@ -829,12 +783,7 @@ fn serve(
     body: &Bytes,
     ints: bool,
 ) -> ApiResult {
-    let not_found = |name: &str| {
-        ApiError::new(
-            404,
-            format!("Secret [{name}] not found or has no versions."),
-        )
-    };
+    let not_found = |name: &str| ApiError::new(404, format!("Secret [{name}] not found or has no versions."));
     match (op, t) {
         ("ListSecrets", Target::Secrets { parent }) => {
             let clauses = filter_clauses(q.get("filter").map(String::as_str).unwrap_or(""))?;
@@ -862,11 +811,7 @@ fn serve(
         }
         ("CreateSecret", Target::Secrets { parent }) => {
             let id = q.get("secretId").cloned().unwrap_or_default();
-            if id.is_empty()
-                || id.len() > 255
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            if id.is_empty() || id.len() > 255 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 return Err(ApiError::new(
                     400,
@@ -874,15 +819,13 @@ fn serve(
                 ));
             }
             let b = parse_json(body)?;
-            if b.get("replication").is_none_or(Value::is_null) {
+            // Global secrets need a replication policy; regional ones live in their location.
+            if !parent.contains("/locations/") && b.get("replication").is_none_or(Value::is_null) {
                 return Err(ApiError::new(400, "Secret.replication is required."));
             }
             let name = format!("{parent}/secrets/{id}");
             if g.secrets.contains_key(&name) {
-                return Err(ApiError::new(
-                    409,
-                    format!("Secret [{name}] already exists."),
-                ));
+                return Err(ApiError::new(409, format!("Secret [{name}] already exists.")));
             }
             let s = Secret {
                 labels: string_map(&b, "labels")?,
@@ -931,19 +874,16 @@ fn serve(
             let b = parse_json(body)?;
             let payload = b.get("payload").cloned().unwrap_or(Value::Null);
             let data = match payload.get("data").and_then(Value::as_str) {
-                Some(d) => B64.decode(d).map_err(|_| {
-                    ApiError::new(400, "Invalid value at 'payload.data' (TYPE_BYTES).")
-                })?,
+                Some(d) => B64
+                    .decode(d)
+                    .map_err(|_| ApiError::new(400, "Invalid value at 'payload.data' (TYPE_BYTES)."))?,
                 None => vec![],
             };
             if data.is_empty() {
                 return Err(ApiError::new(400, "Secret Payload cannot be empty."));
             }
             if let Some(c) = payload.get("dataCrc32c") {
-                let sent = c
-                    .as_str()
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .or_else(|| c.as_i64());
+                let sent = c.as_str().and_then(|s| s.parse::<i64>().ok()).or_else(|| c.as_i64());
                 if sent != Some(i64::from(crc32c::crc32c(&data))) {
                     return Err(ApiError::new(
                         400,
@@ -999,21 +939,11 @@ fn serve(
             }
             Ok(out)
         }
-        (
-            "GetSecretVersion",
-            Target::Version {
-                secret, version, ..
-            },
-        ) => {
+        ("GetSecretVersion", Target::Version { secret, version, .. }) => {
             let s = g.secrets.get(secret).ok_or_else(|| not_found(secret))?;
             Ok(version_json(secret, resolve(s, secret, version)?, ints))
         }
-        (
-            "AccessSecretVersion",
-            Target::Version {
-                secret, version, ..
-            },
-        ) => {
+        ("AccessSecretVersion", Target::Version { secret, version, .. }) => {
             let crc_mode = g.crc;
             let s = g.secrets.get(secret).ok_or_else(|| not_found(secret))?;
             let v = resolve(s, secret, version)?;
@@ -1035,17 +965,11 @@ fn serve(
         }
         (
             "DisableSecretVersion" | "EnableSecretVersion" | "DestroySecretVersion",
-            Target::Version {
-                secret, version, ..
-            },
+            Target::Version { secret, version, .. },
         ) => {
             let s = g.secrets.get_mut(secret).ok_or_else(|| not_found(secret))?;
             let number = resolve(s, secret, version)?.number;
-            let v = s
-                .versions
-                .iter_mut()
-                .find(|v| v.number == number)
-                .expect("resolved");
+            let v = s.versions.iter_mut().find(|v| v.number == number).expect("resolved");
             let to = match op {
                 "DisableSecretVersion" => VersionState::Disabled,
                 "EnableSecretVersion" => VersionState::Enabled,
@@ -1092,9 +1016,7 @@ mod tests {
 
     #[test]
     fn decodes_queries() {
-        let q = url_pairs(
-            "%24alt=json%3Benum-encoding%3Dint&filter=labels.a%3Db+AND+labels.c%3Dd&pageToken=",
-        );
+        let q = url_pairs("%24alt=json%3Benum-encoding%3Dint&filter=labels.a%3Db+AND+labels.c%3Dd&pageToken=");
         assert_eq!(q[0], ("$alt".into(), "json;enum-encoding=int".into()));
         assert_eq!(q[1].1, "labels.a=b AND labels.c=d");
         assert_eq!(q[2], ("pageToken".into(), String::new()));

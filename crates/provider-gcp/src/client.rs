@@ -16,17 +16,15 @@ use google_cloud_secretmanager_v1::client::SecretManagerService;
 use google_cloud_secretmanager_v1::model::{self, secret_version::State};
 use secrets_core::error::redact_quoted;
 use secrets_core::source::{
-    CallStats, ChangeToken, DEFAULT_READ_CONCURRENCY, FindQuery, MANAGED_BY_KEY, MANAGED_BY_VALUE,
-    RemoteDescription, SecretSource, SecretWriter, SourceCapabilities, VersionInfo, WriteOutcome,
-    WriteRequest,
+    CallStats, ChangeToken, DEFAULT_READ_CONCURRENCY, FindQuery, MANAGED_BY_KEY, MANAGED_BY_VALUE, RemoteDescription,
+    SecretSource, SecretWriter, SourceCapabilities, VersionInfo, WriteOutcome, WriteRequest,
 };
 use secrets_core::sources::memory::merge_property;
 use secrets_core::{Error, Fetched, RemoteKey, Result, SecretValue};
 
 use crate::PROVIDER;
 use crate::config::{
-    GcpCredentials, GcpSecretManagerBuilder, VersionSelectionPolicy, valid_name_part,
-    valid_secret_id,
+    GcpCredentials, GcpSecretManagerBuilder, VersionSelectionPolicy, valid_name_part, valid_secret_id,
 };
 use crate::error::{self as gerr, Subject};
 
@@ -136,18 +134,12 @@ fn state_name(s: &State) -> &'static str {
 }
 
 fn valid_version(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 63
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !v.is_empty() && v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// A label key or value usable in a list filter without quoting.
 fn valid_label_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_')
 }
 
 impl GcpSecretManager {
@@ -167,17 +159,10 @@ impl GcpSecretManager {
                 "Anonymous",
             ),
             (GcpCredentials::ServiceAccountKey(key), false) => {
-                let json: serde_json::Value =
-                    serde_json::from_slice(key.expose()).map_err(|_| {
-                        Error::invalid(
-                            "gcpsm auth.secretRef: the service-account key is not valid JSON",
-                        )
-                    })?;
+                let json: serde_json::Value = serde_json::from_slice(key.expose())
+                    .map_err(|_| Error::invalid("gcpsm auth.secretRef: the service-account key is not valid JSON"))?;
                 if project.is_none() {
-                    project = json
-                        .get("project_id")
-                        .and_then(|p| p.as_str())
-                        .map(str::to_string);
+                    project = json.get("project_id").and_then(|p| p.as_str()).map(str::to_string);
                 }
                 let c = google_cloud_auth::credentials::service_account::Builder::new(json)
                     .build()
@@ -192,9 +177,7 @@ impl GcpSecretManager {
             (GcpCredentials::ApplicationDefault, false) => (None, "ApplicationDefault"),
         };
         let project = project.ok_or_else(|| {
-            Error::invalid(
-                "gcpsm: no project: set spec.provider.gcpsm.projectID or GOOGLE_CLOUD_PROJECT",
-            )
+            Error::invalid("gcpsm: no project: set spec.provider.gcpsm.projectID or GOOGLE_CLOUD_PROJECT")
         })?;
         if !valid_name_part(&project) {
             return Err(Error::invalid(format!(
@@ -204,9 +187,7 @@ impl GcpSecretManager {
         if let Some(l) = &b.location
             && !valid_name_part(l)
         {
-            return Err(Error::invalid(format!(
-                "gcpsm location `{l}` is not a valid location"
-            )));
+            return Err(Error::invalid(format!("gcpsm location `{l}` is not a valid location")));
         }
         let parent = match &b.location {
             Some(l) => format!("projects/{project}/locations/{l}"),
@@ -303,9 +284,7 @@ impl GcpSecretManager {
             return if ok {
                 Ok(key.to_string())
             } else {
-                Err(Error::invalid(format!(
-                    "gcpsm key `{key}` is not a secret name"
-                )))
+                Err(Error::invalid(format!("gcpsm key `{key}` is not a secret name")))
             };
         }
         if !valid_secret_id(key) {
@@ -324,12 +303,7 @@ impl GcpSecretManager {
     }
 
     /// One API call with bounded retries; every attempt is recorded in the call stats.
-    async fn call<T, F, Fut>(
-        &self,
-        op: &'static str,
-        idempotent: bool,
-        f: F,
-    ) -> std::result::Result<T, CallError>
+    async fn call<T, F, Fut>(&self, op: &'static str, idempotent: bool, f: F) -> std::result::Result<T, CallError>
     where
         F: Fn(&SecretManagerService) -> Fut,
         Fut: Future<Output = google_cloud_gax::Result<T>>,
@@ -429,7 +403,7 @@ impl GcpSecretManager {
             token = page.next_page_token;
         }
         // Servers list newest first; emulators may not, so sort.
-        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.sort_by_key(|v| std::cmp::Reverse(v.0));
         Ok(out)
     }
 
@@ -444,11 +418,7 @@ impl GcpSecretManager {
 
     async fn get_inner(&self, key: &RemoteKey) -> Result<Fetched> {
         let secret = self.secret_name(&key.key)?;
-        let version = key
-            .version
-            .as_deref()
-            .filter(|v| !v.is_empty())
-            .unwrap_or("latest");
+        let version = key.version.as_deref().filter(|v| !v.is_empty()).unwrap_or("latest");
         if !valid_version(version) {
             return Err(Error::invalid(format!(
                 "gcpsm version `{version}` of `{}`: expected a number, an alias or `latest`",
@@ -474,9 +444,9 @@ impl GcpSecretManager {
                         self.scope()
                     )));
                 };
-                self.access(&secret, &v).await.map_err(|e| {
-                    self.map("AccessSecretVersion", &self.subject(&key.key, Some(&v)), e)
-                })
+                self.access(&secret, &v)
+                    .await
+                    .map_err(|e| self.map("AccessSecretVersion", &self.subject(&key.key, Some(&v)), e))
             }
             Err(e) => Err(self.map("AccessSecretVersion", &subject, e)),
         }
@@ -485,11 +455,7 @@ impl GcpSecretManager {
     /// One change token: GetSecretVersion returns the version `latest` resolves to.
     async fn token_of(&self, key: &RemoteKey) -> Result<Option<ChangeToken>> {
         let secret = self.secret_name(&key.key)?;
-        let version = key
-            .version
-            .as_deref()
-            .filter(|v| !v.is_empty())
-            .unwrap_or("latest");
+        let version = key.version.as_deref().filter(|v| !v.is_empty()).unwrap_or("latest");
         if !valid_version(version) {
             return Err(Error::invalid(format!(
                 "gcpsm version `{version}` of `{}`: expected a number, an alias or `latest`",
@@ -577,10 +543,7 @@ impl SecretSource for GcpSecretManager {
 
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>> {
         let re = match &query.name_regexp {
-            Some(r) => Some(
-                regex::Regex::new(r)
-                    .map_err(|e| Error::invalid(format!("find.name.regexp: {e}")))?,
-            ),
+            Some(r) => Some(regex::Regex::new(r).map_err(|e| Error::invalid(format!("find.name.regexp: {e}")))?),
             None => None,
         };
         let mut clauses = vec![];
@@ -615,10 +578,7 @@ impl SecretSource for GcpSecretManager {
                 // The server filters by labels; check again for servers that ignore filters.
                 let labels_ok = query.tags.iter().all(|(k, v)| s.labels.get(k) == Some(v));
                 let name_ok = re.as_ref().is_none_or(|re| re.is_match(id));
-                let path_ok = query
-                    .path
-                    .as_ref()
-                    .is_none_or(|p| id.starts_with(p.as_str()));
+                let path_ok = query.path.as_ref().is_none_or(|p| id.starts_with(p.as_str()));
                 if labels_ok && name_ok && path_ok {
                     names.insert(id.to_string());
                 }
@@ -721,18 +681,12 @@ impl SecretWriter for GcpSecretManager {
                     .map(|(p, _)| p.to_string())
                     .unwrap_or_else(|| self.parent.clone());
                 let id = short(&secret).to_string();
-                let body = model::Secret::new()
-                    .set_replication(
-                        model::Replication::new()
-                            .set_automatic(model::replication::Automatic::new()),
-                    )
-                    .set_labels([(MANAGED_BY_KEY, MANAGED_BY_VALUE)]);
-                let body = if self.location.is_some() || parent.contains("/locations/") {
-                    // Regional secrets take no replication policy.
-                    model::Secret::new().set_labels([(MANAGED_BY_KEY, MANAGED_BY_VALUE)])
-                } else {
-                    body
-                };
+                let mut body = model::Secret::new().set_labels([(MANAGED_BY_KEY, MANAGED_BY_VALUE)]);
+                // Regional secrets live in their location and take no replication policy.
+                if !parent.contains("/locations/") {
+                    body = body
+                        .set_replication(model::Replication::new().set_automatic(model::replication::Automatic::new()));
+                }
                 match self
                     .call("CreateSecret", false, |c| {
                         c.create_secret()
@@ -746,9 +700,10 @@ impl SecretWriter for GcpSecretManager {
                     Ok(_) => created = true,
                     // Created concurrently: check it like an existing one.
                     Err(CallError::Api(e)) if gerr::code_of(&e) == Some(Code::AlreadyExists) => {
-                        let s = self.get_secret(key, &secret).await?.ok_or_else(|| {
-                            Error::not_found(format!("secret `{key}` ({})", self.scope()))
-                        })?;
+                        let s = self
+                            .get_secret(key, &secret)
+                            .await?
+                            .ok_or_else(|| Error::not_found(format!("secret `{key}` ({})", self.scope())))?;
                         if !request.force && !is_managed(&s) {
                             return Err(Error::PermissionDenied {
                                 what: format!(
@@ -815,14 +770,14 @@ impl SecretWriter for GcpSecretManager {
             && prev != &version
         {
             self.disable_version(key, prev).await.map_err(|e| {
-                e.context(format!("added version {version} of `{key}`, but disabling the previous version {prev} failed"))
+                e.context(format!(
+                    "added version {version} of `{key}`, but disabling the previous version {prev} failed"
+                ))
             })?;
             disabled_previous = true;
         }
         Ok(match (created, previous) {
-            (true, _) => WriteOutcome::Created {
-                version: Some(version),
-            },
+            (true, _) => WriteOutcome::Created { version: Some(version) },
             (false, previous) => WriteOutcome::Updated {
                 version: Some(version),
                 previous: previous.map(|(p, _)| p),
@@ -845,13 +800,7 @@ impl SecretWriter for GcpSecretManager {
         })
         .await
         .map(|_| ())
-        .map_err(|e| {
-            self.map(
-                "DisableSecretVersion",
-                &self.subject(key, Some(&version)),
-                e,
-            )
-        })
+        .map_err(|e| self.map("DisableSecretVersion", &self.subject(key, Some(&version)), e))
     }
 }
 

@@ -142,10 +142,7 @@ impl GcpSecretManagerBuilder {
         if let Some(p) = std::env::var(PROJECT_ENV).ok().filter(|p| !p.is_empty()) {
             b = b.with_project_id(p);
         }
-        if let Some(h) = std::env::var(EMULATOR_HOST_ENV)
-            .ok()
-            .filter(|h| !h.is_empty())
-        {
+        if let Some(h) = std::env::var(EMULATOR_HOST_ENV).ok().filter(|h| !h.is_empty()) {
             b = b.with_emulator_host(h);
         }
         b
@@ -265,8 +262,5 @@ pub(crate) fn valid_name_part(s: &str) -> bool {
 
 /// Secret ids: 1-255 of `[A-Za-z0-9_-]`.
 pub(crate) fn valid_secret_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 255
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }

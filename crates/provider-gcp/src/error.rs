@@ -36,18 +36,12 @@ impl Subject {
 /// The IAM role and permission an operation needs.
 pub(crate) fn role_for(operation: &str) -> (&'static str, &'static str) {
     match operation {
-        "AccessSecretVersion" => (
-            "roles/secretmanager.secretAccessor",
-            "secretmanager.versions.access",
-        ),
+        "AccessSecretVersion" => ("roles/secretmanager.secretAccessor", "secretmanager.versions.access"),
         "GetSecretVersion" => ("roles/secretmanager.viewer", "secretmanager.versions.get"),
         "ListSecretVersions" => ("roles/secretmanager.viewer", "secretmanager.versions.list"),
         "ListSecrets" => ("roles/secretmanager.viewer", "secretmanager.secrets.list"),
         "GetSecret" => ("roles/secretmanager.viewer", "secretmanager.secrets.get"),
-        "AddSecretVersion" => (
-            "roles/secretmanager.secretVersionAdder",
-            "secretmanager.versions.add",
-        ),
+        "AddSecretVersion" => ("roles/secretmanager.secretVersionAdder", "secretmanager.versions.add"),
         "DisableSecretVersion" => (
             "roles/secretmanager.secretVersionManager",
             "secretmanager.versions.disable",
@@ -113,10 +107,7 @@ pub(crate) fn is_transient(e: &GaxError, idempotent: bool) -> bool {
 pub(crate) fn server_retry_after(e: &GaxError) -> Option<Duration> {
     let from_details = e.status().and_then(|s| {
         s.details.iter().find_map(|d| match d {
-            StatusDetails::RetryInfo(r) => r
-                .retry_delay
-                .clone()
-                .and_then(|d| Duration::try_from(d).ok()),
+            StatusDetails::RetryInfo(r) => r.retry_delay.and_then(|d| Duration::try_from(d).ok()),
             _ => None,
         })
     });
@@ -145,20 +136,15 @@ pub(crate) fn disabled_state(e: &GaxError) -> Option<(Option<String>, String)> {
     let msg = e.status().map(|s| s.message.clone()).unwrap_or_default();
     // Real service: "Secret Version [projects/…/versions/3] is in DISABLED state."
     // drongo:       "Cannot access secret version in state DISABLED."
-    let re = regex::Regex::new(
-        r"(?:versions/(\d+)\]?\s+is\s+in\s+|in\s+state\s+)(ENABLED|DISABLED|DESTROYED)",
-    )
-    .expect("valid regex");
+    let re = regex::Regex::new(r"(?:versions/(\d+)\]?\s+is\s+in\s+|in\s+state\s+)(ENABLED|DISABLED|DESTROYED)")
+        .expect("valid regex");
     let caps = re.captures(&msg);
     let state = caps
         .as_ref()
         .and_then(|c| c.get(2))
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "not ENABLED".into());
-    let number = caps
-        .as_ref()
-        .and_then(|c| c.get(1))
-        .map(|m| m.as_str().to_string());
+    let number = caps.as_ref().and_then(|c| c.get(1)).map(|m| m.as_str().to_string());
     Some((number, state))
 }
 
@@ -230,10 +216,7 @@ pub(crate) fn map(
                         subject.secret, subject.scope
                     )
                 }
-                None => format!(
-                    "{operation} of {what}: failed precondition: {}",
-                    server_message(e)
-                ),
+                None => format!("{operation} of {what}: failed precondition: {}", server_message(e)),
             };
             Error::Provider {
                 provider: PROVIDER.into(),
@@ -245,23 +228,13 @@ pub(crate) fn map(
         Some(Code::InvalidArgument | Code::OutOfRange) => {
             Error::invalid(format!("{operation} of {what}: {}", server_message(e)))
         }
-        Some(Code::Unimplemented) => {
-            Error::not_supported(format!("{operation} at {endpoint}: {}", server_message(e)))
-        }
+        Some(Code::Unimplemented) => Error::not_supported(format!("{operation} at {endpoint}: {}", server_message(e))),
         Some(code) => Error::Provider {
             provider: PROVIDER.into(),
-            message: format!(
-                "{operation} of {what}: {} ({})",
-                code.name(),
-                server_message(e)
-            ),
+            message: format!("{operation} of {what}: {} ({})", code.name(), server_message(e)),
             retryable: matches!(
                 code,
-                Code::Unavailable
-                    | Code::DeadlineExceeded
-                    | Code::Internal
-                    | Code::Aborted
-                    | Code::Unknown
+                Code::Unavailable | Code::DeadlineExceeded | Code::Internal | Code::Aborted | Code::Unknown
             ),
             source: None,
         },

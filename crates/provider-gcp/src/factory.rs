@@ -35,11 +35,7 @@ impl SourceFactory for GcpFactory {
         PROVIDER
     }
 
-    async fn build(
-        &self,
-        store: &Store,
-        credentials: Arc<dyn CredentialResolver>,
-    ) -> Result<BuiltStore> {
+    async fn build(&self, store: &Store, credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore> {
         let ProviderSpec::Gcpsm(spec) = &store.spec.provider else {
             return Err(Error::manifest(
                 store.origin.field("spec.provider"),
@@ -62,9 +58,9 @@ impl SourceFactory for GcpFactory {
             .as_deref()
             .filter(|p| !p.is_empty())
         {
-            let policy = p.parse().map_err(|e: Error| {
-                Error::manifest(at("secretVersionSelectionPolicy"), e.to_string())
-            })?;
+            let policy = p
+                .parse()
+                .map_err(|e: Error| Error::manifest(at("secretVersionSelectionPolicy"), e.to_string()))?;
             b = b.with_version_selection_policy(policy);
         }
         let plain_http = b.effective_endpoint().starts_with("http://");
@@ -94,9 +90,7 @@ impl SourceFactory for GcpFactory {
             }
         }
         let source = b.build().map_err(|e| match e {
-            Error::InvalidInput { message } => {
-                Error::manifest(store.origin.field("spec.provider.gcpsm"), message)
-            }
+            Error::InvalidInput { message } => Error::manifest(store.origin.field("spec.provider.gcpsm"), message),
             e => e,
         })?;
         Ok(BuiltStore::writable(source))

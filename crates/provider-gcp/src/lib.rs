@@ -7,8 +7,8 @@ mod factory;
 
 pub use client::GcpSecretManager;
 pub use config::{
-    DEFAULT_ENDPOINT, DEFAULT_METADATA_CALLS_PER_MINUTE, EMULATOR_HOST_ENV, GcpCredentials,
-    GcpSecretManagerBuilder, PROJECT_ENV, VersionSelectionPolicy,
+    DEFAULT_ENDPOINT, DEFAULT_METADATA_CALLS_PER_MINUTE, EMULATOR_HOST_ENV, GcpCredentials, GcpSecretManagerBuilder,
+    PROJECT_ENV, VersionSelectionPolicy,
 };
 pub use factory::GcpFactory;
 
