@@ -141,3 +141,57 @@ fn emulator_host_means_plain_http_and_anonymous() {
     let e = GcpSecretManagerBuilder::new().build().unwrap_err();
     assert!(e.to_string().contains("GOOGLE_CLOUD_PROJECT"), "{e}");
 }
+
+/// `from_env` and the factory read `GOOGLE_CLOUD_PROJECT` and `SECRETMANAGER_EMULATOR_HOST`.
+/// Environment variables cannot be set safely in a threaded test, so the test runs itself
+/// again in a child process with them set.
+#[test]
+fn from_env_reads_project_and_emulator_host() {
+    const CHILD: &str = "SECRETSYNC_GCP_FROM_ENV_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "from_env_reads_project_and_emulator_host",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env(provider_gcp::EMULATOR_HOST_ENV, "127.0.0.1:9")
+            .env(provider_gcp::PROJECT_ENV, "env-project")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "child run failed:\n{text}"
+        );
+        return;
+    }
+    let b = GcpSecretManagerBuilder::from_env();
+    assert_eq!(b.effective_endpoint(), "http://127.0.0.1:9");
+    let src = b.build().unwrap();
+    assert_eq!((src.project(), src.endpoint()), ("env-project", "http://127.0.0.1:9"));
+    assert!(format!("{src:?}").contains("Anonymous"));
+    // The factory: a store without endpoint or projectID takes both from the environment.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let m = load_str(&store_yaml("      {}\n"), "store.yaml")
+            .into_result()
+            .expect("parses");
+        let dir = tempfile::tempdir().unwrap();
+        let built = registry(dir.path()).build(&m.stores[0]).await.expect("build");
+        let dbg = format!("{:?}", built.source);
+        assert!(
+            dbg.contains("http://127.0.0.1:9") && dbg.contains("env-project"),
+            "{dbg}"
+        );
+    });
+}
