@@ -68,6 +68,11 @@ impl KubeRestarter {
         }
     }
 
+    /// A restarter with a client from `KUBECONFIG` / `~/.kube/config`, else in-cluster.
+    pub async fn infer() -> Result<Self> {
+        Ok(Self::new(crate::infer_client().await?))
+    }
+
     /// Restarts only declared consumers when `false` (no workload listing).
     pub fn with_discovery(mut self, discover: bool) -> Self {
         self.discover = discover;

@@ -1,0 +1,74 @@
+//! `fake-kube`: the fake Kubernetes API server on its own, to try `sync` and `operator`
+//! without a cluster.
+//!
+//! ```text
+//! fake-kube [--port N] [--kubeconfig PATH]
+//! ```
+//! Prints a kubeconfig pointing at the fake (or writes it to PATH), then serves until
+//! Ctrl-C, printing a summary of the requests it answered. Then, in another shell:
+//! `KUBECONFIG=PATH cargo run --example sync --features k8s -- -m examples/manifests --once`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use fakes::kube::FakeKube;
+
+/// Run the fake Kubernetes API server until Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "fake-kube")]
+struct Args {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Write the kubeconfig to this file instead of printing it.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let args = Args::parse();
+    let fake = match FakeKube::start_on(SocketAddr::from(([127, 0, 0, 1], args.port))).await {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("fake-kube: cannot listen on 127.0.0.1:{}: {e}", args.port);
+            return ExitCode::from(2);
+        }
+    };
+    let kubeconfig = fake.kubeconfig_yaml();
+    match &args.kubeconfig {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &kubeconfig) {
+                eprintln!("fake-kube: cannot write {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+            eprintln!(
+                "fake-kube: serving {}; kubeconfig written to {}",
+                fake.url(),
+                path.display()
+            );
+            eprintln!("fake-kube: export KUBECONFIG={}", path.display());
+        }
+        None => {
+            eprintln!("fake-kube: serving {}; kubeconfig follows", fake.url());
+            print!("{kubeconfig}");
+        }
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("fake-kube: cannot wait for Ctrl-C: {e}");
+        return ExitCode::from(1);
+    }
+    let requests = fake.requests();
+    eprintln!(
+        "fake-kube: {} requests answered, {} writes; stopping",
+        requests.len(),
+        fake.write_count()
+    );
+    ExitCode::SUCCESS
+}
