@@ -702,6 +702,26 @@ async fn factory_builds_from_an_eso_store() {
     assert!(matches!(e.root(), Error::NotSupported { .. }), "{e}");
     assert!(e.to_string().contains("spec.provider.aws.transitiveTagKeys"), "{e}");
 
+    // auth.jwt: web identity from the pod's IRSA variables, else a clear refusal.
+    let yaml = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: irsa, namespace: ns1}\nspec:\n  provider:\n    aws:\n      region: eu-central-1\n      auth:\n        jwt:\n          serviceAccountRef: {name: eso}\n";
+    let m = secrets_core::manifest::load_str(yaml, "store.yaml")
+        .into_result()
+        .expect("manifest");
+    let r = AwsFactory.build(&m.stores[0], creds.clone()).await;
+    if std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").is_some() && std::env::var_os("AWS_ROLE_ARN").is_some() {
+        r.expect("web identity from the environment");
+    } else {
+        let e = r.unwrap_err();
+        assert!(matches!(e.root(), Error::NotSupported { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("spec.provider.aws.auth.jwt")
+                && text.contains("ns1/eso")
+                && text.contains("AWS_WEB_IDENTITY_TOKEN_FILE"),
+            "{text}"
+        );
+    }
+
     // Missing credentials name the selector.
     let empty = std::sync::Arc::new(EnvFileCredentials::with_dir(tempfile::tempdir().unwrap().path()));
     let yaml = store_yaml(&p, "");
