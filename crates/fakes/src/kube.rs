@@ -31,6 +31,8 @@
 //! - A request log (method, path, query, content type, status) with helpers that count
 //!   writes.
 //!
+//! `?dryRun=All` writes are validated and answered but not stored.
+//!
 //! Divergences worth knowing: namespaces need not exist before objects are created in
 //! them; no defaulting of workload fields; no admission, RBAC, finalizers or garbage
 //! collection (deleting an owner leaves its dependents); JSON patch is refused (415).
@@ -38,6 +40,7 @@
 // Handlers return the HTTP error response itself as the error: it is built once and sent.
 #![allow(clippy::result_large_err)]
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -1228,7 +1231,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let response = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
-        Ok(body) => shared.dispatch(
+        Ok(body) => shared.dispatch_with_dry_run(
             &method,
             &path,
             &parse_query(parts.uri.query()),
@@ -1272,7 +1275,29 @@ fn parse_body(body: &[u8], content_type: Option<&str>) -> Result<Value, Response
     parsed.map_err(|_| bad_request("the request body could not be decoded"))
 }
 
+thread_local! {
+    /// Set while a `?dryRun=All` request is handled: writes are computed, validated and
+    /// answered, but not stored. Handlers never await, so the flag cannot leak.
+    static DRY_RUN: Cell<bool> = const { Cell::new(false) };
+}
+
 impl Shared {
+    fn dispatch_with_dry_run(
+        self: &Arc<Self>,
+        method: &Method,
+        path: &str,
+        q: &BTreeMap<String, String>,
+        content_type: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Response {
+        let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+        DRY_RUN.with(|d| d.set(dry_run));
+        let response = self.dispatch(method, path, q, content_type, headers, body);
+        DRY_RUN.with(|d| d.set(false));
+        response
+    }
+
     fn dispatch(
         self: &Arc<Self>,
         method: &Method,
@@ -1555,7 +1580,10 @@ impl Shared {
         managers: Vec<ManagerEntry>,
         old: Option<&Value>,
     ) -> Value {
-        inner.rv += 1;
+        let dry_run = DRY_RUN.with(Cell::get);
+        if !dry_run {
+            inner.rv += 1;
+        }
         let rv = inner.rv;
         let res = &RESOURCES[key.rid];
         let generation = match old {
@@ -1592,6 +1620,9 @@ impl Shared {
             } else {
                 meta.insert("managedFields".into(), render_managed_fields(&managers));
             }
+        }
+        if dry_run {
+            return obj;
         }
         let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
         inner.objects.insert(
@@ -2004,6 +2035,16 @@ impl Shared {
             && Some(want) != old.obj.pointer("/metadata/uid").and_then(Value::as_str)
         {
             return conflict(res, &key.name);
+        }
+        let body_dry_run = opts
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+        if DRY_RUN.with(Cell::get) || body_dry_run {
+            return json_response(
+                StatusCode::OK,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": key.name, "group": res.group, "kind": res.plural}}),
+            );
         }
         inner.objects.remove(&key);
         inner.rv += 1;

@@ -160,6 +160,29 @@ async fn writes_that_change_nothing_are_no_ops() {
         .await
         .unwrap();
     assert_eq!(after.metadata.resource_version, created.metadata.resource_version);
+
+    // Server-side dry run answers with the result and stores nothing.
+    let pp = PatchParams {
+        dry_run: true,
+        ..PatchParams::apply("m")
+    };
+    let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dry"}, "data": {"k": "dg=="}});
+    let answered = api
+        .patch("dry", &pp, &Patch::Apply(&body))
+        .await
+        .expect("dry-run apply");
+    assert_eq!(answered.metadata.name.as_deref(), Some("dry"));
+    assert!(api.get_opt("dry").await.unwrap().is_none());
+    let dp = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    api.delete("s", &dp).await.expect("dry-run delete");
+    assert!(api.get_opt("s").await.unwrap().is_some());
+    assert_eq!(
+        fake.resource_version(),
+        created.metadata.resource_version.unwrap().parse::<u64>().unwrap()
+    );
 }
 
 #[tokio::test]

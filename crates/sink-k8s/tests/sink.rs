@@ -638,3 +638,62 @@ async fn credentials_resolve_secret_keys() {
             .is_not_found()
     );
 }
+
+#[tokio::test]
+async fn values_never_reach_logs_debug_or_errors() {
+    use secrets_core::testkit::{CANARY, assert_no_canary, capture_logs};
+    let (fake, sink) = setup().await;
+    let t = TargetRef::secret("prod", "canary");
+    let ((), logs) = capture_logs(async {
+        let d = desired(t.clone(), map(&[("TOKEN", CANARY)]), CreationPolicy::Owner);
+        sink.apply(&d).await.unwrap();
+        let mut d2 = desired(
+            t.clone(),
+            map(&[("TOKEN", CANARY), ("MORE", CANARY)]),
+            CreationPolicy::Owner,
+        );
+        d2.immutable = false;
+        sink.apply(&d2).await.unwrap();
+        let state = sink.read(&t).await.unwrap().unwrap();
+        assert_no_canary(&format!("{state:?} {sink:?}"), "Debug of state and sink");
+        let mut frozen = desired(
+            TargetRef::secret("prod", "canary-frozen"),
+            map(&[("TOKEN", CANARY)]),
+            CreationPolicy::Owner,
+        );
+        frozen.immutable = true;
+        sink.apply(&frozen).await.unwrap();
+        frozen.data = map(&[("TOKEN", "other")]);
+        let errors = [
+            sink.apply(&frozen).await.unwrap_err(),
+            sink.apply(&desired(
+                TargetRef::secret("prod", "missing"),
+                map(&[("TOKEN", CANARY)]),
+                CreationPolicy::Merge,
+            ))
+            .await
+            .unwrap_err(),
+            sink.apply(&desired(
+                TargetRef::secret("prod", "Bad"),
+                map(&[("TOKEN", CANARY)]),
+                CreationPolicy::Owner,
+            ))
+            .await
+            .unwrap_err(),
+        ];
+        for e in errors {
+            assert_no_canary(&format!("{e} {e:?}"), "a sink error");
+        }
+        // A server-side refusal quoting input goes through redaction too.
+        let api: Api<Secret> = Api::namespaced(fake.client(), "prod");
+        let bad = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}, "data": {"k": CANARY}});
+        let e = api
+            .patch("x", &PatchParams::apply("m"), &Patch::Apply(&bad))
+            .await
+            .unwrap_err();
+        assert_no_canary(&e.to_string(), "the fake's 422 message");
+    })
+    .await;
+    assert!(!logs.is_empty(), "logs were captured");
+    assert_no_canary(&logs, "trace logs of the sink, kube and the fake");
+}
