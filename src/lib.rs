@@ -59,7 +59,7 @@ pub mod prelude {
     pub use secrets_core::registry::{BuiltStore, Registry};
     pub use secrets_core::sinks::{DotenvSink, FolderSink, StdoutSink};
     pub use secrets_core::{
-        Error, RemoteKey, Restarter, SecretMap, SecretSink, SecretSource, SecretSourceExt,
-        SecretValue, SecretWriter, TargetRef,
+        Error, RemoteKey, Restarter, SecretMap, SecretSink, SecretSource, SecretSourceExt, SecretValue, SecretWriter,
+        TargetRef,
     };
 }

@@ -35,14 +35,28 @@ async fn quickstart_writes_the_expected_secrets_then_nothing() {
         let text = std::fs::read_to_string(dir.path().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
         parse_manifest(&text, rel).unwrap().1
     };
-    let get = |s: &secretsync::TargetState, k: &str| String::from_utf8(s.data.get(k).unwrap().expose().to_vec()).unwrap();
+    let get =
+        |s: &secretsync::TargetState, k: &str| String::from_utf8(s.data.get(k).unwrap().expose().to_vec()).unwrap();
     let s3 = read("tomoda/s3-uploader-secret.yaml");
-    assert_eq!(s3.data.keys().cloned().collect::<Vec<_>>(), ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_BASE_URL", "S3_BUCKET", "S3_REGION"]);
+    assert_eq!(
+        s3.data.keys().cloned().collect::<Vec<_>>(),
+        [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "S3_BASE_URL",
+            "S3_BUCKET",
+            "S3_REGION"
+        ]
+    );
     assert_eq!(get(&s3, "S3_BUCKET"), "tomoda-assets-dev");
     assert_eq!(get(&s3, "S3_REGION"), "ap-northeast-1");
     let backend = read("tomoda/backend-secrets-dev.yaml");
     let pg = read("data/postgres-dev-credentials-eso.yaml");
-    assert_eq!(get(&backend, "DB_PASSWORD"), get(&pg, "password"), "one DB password, two targets in two namespaces");
+    assert_eq!(
+        get(&backend, "DB_PASSWORD"),
+        get(&pg, "password"),
+        "one DB password, two targets in two namespaces"
+    );
     assert_eq!(pg.secret_type.as_deref(), Some("kubernetes.io/basic-auth"));
     assert_eq!(get(&pg, "username"), "tomoda_dev_user");
     let cm = read("tomoda/backend-config-dev.configmap.yaml");
@@ -50,7 +64,10 @@ async fn quickstart_writes_the_expected_secrets_then_nothing() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("tomoda/backend-secrets-dev.yaml")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("tomoda/backend-secrets-dev.yaml"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let specs = report["specs"].as_array().unwrap();
@@ -71,7 +88,13 @@ async fn quickstart_writes_the_expected_secrets_then_nothing() {
     let (code, report, _) = sync_json(&opts).await;
     assert_eq!(code, Exit::Synced);
     assert_eq!(report["writes"], 0);
-    assert!(report["specs"].as_array().unwrap().iter().all(|s| s["changed"] == false));
+    assert!(
+        report["specs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["changed"] == false)
+    );
     let after: Vec<_> = ["tomoda/s3-uploader-secret.yaml", "tomoda/backend-secrets-dev.yaml"]
         .iter()
         .map(|f| std::fs::read(dir.path().join(f)).unwrap())
@@ -82,10 +105,18 @@ async fn quickstart_writes_the_expected_secrets_then_nothing() {
 #[tokio::test]
 async fn check_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let check = SyncOptions { manifests: vec![quickstart()], check: true, ..Default::default() };
+    let check = SyncOptions {
+        manifests: vec![quickstart()],
+        check: true,
+        ..Default::default()
+    };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     assert_eq!(run_sync(&check, &mut out, &mut err).await, Exit::Synced);
-    assert!(String::from_utf8(out).unwrap().starts_with("ok: 1 store(s), 3 ExternalSecret(s), 1 static target(s)"));
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .starts_with("ok: 1 store(s), 3 ExternalSecret(s), 1 static target(s)")
+    );
 
     // A broken manifest: exit 2 with every problem listed, nothing written.
     let bad = dir.path().join("bad.yaml");
@@ -95,7 +126,12 @@ async fn check_and_exit_codes() {
     )
     .unwrap();
     let out_dir = dir.path().join("out");
-    let opts = SyncOptions { manifests: vec![bad.clone()], once: true, sink: SinkChoice::Folder(out_dir.clone()), ..Default::default() };
+    let opts = SyncOptions {
+        manifests: vec![bad.clone()],
+        once: true,
+        sink: SinkChoice::Folder(out_dir.clone()),
+        ..Default::default()
+    };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     assert_eq!(run_sync(&opts, &mut out, &mut err).await, Exit::BadInput);
     let err = String::from_utf8(err).unwrap();
@@ -106,8 +142,16 @@ async fn check_and_exit_codes() {
 
     // --check reports the missing store as a warning only.
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let check = SyncOptions { manifests: vec![bad], check: true, ..Default::default() };
-    assert_eq!(run_sync(&check, &mut out, &mut err).await, Exit::BadInput, "the bad keys still fail");
+    let check = SyncOptions {
+        manifests: vec![bad],
+        check: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        run_sync(&check, &mut out, &mut err).await,
+        Exit::BadInput,
+        "the bad keys still fail"
+    );
     let err = String::from_utf8(err).unwrap();
     assert!(err.contains("warning: ") && err.contains("missing store"), "{err}");
 
@@ -118,7 +162,13 @@ async fn check_and_exit_codes() {
         "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: s, namespace: n}\nspec: {provider: {fake: {data: [{key: k, value: v}]}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: a, namespace: n}\nspec:\n  secretStoreRef: {name: s}\n  data: [{secretKey: A, remoteRef: {key: missing}}]\n",
     )
     .unwrap();
-    let opts = SyncOptions { manifests: vec![failing], once: true, sink: SinkChoice::Folder(out_dir), format: Format::Json, ..Default::default() };
+    let opts = SyncOptions {
+        manifests: vec![failing],
+        once: true,
+        sink: SinkChoice::Folder(out_dir),
+        format: Format::Json,
+        ..Default::default()
+    };
     let (code, report, _) = sync_json(&opts).await;
     assert_eq!(code, Exit::SpecFailed);
     assert_eq!(report["specs"][0]["status"], "SecretSyncedError");

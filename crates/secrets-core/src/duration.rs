@@ -24,9 +24,7 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         if num_end == 0 {
             return Err(format!("invalid duration `{s}`: expected a number"));
         }
-        let n: f64 = rest[..num_end]
-            .parse()
-            .map_err(|_| format!("invalid duration `{s}`"))?;
+        let n: f64 = rest[..num_end].parse().map_err(|_| format!("invalid duration `{s}`"))?;
         rest = &rest[num_end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -41,9 +39,7 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
             "m" => 60.0,
             "h" => 3600.0,
             "" => {
-                return Err(format!(
-                    "invalid duration `{s}`: missing unit (ns, us, ms, s, m, h)"
-                ));
+                return Err(format!("invalid duration `{s}`: missing unit (ns, us, ms, s, m, h)"));
             }
             u => return Err(format!("invalid duration `{s}`: unknown unit `{u}`")),
         };
@@ -60,18 +56,9 @@ mod tests {
     fn parses_go_durations() {
         assert_eq!(parse_go_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_go_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(
-            parse_go_duration("1h30m").unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert_eq!(
-            parse_go_duration("500ms").unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            parse_go_duration("1.5s").unwrap(),
-            Duration::from_millis(1500)
-        );
+        assert_eq!(parse_go_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_go_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_go_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_go_duration("10").is_err());
         assert!(parse_go_duration("1d").is_err());

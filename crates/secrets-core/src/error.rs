@@ -167,11 +167,7 @@ impl Error {
         }
     }
     /// A [`Error::Provider`] without a source.
-    pub fn provider(
-        provider: impl Into<String>,
-        message: impl Into<String>,
-        retryable: bool,
-    ) -> Self {
+    pub fn provider(provider: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
         Error::Provider {
             provider: provider.into(),
             message: message.into(),
@@ -211,9 +207,7 @@ impl Error {
             Error::Provider { retryable, .. } => *retryable,
             Error::Io { source, .. } => matches!(
                 source.kind(),
-                std::io::ErrorKind::Interrupted
-                    | std::io::ErrorKind::WouldBlock
-                    | std::io::ErrorKind::TimedOut
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ),
             _ => false,
         }
@@ -245,7 +239,7 @@ impl<T> ResultExt<T> for Result<T> {
     }
 }
 
-/// Replaces the content of every double-quoted or single-quoted string in a parser's
+/// Replaces the content of every double-quoted string in a parser's
 /// message with `[REDACTED]`. Parsers quote the input they reject (`invalid type: string
 /// "hunter2"`), and that input may be a secret; field names use backticks and survive.
 pub fn redact_quoted(message: &str) -> String {
@@ -278,10 +272,7 @@ mod tests {
     #[test]
     fn redacts_quoted_input() {
         let m = redact_quoted(r#"invalid type: string "s3cr\"et", expected a map at line 3"#);
-        assert_eq!(
-            m,
-            r#"invalid type: string "[REDACTED]", expected a map at line 3"#
-        );
+        assert_eq!(m, r#"invalid type: string "[REDACTED]", expected a map at line 3"#);
         assert_eq!(redact_quoted("unknown field `foo`"), "unknown field `foo`");
     }
 

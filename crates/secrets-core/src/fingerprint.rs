@@ -54,9 +54,7 @@ impl FingerprintKey {
                         use base64::Engine as _;
                         base64::engine::general_purpose::STANDARD.decode(s)
                     })
-                    .map_err(|_| {
-                        Error::invalid(format!("{FINGERPRINT_KEY_ENV}: neither hex nor base64"))
-                    })?;
+                    .map_err(|_| Error::invalid(format!("{FINGERPRINT_KEY_ENV}: neither hex nor base64")))?;
                 Self::from_bytes(bytes).map_err(|e| e.context(FINGERPRINT_KEY_ENV))
             }
             _ => Ok(Self::random()),

@@ -5,7 +5,9 @@ pub mod engine;
 pub mod error;
 pub mod fingerprint;
 pub mod manifest;
+pub mod redact;
 pub mod registry;
+pub mod rotation;
 pub mod sink;
 pub mod sinks;
 pub mod source;
@@ -20,11 +22,11 @@ pub mod testkit;
 pub use error::{Error, Location, Result, ResultExt};
 pub use fingerprint::{Fingerprint, FingerprintKey};
 pub use sink::{
-    ApplyOutcome, ConsumerRef, CreationPolicy, DeletionPolicy, DesiredTarget, OwnerRef,
-    RestartRequest, Restarter, SecretSink, SinkCapabilities, TargetKind, TargetRef, TargetState,
+    ApplyOutcome, ConsumerRef, CreationPolicy, DeletionPolicy, DesiredTarget, OwnerRef, RestartRequest, Restarter,
+    SecretSink, SinkCapabilities, TargetKind, TargetRef, TargetState,
 };
 pub use source::{
-    CallStats, ChangeToken, Fetched, FindQuery, RemoteDescription, RemoteKey, SecretSource,
-    SecretSourceExt, SecretWriter, SourceCapabilities, VersionInfo, WriteOutcome, WriteRequest,
+    CallStats, ChangeToken, Fetched, FindQuery, RemoteDescription, RemoteKey, SecretSource, SecretSourceExt,
+    SecretWriter, SourceCapabilities, VersionInfo, WriteOutcome, WriteRequest,
 };
 pub use value::{SecretMap, SecretValue};

@@ -20,11 +20,7 @@ use crate::value::SecretValue;
 #[async_trait]
 pub trait CredentialResolver: Send + Sync + fmt::Debug {
     /// The value of `selector`; `namespace` is used when the selector has none.
-    async fn resolve(
-        &self,
-        selector: &SecretKeySelector,
-        namespace: Option<&str>,
-    ) -> Result<SecretValue>;
+    async fn resolve(&self, selector: &SecretKeySelector, namespace: Option<&str>) -> Result<SecretValue>;
 }
 
 /// Out of a cluster, a store's `secretRef` is read from:
@@ -82,16 +78,8 @@ impl EnvFileCredentials {
 
 #[async_trait]
 impl CredentialResolver for EnvFileCredentials {
-    async fn resolve(
-        &self,
-        selector: &SecretKeySelector,
-        namespace: Option<&str>,
-    ) -> Result<SecretValue> {
-        let ns = selector
-            .namespace
-            .as_deref()
-            .or(namespace)
-            .unwrap_or("default");
+    async fn resolve(&self, selector: &SecretKeySelector, namespace: Option<&str>) -> Result<SecretValue> {
+        let ns = selector.namespace.as_deref().or(namespace).unwrap_or("default");
         let var = Self::env_name(selector, ns);
         if let Ok(v) = std::env::var(&var) {
             return Ok(SecretValue::from(v));
@@ -148,11 +136,7 @@ pub trait SourceFactory: Send + Sync {
     /// The key under `spec.provider` this factory handles (`aws`, `gcpsm`, ...).
     fn provider(&self) -> &'static str;
     /// Builds the source. No network call is required here; `--check` builds stores.
-    async fn build(
-        &self,
-        store: &Store,
-        credentials: Arc<dyn CredentialResolver>,
-    ) -> Result<BuiltStore>;
+    async fn build(&self, store: &Store, credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore>;
 }
 
 /// The Cargo feature of the facade that compiles a provider in.
@@ -248,10 +232,7 @@ impl Registry {
     }
 
     /// Builds every store of the manifests; a store that fails is reported and left out.
-    pub async fn build_all(
-        &self,
-        manifests: &Manifests,
-    ) -> (BTreeMap<StoreId, BuiltStore>, Vec<Error>) {
+    pub async fn build_all(&self, manifests: &Manifests) -> (BTreeMap<StoreId, BuiltStore>, Vec<Error>) {
         let mut built = BTreeMap::new();
         let mut errors = vec![];
         for store in &manifests.stores {

@@ -61,10 +61,7 @@ pub struct Fetched {
 impl Fetched {
     /// A value without version information.
     pub fn new(value: SecretValue) -> Self {
-        Self {
-            value,
-            version: None,
-        }
+        Self { value, version: None }
     }
 }
 

@@ -131,11 +131,7 @@ impl Template {
             }
             nodes.push(Node::Action(pipeline));
         }
-        let text = if trim_next_text {
-            rest.trim_start()
-        } else {
-            rest
-        };
+        let text = if trim_next_text { rest.trim_start() } else { rest };
         if !text.is_empty() {
             nodes.push(Node::Text(text.to_string()));
         }
@@ -257,9 +253,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                                 '\\' => '\\',
                                 '"' => '"',
                                 other => {
-                                    return Err(format!(
-                                        "unsupported escape `\\{other}` in string literal"
-                                    ));
+                                    return Err(format!("unsupported escape `\\{other}` in string literal"));
                                 }
                             });
                         }
@@ -282,9 +276,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                 let mut parts = vec![];
                 let mut cur = String::new();
                 i += 1;
-                while i < chars.len()
-                    && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.')
-                {
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
                     if chars[i] == '.' {
                         parts.push(std::mem::take(&mut cur));
                     } else {
@@ -425,12 +417,7 @@ fn eval_arg(a: &Arg, ctx: &TemplateContext) -> Result<Val, String> {
             let json: serde_json::Value = v
                 .expose_str()
                 .and_then(|s| serde_json::from_str(s).ok())
-                .ok_or_else(|| {
-                    format!(
-                        "`.{first}` is not a JSON object, cannot read `.{}`",
-                        path.join(".")
-                    )
-                })?;
+                .ok_or_else(|| format!("`.{first}` is not a JSON object, cannot read `.{}`", path.join(".")))?;
             field_of(Val::Json(json), &path[1..], &path.join("."))
         }
         Arg::Str(s) => Ok(Val::Json(serde_json::Value::String(s.clone()))),
@@ -454,9 +441,7 @@ fn field_of(v: Val, path: &[String], full: &str) -> Result<Val, String> {
                 .remove(p)
                 .ok_or_else(|| format!("map has no entry for key `{p}` (in `.{full}`)"))?,
             _ => {
-                return Err(format!(
-                    "cannot read field `{p}` of a non-object (in `.{full}`)"
-                ));
+                return Err(format!("cannot read field `{p}` of a non-object (in `.{full}`)"));
             }
         };
     }
@@ -525,9 +510,7 @@ fn write_val(v: &Val, ctx: &TemplateContext, out: &mut Vec<u8>) -> Result<(), St
 fn json_of(v: &Val, ctx: &TemplateContext) -> Result<serde_json::Value, String> {
     Ok(match v {
         Val::Json(j) => j.clone(),
-        other => {
-            serde_json::Value::String(String::from_utf8_lossy(&text(other, ctx)?).into_owned())
-        }
+        other => serde_json::Value::String(String::from_utf8_lossy(&text(other, ctx)?).into_owned()),
     })
 }
 
@@ -537,10 +520,7 @@ fn t(bytes: Vec<u8>) -> Val {
 
 fn arity(f: &str, args: &[Val], n: usize) -> Result<(), String> {
     if args.len() != n {
-        return Err(format!(
-            "function `{f}` takes {n} argument(s), got {}",
-            args.len()
-        ));
+        return Err(format!("function `{f}` takes {n} argument(s), got {}", args.len()));
     }
     Ok(())
 }
@@ -556,9 +536,7 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
             arity(f, &args, 1)?;
             let input = text(&args[0], ctx)?;
             b64.decode(input.trim_ascii())
-                .or_else(|_| {
-                    base64::engine::general_purpose::STANDARD_NO_PAD.decode(input.trim_ascii())
-                })
+                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(input.trim_ascii()))
                 .map(t)
                 .map_err(|_| "b64dec: argument is not valid base64".to_string())
         }
@@ -569,9 +547,7 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                 "upper" => s.to_uppercase().into_bytes(),
                 "lower" => s.to_lowercase().into_bytes(),
                 "trim" => s.trim().as_bytes().to_vec(),
-                "quote" => serde_json::Value::String(s.to_string())
-                    .to_string()
-                    .into_bytes(),
+                "quote" => serde_json::Value::String(s.to_string()).to_string().into_bytes(),
                 "squote" => format!("'{}'", &*s).into_bytes(),
                 "sha256sum" => {
                     use sha2::Digest;
@@ -608,17 +584,8 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
             };
             let s = text_str(&args[1], ctx, f)?;
             let pad = " ".repeat(n);
-            let body = s
-                .lines()
-                .map(|l| format!("{pad}{l}"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            Ok(t(if f == "nindent" {
-                format!("\n{body}")
-            } else {
-                body
-            }
-            .into_bytes()))
+            let body = s.lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n");
+            Ok(t(if f == "nindent" { format!("\n{body}") } else { body }.into_bytes()))
         }
         "toJson" => {
             arity(f, &args, 1)?;
@@ -643,11 +610,7 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                 }
                 Val::Dot => ctx.is_empty(),
             };
-            Ok(if empty {
-                args[0].clone()
-            } else {
-                args[1].clone()
-            })
+            Ok(if empty { args[0].clone() } else { args[1].clone() })
         }
         "index" => {
             if args.len() < 2 {
@@ -672,11 +635,10 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                             .and_then(|s| serde_json::from_str(s).ok())
                             .ok_or("index: value is not a map")?;
                         match j {
-                            serde_json::Value::Object(mut m) => {
-                                Val::Json(m.remove(key.as_str()).ok_or_else(|| {
-                                    format!("map has no entry for key `{}`", &*key)
-                                })?)
-                            }
+                            serde_json::Value::Object(mut m) => Val::Json(
+                                m.remove(key.as_str())
+                                    .ok_or_else(|| format!("map has no entry for key `{}`", &*key))?,
+                            ),
                             _ => return Err("index: value is not a map".into()),
                         }
                     }
@@ -705,11 +667,7 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                         let a = rest.next().ok_or("printf: missing argument")?;
                         if v == 'q' {
                             let s = text_str(a, ctx, f)?;
-                            out.extend_from_slice(
-                                serde_json::Value::String(s.to_string())
-                                    .to_string()
-                                    .as_bytes(),
-                            );
+                            out.extend_from_slice(serde_json::Value::String(s.to_string()).to_string().as_bytes());
                         } else {
                             write_val(a, ctx, &mut out)?;
                         }
@@ -743,47 +701,24 @@ mod tests {
     #[test]
     fn interpolation_and_functions() {
         assert_eq!(
-            render(
-                "postgres://{{ .user }}:{{ .pass }}@db",
-                &[("user", "u"), ("pass", "p")]
-            )
-            .unwrap(),
+            render("postgres://{{ .user }}:{{ .pass }}@db", &[("user", "u"), ("pass", "p")]).unwrap(),
             "postgres://u:p@db"
         );
         assert_eq!(render("{{ .a | b64enc }}", &[("a", "hi")]).unwrap(), "aGk=");
-        assert_eq!(
-            render("{{ .a | b64dec | upper }}", &[("a", "aGk=")]).unwrap(),
-            "HI"
-        );
+        assert_eq!(render("{{ .a | b64dec | upper }}", &[("a", "aGk=")]).unwrap(), "HI");
         assert_eq!(render("{{ b64dec .a }}", &[("a", "aGk=")]).unwrap(), "hi");
-        assert_eq!(
-            render("{{ .a | lower | trim }}", &[("a", "  X ")]).unwrap(),
-            "x"
-        );
+        assert_eq!(render("{{ .a | lower | trim }}", &[("a", "  X ")]).unwrap(), "x");
         assert_eq!(
             render("{{ (fromJson .j).user }}", &[("j", r#"{"user":"bob"}"#)]).unwrap_err(),
             "only a function can take arguments"
         );
         assert_eq!(
-            render(
-                "{{ index (fromJson .j) \"user\" }}",
-                &[("j", r#"{"user":"bob"}"#)]
-            )
-            .unwrap(),
+            render("{{ index (fromJson .j) \"user\" }}", &[("j", r#"{"user":"bob"}"#)]).unwrap(),
             "bob"
         );
-        assert_eq!(
-            render("{{ .j.user }}", &[("j", r#"{"user":"bob"}"#)]).unwrap(),
-            "bob"
-        );
-        assert_eq!(
-            render("{{ .a | toJson }}", &[("a", "x\"y")]).unwrap(),
-            r#""x\"y""#
-        );
-        assert_eq!(
-            render(r#"{{ index . "my-key" }}"#, &[("my-key", "v")]).unwrap(),
-            "v"
-        );
+        assert_eq!(render("{{ .j.user }}", &[("j", r#"{"user":"bob"}"#)]).unwrap(), "bob");
+        assert_eq!(render("{{ .a | toJson }}", &[("a", "x\"y")]).unwrap(), r#""x\"y""#);
+        assert_eq!(render(r#"{{ index . "my-key" }}"#, &[("my-key", "v")]).unwrap(), "v");
         assert_eq!(
             render(r#"{{ printf "%s:%s" .a .b }}"#, &[("a", "1"), ("b", "2")]).unwrap(),
             "1:2"

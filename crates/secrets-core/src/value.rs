@@ -151,9 +151,7 @@ impl SecretMap {
 
 impl fmt::Debug for SecretMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.0.keys().map(|k| (k, "[REDACTED]")))
-            .finish()
+        f.debug_map().entries(self.0.keys().map(|k| (k, "[REDACTED]"))).finish()
     }
 }
 
@@ -191,10 +189,7 @@ mod tests {
         let mut m = SecretMap::new();
         m.insert("PASSWORD", v);
         let dbg = format!("{m:?}");
-        assert!(
-            dbg.contains("PASSWORD") && !dbg.contains("hunter2"),
-            "{dbg}"
-        );
+        assert!(dbg.contains("PASSWORD") && !dbg.contains("hunter2"), "{dbg}");
     }
 
     #[test]

@@ -23,14 +23,11 @@ pub fn is_valid_secret_key(k: &str) -> bool {
 ///
 /// `key` names the remote key in errors.
 pub fn get_property(value: &SecretValue, property: &str, key: &str) -> Result<SecretValue> {
-    let text = value
-        .expose_str()
-        .filter(|t| gjson::valid(t))
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "remote key `{key}` is not JSON, but property `{property}` is set"
-            ))
-        })?;
+    let text = value.expose_str().filter(|t| gjson::valid(t)).ok_or_else(|| {
+        Error::invalid(format!(
+            "remote key `{key}` is not JSON, but property `{property}` is set"
+        ))
+    })?;
     if property.contains('.') {
         let escaped = property.replace('.', "\\.");
         let v = gjson::get(text, &escaped);
@@ -40,9 +37,7 @@ pub fn get_property(value: &SecretValue, property: &str, key: &str) -> Result<Se
     }
     let v = gjson::get(text, property);
     if !v.exists() {
-        return Err(Error::not_found(format!(
-            "property `{property}` in remote key `{key}`"
-        )));
+        return Err(Error::not_found(format!("property `{property}` in remote key `{key}`")));
     }
     Ok(SecretValue::from(v.str()))
 }
@@ -51,18 +46,12 @@ pub fn get_property(value: &SecretValue, property: &str, key: &str) -> Result<Se
 pub fn decode(value: SecretValue, strategy: DecodingStrategy, what: &str) -> Result<SecretValue> {
     let raw = value.expose();
     let trimmed: &[u8] = raw.trim_ascii();
-    let try_engines = |engines: &[&base64::engine::GeneralPurpose]| {
-        engines.iter().find_map(|e| e.decode(trimmed).ok())
-    };
+    let try_engines = |engines: &[&base64::engine::GeneralPurpose]| engines.iter().find_map(|e| e.decode(trimmed).ok());
     match strategy {
         DecodingStrategy::None => Ok(value),
         DecodingStrategy::Base64 => try_engines(&[&STANDARD, &STANDARD_NO_PAD])
             .map(SecretValue::new)
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "{what}: value is not valid base64 (decodingStrategy Base64)"
-                ))
-            }),
+            .ok_or_else(|| Error::invalid(format!("{what}: value is not valid base64 (decodingStrategy Base64)"))),
         DecodingStrategy::Base64Url => try_engines(&[&URL_SAFE, &URL_SAFE_NO_PAD])
             .map(SecretValue::new)
             .ok_or_else(|| {
@@ -70,13 +59,9 @@ pub fn decode(value: SecretValue, strategy: DecodingStrategy, what: &str) -> Res
                     "{what}: value is not valid base64url (decodingStrategy Base64URL)"
                 ))
             }),
-        DecodingStrategy::Auto => {
-            Ok(
-                try_engines(&[&STANDARD, &URL_SAFE, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD])
-                    .map(SecretValue::new)
-                    .unwrap_or(value),
-            )
-        }
+        DecodingStrategy::Auto => Ok(try_engines(&[&STANDARD, &URL_SAFE, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD])
+            .map(SecretValue::new)
+            .unwrap_or(value)),
     }
 }
 
@@ -86,11 +71,7 @@ pub fn extract_all(value: &SecretValue, key: &str) -> Result<SecretMap> {
     let text = value
         .expose_str()
         .filter(|t| gjson::valid(t))
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "remote key `{key}` is not a JSON object (dataFrom.extract)"
-            ))
-        })?;
+        .ok_or_else(|| Error::invalid(format!("remote key `{key}` is not a JSON object (dataFrom.extract)")))?;
     let root = gjson::parse(text);
     if root.kind() != gjson::Kind::Object {
         return Err(Error::invalid(format!(
@@ -125,24 +106,20 @@ pub fn rewrite_keys(map: SecretMap, rules: &[Rewrite], at: &str) -> Result<Secre
     for (j, rule) in rules.iter().enumerate() {
         let mut next = SecretMap::new();
         if let Some(r) = &rule.regexp {
-            let re = regex::Regex::new(&r.source).map_err(|e| {
-                Error::invalid(format!(
-                    "{at}.rewrite[{j}].regexp.source: invalid regexp: {e}"
-                ))
-            })?;
+            let re = regex::Regex::new(&r.source)
+                .map_err(|e| Error::invalid(format!("{at}.rewrite[{j}].regexp.source: invalid regexp: {e}")))?;
             for (k, v) in map {
                 next.insert(re.replace_all(&k, r.target.as_str()).into_owned(), v);
             }
         } else if let Some(t) = &rule.transform {
-            let tpl = Template::parse(&t.template).map_err(|e| {
-                Error::invalid(format!("{at}.rewrite[{j}].transform.template: {e}"))
-            })?;
+            let tpl = Template::parse(&t.template)
+                .map_err(|e| Error::invalid(format!("{at}.rewrite[{j}].transform.template: {e}")))?;
             for (k, v) in map {
                 let mut ctx = TemplateContext::new();
                 ctx.insert("value".to_string(), SecretValue::from(k.as_str()));
-                let rendered = tpl.render(&ctx).map_err(|e| {
-                    Error::invalid(format!("{at}.rewrite[{j}].transform.template: {e}"))
-                })?;
+                let rendered = tpl
+                    .render(&ctx)
+                    .map_err(|e| Error::invalid(format!("{at}.rewrite[{j}].transform.template: {e}")))?;
                 let new_key = rendered.expose_str().unwrap_or_default().to_string();
                 next.insert(new_key, v);
             }
@@ -164,14 +141,8 @@ mod tests {
 
     #[test]
     fn property_semantics_match_eso() {
-        let v = SecretValue::from(
-            r#"{"a":{"b":"nested"},"a.b":"flat","n":5,"o":{"x":[1,2]},"z":null}"#,
-        );
-        assert_eq!(
-            s(&get_property(&v, "a.b", "k").unwrap()),
-            "flat",
-            "escaped key first"
-        );
+        let v = SecretValue::from(r#"{"a":{"b":"nested"},"a.b":"flat","n":5,"o":{"x":[1,2]},"z":null}"#);
+        assert_eq!(s(&get_property(&v, "a.b", "k").unwrap()), "flat", "escaped key first");
         assert_eq!(s(&get_property(&v, "o.x", "k").unwrap()), "[1,2]");
         assert_eq!(s(&get_property(&v, "o", "k").unwrap()), r#"{"x":[1,2]}"#);
         assert_eq!(s(&get_property(&v, "n", "k").unwrap()), "5");
@@ -179,9 +150,7 @@ mod tests {
         assert_eq!(s(&get_property(&v, "o.x.1", "k").unwrap()), "2");
         let e = get_property(&v, "missing", "db").unwrap_err();
         assert!(
-            e.is_not_found()
-                && e.to_string().contains("`missing`")
-                && e.to_string().contains("`db`"),
+            e.is_not_found() && e.to_string().contains("`missing`") && e.to_string().contains("`db`"),
             "{e}"
         );
         let e = get_property(&SecretValue::from("plain-canary"), "x", "db").unwrap_err();
@@ -196,15 +165,9 @@ mod tests {
         let d = |v: &str, st| decode(SecretValue::from(v), st, "k").map(|v| v.expose().to_vec());
         assert_eq!(d("aGVsbG8=", DecodingStrategy::Base64).unwrap(), b"hello");
         assert_eq!(d("aGVsbG8", DecodingStrategy::Base64).unwrap(), b"hello");
-        assert_eq!(
-            d("_-8", DecodingStrategy::Base64Url).unwrap(),
-            vec![0xff, 0xef]
-        );
+        assert_eq!(d("_-8", DecodingStrategy::Base64Url).unwrap(), vec![0xff, 0xef]);
         assert!(d("!!", DecodingStrategy::Base64).is_err());
-        assert_eq!(
-            d("not base64!", DecodingStrategy::Auto).unwrap(),
-            b"not base64!"
-        );
+        assert_eq!(d("not base64!", DecodingStrategy::Auto).unwrap(), b"not base64!");
         assert_eq!(d("aGVsbG8=", DecodingStrategy::Auto).unwrap(), b"hello");
         assert_eq!(d("aGVsbG8=", DecodingStrategy::None).unwrap(), b"aGVsbG8=");
     }
@@ -216,15 +179,8 @@ mod tests {
         assert_eq!(s(m.get("n").unwrap()), r#"{"a":1}"#);
         assert_eq!(s(m.get("b").unwrap()), "true");
         assert!(extract_all(&SecretValue::from("[1]"), "k").is_err());
-        assert_eq!(
-            convert_key("crawbl/dev/backend/redis"),
-            "crawbl_dev_backend_redis"
-        );
-        assert!(
-            is_valid_secret_key("a-b_c.D9")
-                && !is_valid_secret_key("a/b")
-                && !is_valid_secret_key("")
-        );
+        assert_eq!(convert_key("crawbl/dev/backend/redis"), "crawbl_dev_backend_redis");
+        assert!(is_valid_secret_key("a-b_c.D9") && !is_valid_secret_key("a/b") && !is_valid_secret_key(""));
     }
 
     #[test]

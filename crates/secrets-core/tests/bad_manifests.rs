@@ -53,13 +53,18 @@ async fn every_broken_manifest_gives_its_exact_error() {
             }
             None => (None, raw.clone()),
         };
-        let got = first_error(&body, &name).await.unwrap_or_else(|| panic!("{name}: no error at all"));
+        let got = first_error(&body, &name)
+            .await
+            .unwrap_or_else(|| panic!("{name}: no error at all"));
         assert_no_canary(&got, &format!("the error of {name}"));
         assert!(got.contains(&name), "{name}: the error names the file: {got}");
         if bless {
             std::fs::write(&path, format!("# expect: {got}\n{body}")).unwrap();
         } else if expect.as_deref() != Some(got.as_str()) {
-            failures.push(format!("{name}:\n  expected: {}\n  got:      {got}", expect.unwrap_or_default()));
+            failures.push(format!(
+                "{name}:\n  expected: {}\n  got:      {got}",
+                expect.unwrap_or_default()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -74,7 +79,9 @@ async fn a_target_over_one_mebibyte_is_refused_before_any_write() {
     let loaded = load_str(&text, "big.yaml").into_result().unwrap();
     let (stores, _) = Registry::with_builtin().build_all(&loaded).await;
     let sink = Arc::new(MemorySink::new());
-    let report = Engine::new(stores, sink.clone()).run(&loaded, &CycleOptions::default()).await;
+    let report = Engine::new(stores, sink.clone())
+        .run(&loaded, &CycleOptions::default())
+        .await;
     let msg = &report.failed().next().expect("refused").message;
     assert_eq!(
         msg,

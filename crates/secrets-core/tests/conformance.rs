@@ -12,17 +12,29 @@ use secrets_core::{SecretSink, SecretWriter};
 #[tokio::test]
 async fn memory_and_fake_source_pass_every_behaviour() {
     let s = MemorySource::new("fake");
-    assert_eq!(run_source_suite(&s, &unique_prefix("mem")).await, 12, "every behaviour applies to the in-memory store");
+    assert_eq!(
+        run_source_suite(&s, &unique_prefix("mem")).await,
+        12,
+        "every behaviour applies to the in-memory store"
+    );
     let boxed: Box<dyn SecretWriter> = Box::new(MemorySource::new("fake"));
     assert_eq!(run_source_suite(boxed.as_ref(), &unique_prefix("box")).await, 12);
     let arc: Arc<dyn SecretWriter> = Arc::new(MemorySource::new("fake"));
-    assert_eq!(run_source_suite(&arc, &unique_prefix("arc")).await, 12, "Arc<dyn SecretWriter> is itself a SecretWriter");
+    assert_eq!(
+        run_source_suite(&arc, &unique_prefix("arc")).await,
+        12,
+        "Arc<dyn SecretWriter> is itself a SecretWriter"
+    );
 }
 
 #[tokio::test]
 async fn file_source_passes_for_each_format() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, format) in [("s.yaml", FileFormat::Yaml), ("s.json", FileFormat::Json), (".env", FileFormat::Dotenv)] {
+    for (name, format) in [
+        ("s.yaml", FileFormat::Yaml),
+        ("s.json", FileFormat::Json),
+        (".env", FileFormat::Dotenv),
+    ] {
         let s = FileSource::new(dir.path().join(name), format);
         // No versions, tokens or tags: get, missing, many, large, find x2, put, property, canary.
         assert_eq!(run_source_suite(&s, &unique_prefix("file")).await, 9, "{name}");

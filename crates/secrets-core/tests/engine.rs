@@ -19,7 +19,10 @@ spec: {provider: {fake: {data: []}}}
 "#;
 
 fn es(ns: &str, name: &str, data: &[(&str, &str)]) -> String {
-    let entries: String = data.iter().map(|(k, r)| format!("    - secretKey: {k}\n      remoteRef: {{key: {r}}}\n")).collect();
+    let entries: String = data
+        .iter()
+        .map(|(k, r)| format!("    - secretKey: {k}\n      remoteRef: {{key: {r}}}\n"))
+        .collect();
     format!(
         "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  secretStoreRef: {{name: mem, kind: ClusterSecretStore}}\n  data:\n{entries}"
     )
@@ -31,11 +34,18 @@ fn load(docs: &[String]) -> Manifests {
 }
 
 fn store_id() -> StoreId {
-    StoreId { kind: secrets_core::manifest::StoreKind::ClusterSecretStore, namespace: None, name: "mem".into() }
+    StoreId {
+        kind: secrets_core::manifest::StoreKind::ClusterSecretStore,
+        namespace: None,
+        name: "mem".into(),
+    }
 }
 
 fn engine_with<S: secrets_core::SecretWriter + 'static>(source: Arc<S>, sink: Arc<dyn SecretSink>) -> Engine {
-    let built = BuiltStore { source: source.clone(), writer: Some(source) };
+    let built = BuiltStore {
+        source: source.clone(),
+        writer: Some(source),
+    };
     Engine::new(BTreeMap::from([(store_id(), built)]), sink)
 }
 
@@ -49,15 +59,31 @@ async fn two_targets_reading_one_key_fetch_it_once() {
     let engine = engine_with(source.clone(), sink.clone());
     // seed 000: backend-secrets-prod (prod) and postgres-prod-credentials-eso (data)
     let m = load(&[
-        es("prod", "backend-secrets-prod", &[("DB_PASSWORD", "db-password"), ("JWT_SECRET", "jwt")]),
+        es(
+            "prod",
+            "backend-secrets-prod",
+            &[("DB_PASSWORD", "db-password"), ("JWT_SECRET", "jwt")],
+        ),
         es("data", "postgres-prod-credentials-eso", &[("password", "db-password")]),
     ]);
     let r = engine.run(&m, &CycleOptions::default()).await;
     assert!(r.all_synced(), "{}", r.to_text());
-    assert_eq!(source.reads_of(&RemoteKey::new("db-password")), 1, "one fetch for two targets");
+    assert_eq!(
+        source.reads_of(&RemoteKey::new("db-password")),
+        1,
+        "one fetch for two targets"
+    );
     assert_eq!(source.values_read(), 2, "db-password and jwt, once each");
     assert_eq!(r.writes, 2);
-    let pw = |ns: &str, name: &str, key: &str| sink.get(&TargetRef::secret(ns, name)).unwrap().data.get(key).unwrap().expose().to_vec();
+    let pw = |ns: &str, name: &str, key: &str| {
+        sink.get(&TargetRef::secret(ns, name))
+            .unwrap()
+            .data
+            .get(key)
+            .unwrap()
+            .expose()
+            .to_vec()
+    };
     assert_eq!(pw("prod", "backend-secrets-prod", "DB_PASSWORD"), b"pw1");
     assert_eq!(pw("data", "postgres-prod-credentials-eso", "password"), b"pw1");
 
@@ -99,9 +125,17 @@ async fn a_source_failing_mid_cycle_leaves_its_targets_byte_for_byte_and_others_
     let r = engine.run(&m, &CycleOptions::default()).await;
     let a = r.spec("ns", "spec-a").unwrap();
     assert_eq!(a.status, SyncStatus::SecretSyncedError);
-    assert!(a.message.contains("`a`") && a.message.contains("spec.data[0].remoteRef.key"), "{}", a.message);
+    assert!(
+        a.message.contains("`a`") && a.message.contains("spec.data[0].remoteRef.key"),
+        "{}",
+        a.message
+    );
     assert!(a.retryable);
-    assert_eq!(std::fs::read(&file_a).unwrap(), before, "the failed spec's target is byte-for-byte unchanged");
+    assert_eq!(
+        std::fs::read(&file_a).unwrap(),
+        before,
+        "the failed spec's target is byte-for-byte unchanged"
+    );
     let b = r.spec("ns", "spec-b").unwrap();
     assert_eq!((b.status, b.outcome), (SyncStatus::SecretSynced, Outcome::Updated));
     assert_eq!(r.writes, 1);
@@ -109,11 +143,17 @@ async fn a_source_failing_mid_cycle_leaves_its_targets_byte_for_byte_and_others_
     // The provider down for the whole cycle: nothing written, both fail.
     source.set(|f| f.all = Some(Fault::Down));
     source.inner().set("b", "B3");
-    let snapshot: Vec<Vec<u8>> = ["spec-a", "spec-b"].iter().map(|n| std::fs::read(sink.path_of(&TargetRef::secret("ns", *n))).unwrap()).collect();
+    let snapshot: Vec<Vec<u8>> = ["spec-a", "spec-b"]
+        .iter()
+        .map(|n| std::fs::read(sink.path_of(&TargetRef::secret("ns", *n))).unwrap())
+        .collect();
     let r = engine.run(&m, &CycleOptions::default()).await;
     assert_eq!(r.failed().count(), 2);
     assert_eq!(r.writes, 0);
-    let after: Vec<Vec<u8>> = ["spec-a", "spec-b"].iter().map(|n| std::fs::read(sink.path_of(&TargetRef::secret("ns", *n))).unwrap()).collect();
+    let after: Vec<Vec<u8>> = ["spec-a", "spec-b"]
+        .iter()
+        .map(|n| std::fs::read(sink.path_of(&TargetRef::secret("ns", *n))).unwrap())
+        .collect();
     assert_eq!(snapshot, after);
 
     // Healthy again: converges with one write per changed target.
@@ -158,7 +198,15 @@ async fn a_canary_never_reaches_logs_errors_debug_or_the_plan() {
     );
     let m = load(&[yaml]);
     let ((plan, report), logs) = capture_logs(async {
-        let plan = engine.run(&m, &CycleOptions { dry_run: true, only: None }).await;
+        let plan = engine
+            .run(
+                &m,
+                &CycleOptions {
+                    dry_run: true,
+                    only: None,
+                },
+            )
+            .await;
         let report = engine.run(&m, &CycleOptions::default()).await;
         (plan, report)
     })
@@ -174,9 +222,20 @@ async fn a_canary_never_reaches_logs_errors_debug_or_the_plan() {
         assert!(!s.message.is_empty());
         assert_no_canary(&s.message, "error messages");
     }
-    assert!(plan.spec("ns", "ok").unwrap().keys == vec!["TOKEN".to_string()], "the plan names keys");
+    assert!(
+        plan.spec("ns", "ok").unwrap().keys == vec!["TOKEN".to_string()],
+        "the plan names keys"
+    );
     // The value did reach its target.
-    assert_eq!(sink.get(&TargetRef::secret("ns", "ok")).unwrap().data.get("TOKEN").unwrap().expose(), CANARY.as_bytes());
+    assert_eq!(
+        sink.get(&TargetRef::secret("ns", "ok"))
+            .unwrap()
+            .data
+            .get("TOKEN")
+            .unwrap()
+            .expose(),
+        CANARY.as_bytes()
+    );
 }
 
 #[tokio::test]
@@ -186,7 +245,15 @@ async fn drift_is_repaired_and_dry_run_writes_nothing() {
     let sink = Arc::new(MemorySink::new());
     let engine = engine_with(Arc::new(mem), sink.clone());
     let m = load(&[es("ns", "x", &[("K", "a")])]);
-    let plan = engine.run(&m, &CycleOptions { dry_run: true, only: None }).await;
+    let plan = engine
+        .run(
+            &m,
+            &CycleOptions {
+                dry_run: true,
+                only: None,
+            },
+        )
+        .await;
     assert_eq!((plan.writes, sink.writes()), (0, 0));
     assert_eq!(plan.spec("ns", "x").unwrap().outcome, Outcome::Created);
     engine.run(&m, &CycleOptions::default()).await;

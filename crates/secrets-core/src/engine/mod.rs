@@ -124,8 +124,7 @@ impl Engine {
 
     /// Stores that failed to build: specs using them fail with this error.
     pub fn with_store_error(mut self, store: StoreId, error: &crate::Error) -> Self {
-        self.store_errors
-            .insert(store, SpecError::from_error(error));
+        self.store_errors.insert(store, SpecError::from_error(error));
         self
     }
 
@@ -151,11 +150,7 @@ impl Engine {
 
     /// The desired state of one ExternalSecret, fetched now (no write). Used by rotation
     /// to verify targets.
-    pub async fn desired(
-        &self,
-        manifests: &Manifests,
-        id: &SpecId,
-    ) -> Result<DesiredTarget, SpecError> {
+    pub async fn desired(&self, manifests: &Manifests, id: &SpecId) -> Result<DesiredTarget, SpecError> {
         let es = manifests
             .external_secrets
             .iter()
@@ -173,10 +168,7 @@ impl Engine {
 
     fn spec_store(&self, es: &ExternalSecret) -> Result<StoreId, SpecError> {
         let id = es.store_id().ok_or_else(|| SpecError {
-            message: format!(
-                "{}: missing secretStoreRef",
-                es.origin.field("spec.secretStoreRef")
-            ),
+            message: format!("{}: missing secretStoreRef", es.origin.field("spec.secretStoreRef")),
             retryable: false,
             retry_after: None,
             not_found: false,
@@ -212,11 +204,7 @@ impl Engine {
         let provider_calls = self.api_calls().saturating_sub(calls_before);
 
         // Render every spec.
-        let mut jobs: Vec<(
-            SpecReport,
-            Result<DesiredTarget, SpecError>,
-            Vec<ConsumerRef>,
-        )> = vec![];
+        let mut jobs: Vec<(SpecReport, Result<DesiredTarget, SpecError>, Vec<ConsumerRef>)> = vec![];
         for es in &specs {
             let report = SpecReport {
                 kind: "ExternalSecret".into(),
@@ -272,27 +260,15 @@ impl Engine {
         let futures: Vec<_> = jobs
             .into_iter()
             .map(|(report, desired, consumers)| {
-                let policy = deletion_policy
-                    .get(&report.target)
-                    .copied()
-                    .unwrap_or_default();
+                let policy = deletion_policy.get(&report.target).copied().unwrap_or_default();
                 let target = targets_by_id.get(&report.target).cloned();
-                self.apply_one(
-                    report,
-                    desired,
-                    consumers,
-                    policy,
-                    target,
-                    &caps,
-                    opts.dry_run,
-                )
+                self.apply_one(report, desired, consumers, policy, target, &caps, opts.dry_run)
             })
             .collect();
-        let results: Vec<(SpecReport, Option<RestartRequest>, bool)> =
-            futures::stream::iter(futures)
-                .buffered(self.config.sink_concurrency.max(1))
-                .collect()
-                .await;
+        let results: Vec<(SpecReport, Option<RestartRequest>, bool)> = futures::stream::iter(futures)
+            .buffered(self.config.sink_concurrency.max(1))
+            .collect()
+            .await;
 
         let mut report = CycleReport {
             dry_run: opts.dry_run,
@@ -360,11 +336,7 @@ impl Engine {
                     return match self.sink.delete(&t).await {
                         Ok(deleted) => {
                             report.status = SyncStatus::SecretSynced;
-                            report.outcome = if deleted {
-                                Outcome::Deleted
-                            } else {
-                                Outcome::Unchanged
-                            };
+                            report.outcome = if deleted { Outcome::Deleted } else { Outcome::Unchanged };
                             report.changed = deleted;
                             report.message = format!("remote secret gone ({})", e.message);
                             (report, None, deleted)
@@ -407,9 +379,7 @@ impl Engine {
                 .short(),
             );
         }
-        let unchanged = current
-            .as_ref()
-            .is_some_and(|c| target_matches(&desired, c, caps));
+        let unchanged = current.as_ref().is_some_and(|c| target_matches(&desired, c, caps));
         if unchanged || desired.creation_policy == CreationPolicy::None {
             report.status = SyncStatus::SecretSynced;
             report.outcome = Outcome::Unchanged;
@@ -527,27 +497,20 @@ impl Engine {
                     for es in specs {
                         if self.spec_store(es).ok().as_ref() == Some(&id) {
                             for d in &es.spec.data {
-                                fetched.values.insert(
-                                    (id.clone(), remote_key(&d.remote_ref)),
-                                    Err(e.clone()),
-                                );
+                                fetched
+                                    .values
+                                    .insert((id.clone(), remote_key(&d.remote_ref)), Err(e.clone()));
                                 fetched
                                     .metadata
                                     .insert((id.clone(), d.remote_ref.key.clone()), Err(e.clone()));
                             }
                             for df in &es.spec.data_from {
                                 if let Some(x) = &df.extract {
-                                    fetched
-                                        .values
-                                        .insert((id.clone(), remote_key(x)), Err(e.clone()));
-                                    fetched
-                                        .metadata
-                                        .insert((id.clone(), x.key.clone()), Err(e.clone()));
+                                    fetched.values.insert((id.clone(), remote_key(x)), Err(e.clone()));
+                                    fetched.metadata.insert((id.clone(), x.key.clone()), Err(e.clone()));
                                 }
                                 if let Some(f) = &df.find {
-                                    fetched
-                                        .finds
-                                        .insert((id.clone(), find_query(f)), Err(e.clone()));
+                                    fetched.finds.insert((id.clone(), find_query(f)), Err(e.clone()));
                                 }
                             }
                         }
@@ -592,9 +555,7 @@ impl Engine {
                     },
                     Ok(None) => to_read.push((k, None)),
                     Err(e) => {
-                        let e = SpecError::from_error(
-                            &e.context(format!("remote key `{}` in {id}", k.key)),
-                        );
+                        let e = SpecError::from_error(&e.context(format!("remote key `{}` in {id}", k.key)));
                         out.values.insert((id.clone(), k), Err(e));
                     }
                 }
@@ -623,9 +584,7 @@ impl Engine {
                     }
                     Err(e) => {
                         cache.remove(&(id.clone(), k.clone()));
-                        let e = SpecError::from_error(
-                            &e.context(format!("remote key `{}` in {id}", k.key)),
-                        );
+                        let e = SpecError::from_error(&e.context(format!("remote key `{}` in {id}", k.key)));
                         out.values.insert((id.clone(), k), Err(e));
                     }
                 }
@@ -635,14 +594,8 @@ impl Engine {
             let r = source
                 .metadata(&key)
                 .await
-                .map(|m| {
-                    SecretValue::from(serde_json::to_string(&m).expect("a string map serializes"))
-                })
-                .map_err(|e| {
-                    SpecError::from_error(
-                        &e.context(format!("metadata of remote key `{key}` in {id}")),
-                    )
-                });
+                .map(|m| SecretValue::from(serde_json::to_string(&m).expect("a string map serializes")))
+                .map_err(|e| SpecError::from_error(&e.context(format!("metadata of remote key `{key}` in {id}"))));
             out.metadata.insert((id.clone(), key), r);
         }
         (out, n)

@@ -102,15 +102,11 @@ fn missing() -> SpecError {
 }
 
 /// One `remoteRef` / `extract` value after property and decoding.
-fn resolve(
-    r: &RemoteRef,
-    v: SecretValue,
-    loc: &Location,
-    path: &str,
-) -> Result<SecretValue, SpecError> {
+fn resolve(r: &RemoteRef, v: SecretValue, loc: &Location, path: &str) -> Result<SecretValue, SpecError> {
     let v = match &r.property {
-        Some(p) if !p.is_empty() => values::get_property(&v, p, &r.key)
-            .map_err(|e| SpecError::invalid(loc, &format!("{path}.property"), &e))?,
+        Some(p) if !p.is_empty() => {
+            values::get_property(&v, p, &r.key).map_err(|e| SpecError::invalid(loc, &format!("{path}.property"), &e))?
+        }
         _ => v,
     };
     let v = values::decode(
@@ -137,24 +133,21 @@ fn collect_data(es: &ExternalSecret, store: &StoreId, f: &Fetched) -> Result<Sec
         let p = format!("spec.dataFrom[{i}]");
         let mut part = SecretMap::new();
         if let Some(x) = &df.extract {
-            let raw = f
-                .value(store, x)
-                .map_err(|e| e.at(loc, &format!("{p}.extract.key")))?;
+            let raw = f.value(store, x).map_err(|e| e.at(loc, &format!("{p}.extract.key")))?;
             let raw = match &x.property {
                 Some(prop) if !prop.is_empty() => values::get_property(&raw, prop, &x.key)
                     .map_err(|e| SpecError::invalid(loc, &format!("{p}.extract.property"), &e))?,
                 _ => raw,
             };
-            let all = values::extract_all(&raw, &x.key)
-                .map_err(|e| SpecError::invalid(loc, &format!("{p}.extract"), &e))?;
+            let all =
+                values::extract_all(&raw, &x.key).map_err(|e| SpecError::invalid(loc, &format!("{p}.extract"), &e))?;
             let strategy = x.decoding_strategy.unwrap_or_default();
             for (k, v) in all {
                 let what = format!("key `{k}` of remote key `{}`", x.key);
                 part.insert(
                     k,
-                    values::decode(v, strategy, &what).map_err(|e| {
-                        SpecError::invalid(loc, &format!("{p}.extract.decodingStrategy"), &e)
-                    })?,
+                    values::decode(v, strategy, &what)
+                        .map_err(|e| SpecError::invalid(loc, &format!("{p}.extract.decodingStrategy"), &e))?,
                 );
             }
         } else if let Some(find) = &df.find {
@@ -173,10 +166,8 @@ fn collect_data(es: &ExternalSecret, store: &StoreId, f: &Fetched) -> Result<Sec
                     .cloned()
                     .unwrap_or_else(|| Err(missing()))
                     .map_err(|e| e.at(loc, &format!("{p}.find (remote key `{name}`)")))?;
-                let v =
-                    values::decode(v, strategy, &format!("remote key `{name}`")).map_err(|e| {
-                        SpecError::invalid(loc, &format!("{p}.find.decodingStrategy"), &e)
-                    })?;
+                let v = values::decode(v, strategy, &format!("remote key `{name}`"))
+                    .map_err(|e| SpecError::invalid(loc, &format!("{p}.find.decodingStrategy"), &e))?;
                 part.insert(name, v);
             }
         }
@@ -184,9 +175,7 @@ fn collect_data(es: &ExternalSecret, store: &StoreId, f: &Fetched) -> Result<Sec
             .map_err(|e| SpecError::invalid(loc, &format!("{p}.rewrite"), &e))?;
         // Find results are remote names (`a/b/c`); make them valid keys after rewrites.
         let part: SecretMap = if df.find.is_some() {
-            part.into_iter()
-                .map(|(k, v)| (values::convert_key(&k), v))
-                .collect()
+            part.into_iter().map(|(k, v)| (values::convert_key(&k), v)).collect()
         } else {
             part
         };
@@ -220,8 +209,7 @@ pub(crate) fn render(
         let mut rendered = SecretMap::new();
         for (k, src) in &tpl.data {
             let field = format!("spec.target.template.data.{k}");
-            let parsed = Template::parse(src)
-                .map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
+            let parsed = Template::parse(src).map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
             let v = parsed
                 .render(&ctx)
                 .map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
@@ -248,9 +236,7 @@ pub(crate) fn render(
         return Err(SpecError::invalid(
             loc,
             "spec.target",
-            &Error::invalid(format!(
-                "{target} would be {size} bytes, over Kubernetes' 1 MiB limit"
-            )),
+            &Error::invalid(format!("{target} would be {size} bytes, over Kubernetes' 1 MiB limit")),
         ));
     }
     let mut labels = BTreeMap::new();
@@ -259,10 +245,7 @@ pub(crate) fn render(
         labels.extend(md.labels.clone());
         annotations.extend(md.annotations.clone());
     }
-    if matches!(
-        t.creation_policy,
-        CreationPolicy::Owner | CreationPolicy::Orphan
-    ) {
+    if matches!(t.creation_policy, CreationPolicy::Owner | CreationPolicy::Orphan) {
         labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_LABEL_VALUE.into());
     }
     let owner = (t.creation_policy == CreationPolicy::Owner).then(|| OwnerRef {
@@ -272,10 +255,7 @@ pub(crate) fn render(
         uid: es.metadata.uid.clone(),
     });
     let secret_type = match target.kind {
-        TargetKind::Secret => Some(
-            tpl.and_then(|t| t.type_.clone())
-                .unwrap_or_else(|| "Opaque".into()),
-        ),
+        TargetKind::Secret => Some(tpl.and_then(|t| t.type_.clone()).unwrap_or_else(|| "Opaque".into())),
         TargetKind::ConfigMap => None,
     };
     Ok(finish(
@@ -296,10 +276,7 @@ pub(crate) fn render(
 }
 
 /// Desired state of a plain ConfigMap/Secret document.
-pub(crate) fn render_static(
-    s: &StaticTarget,
-    key: &FingerprintKey,
-) -> Result<DesiredTarget, SpecError> {
+pub(crate) fn render_static(s: &StaticTarget, key: &FingerprintKey) -> Result<DesiredTarget, SpecError> {
     for k in s.data.keys() {
         if !values::is_valid_secret_key(k) {
             return Err(SpecError::invalid(
@@ -323,9 +300,7 @@ pub(crate) fn render_static(
             target: s.target.clone(),
             data: s.data.clone(),
             secret_type: match s.target.kind {
-                TargetKind::Secret => {
-                    Some(s.secret_type.clone().unwrap_or_else(|| "Opaque".into()))
-                }
+                TargetKind::Secret => Some(s.secret_type.clone().unwrap_or_else(|| "Opaque".into())),
                 TargetKind::ConfigMap => None,
             },
             labels,
@@ -361,21 +336,14 @@ pub(crate) fn fingerprint_of(d: &DesiredTarget, key: &FingerprintKey) -> crate::
     if let Some(t) = &d.secret_type {
         attrs.push(("type".into(), t.clone()));
     }
-    attrs.extend(
-        d.labels
-            .iter()
-            .map(|(k, v)| (format!("label:{k}"), v.clone())),
-    );
+    attrs.extend(d.labels.iter().map(|(k, v)| (format!("label:{k}"), v.clone())));
     attrs.extend(
         d.annotations
             .iter()
             .filter(|(k, _)| *k != FINGERPRINT_ANNOTATION)
             .map(|(k, v)| (format!("annotation:{k}"), v.clone())),
     );
-    let refs: Vec<(&str, &str)> = attrs
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
+    let refs: Vec<(&str, &str)> = attrs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     key.fingerprint(&d.data, &refs)
 }
 
@@ -399,16 +367,12 @@ pub fn target_matches(d: &DesiredTarget, cur: &TargetState, caps: &SinkCapabilit
     }
     let type_ok = d.target.kind == TargetKind::ConfigMap
         || d.creation_policy == CreationPolicy::Merge
-        || cur.secret_type.as_deref().unwrap_or("Opaque")
-            == d.secret_type.as_deref().unwrap_or("Opaque");
+        || cur.secret_type.as_deref().unwrap_or("Opaque") == d.secret_type.as_deref().unwrap_or("Opaque");
     let labels_ok = d.labels.iter().all(|(k, v)| cur.labels.get(k) == Some(v));
     let ann_ok = d
         .annotations
         .iter()
         .filter(|(k, _)| *k != FINGERPRINT_ANNOTATION)
         .all(|(k, v)| cur.annotations.get(k) == Some(v));
-    type_ok
-        && labels_ok
-        && ann_ok
-        && (!caps.immutable || cur.immutable == d.immutable || cur.immutable)
+    type_ok && labels_ok && ann_ok && (!caps.immutable || cur.immutable == d.immutable || cur.immutable)
 }

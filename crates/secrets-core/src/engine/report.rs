@@ -91,21 +91,15 @@ pub struct CycleReport {
 impl CycleReport {
     /// Whether every spec synced.
     pub fn all_synced(&self) -> bool {
-        self.specs
-            .iter()
-            .all(|s| s.status == SyncStatus::SecretSynced)
+        self.specs.iter().all(|s| s.status == SyncStatus::SecretSynced)
     }
     /// Specs that failed.
     pub fn failed(&self) -> impl Iterator<Item = &SpecReport> {
-        self.specs
-            .iter()
-            .filter(|s| s.status == SyncStatus::SecretSyncedError)
+        self.specs.iter().filter(|s| s.status == SyncStatus::SecretSyncedError)
     }
     /// The report of one spec.
     pub fn spec(&self, namespace: &str, name: &str) -> Option<&SpecReport> {
-        self.specs
-            .iter()
-            .find(|s| s.namespace == namespace && s.name == name)
+        self.specs.iter().find(|s| s.namespace == namespace && s.name == name)
     }
     /// Human-readable lines (the `text` format).
     pub fn to_text(&self) -> String {

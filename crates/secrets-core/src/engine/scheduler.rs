@@ -159,10 +159,7 @@ mod tests {
     use crate::manifest::load_str;
 
     fn specs(yaml: &str) -> Vec<ExternalSecret> {
-        load_str(yaml, "t.yaml")
-            .into_result()
-            .unwrap()
-            .external_secrets
+        load_str(yaml, "t.yaml").into_result().unwrap().external_secrets
     }
 
     fn report(ns: &str, name: &str, ok: bool, retry_after: Option<Duration>) -> SpecReport {
@@ -219,10 +216,7 @@ spec:
         // errors back off exponentially, capped by the interval, and honour retry-after
         s.record(&report("ns", "a", false, None), t0);
         let d1 = s.next_due(&id).unwrap() - t0;
-        assert!(
-            d1 >= Duration::from_millis(2500) && d1 <= BACKOFF_BASE,
-            "{d1:?}"
-        );
+        assert!(d1 >= Duration::from_millis(2500) && d1 <= BACKOFF_BASE, "{d1:?}");
         s.record(&report("ns", "a", false, Some(Duration::from_secs(45))), t0);
         assert_eq!(s.next_due(&id).unwrap() - t0, Duration::from_secs(45));
         assert_eq!(s.failures(&id), 2);

@@ -88,11 +88,7 @@ pub struct Store {
 impl Store {
     /// The folder relative paths in this store's settings are resolved against.
     pub fn base_dir(&self) -> PathBuf {
-        self.origin
-            .file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
+        self.origin.file.parent().map(Path::to_path_buf).unwrap_or_default()
     }
 
     /// Whether an ExternalSecret in `namespace` may use this store.
@@ -103,11 +99,9 @@ impl Store {
                 self.spec.conditions.is_empty()
                     || self.spec.conditions.iter().any(|c| {
                         c.namespaces.iter().any(|n| n == namespace)
-                            || c.namespace_regexes.iter().any(|r| {
-                                regex::Regex::new(r)
-                                    .map(|re| re.is_match(namespace))
-                                    .unwrap_or(false)
-                            })
+                            || c.namespace_regexes
+                                .iter()
+                                .any(|r| regex::Regex::new(r).map(|re| re.is_match(namespace)).unwrap_or(false))
                     })
             }
         }
@@ -167,12 +161,7 @@ impl ExternalSecret {
         TargetRef {
             kind,
             namespace: self.namespace().to_string(),
-            name: self
-                .spec
-                .target
-                .name
-                .clone()
-                .unwrap_or_else(|| self.name().to_string()),
+            name: self.spec.target.name.clone().unwrap_or_else(|| self.name().to_string()),
         }
     }
     /// The store this spec reads, as an id.
@@ -204,10 +193,7 @@ impl ExternalSecret {
     }
     /// The `force-sync` annotation's value.
     pub fn force_sync_token(&self) -> Option<&str> {
-        self.metadata
-            .annotations
-            .get(FORCE_SYNC_ANNOTATION)
-            .map(String::as_str)
+        self.metadata.annotations.get(FORCE_SYNC_ANNOTATION).map(String::as_str)
     }
     /// Consumers listed in [`RESTART_ANNOTATION`].
     pub fn declared_consumers(&self) -> Result<Vec<ConsumerRef>, String> {
@@ -223,9 +209,7 @@ impl ExternalSecret {
                     [k, n] => (*k, self.namespace(), *n),
                     [k, ns, n] => (*k, *ns, *n),
                     _ => {
-                        return Err(format!(
-                            "`{item}`: expected kind/name or kind/namespace/name"
-                        ));
+                        return Err(format!("`{item}`: expected kind/name or kind/namespace/name"));
                     }
                 };
                 let kind = match kind.to_ascii_lowercase().as_str() {
@@ -250,14 +234,9 @@ impl ExternalSecret {
     pub fn spec_hash(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        serde_json::to_string(&self.spec)
-            .unwrap_or_default()
-            .hash(&mut h);
+        serde_json::to_string(&self.spec).unwrap_or_default().hash(&mut h);
         self.metadata.labels.hash(&mut h);
-        self.metadata
-            .annotations
-            .get(RESTART_ANNOTATION)
-            .hash(&mut h);
+        self.metadata.annotations.get(RESTART_ANNOTATION).hash(&mut h);
         h.finish()
     }
 }
@@ -404,26 +383,16 @@ pub fn load_str(text: &str, file: impl AsRef<Path>) -> Loaded {
 
 fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> Result<(), Error> {
     let Value::Object(obj) = &value else {
-        return Err(Error::manifest(
-            location,
-            "expected a mapping with apiVersion and kind",
-        ));
+        return Err(Error::manifest(location, "expected a mapping with apiVersion and kind"));
     };
     let api_version = obj
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let kind = obj
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
     if api_version.is_empty() {
-        return Err(Error::manifest(
-            location.field("apiVersion"),
-            "missing apiVersion",
-        ));
+        return Err(Error::manifest(location.field("apiVersion"), "missing apiVersion"));
     }
     if kind.is_empty() {
         return Err(Error::manifest(location.field("kind"), "missing kind"));
@@ -443,16 +412,12 @@ fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> R
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
     });
-    let (group, version) = api_version
-        .split_once('/')
-        .unwrap_or(("", api_version.as_str()));
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
     if group == API_GROUP {
         if version != "v1" && version != "v1beta1" {
             return Err(Error::manifest(
                 location.field("apiVersion"),
-                format!(
-                    "unsupported apiVersion `{api_version}` (expected {API_GROUP}/v1 or {API_GROUP}/v1beta1)"
-                ),
+                format!("unsupported apiVersion `{api_version}` (expected {API_GROUP}/v1 or {API_GROUP}/v1beta1)"),
             ));
         }
         match kind.as_str() {
@@ -464,12 +429,7 @@ fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> R
                     StoreKind::ClusterSecretStore
                 };
                 let ns = match store_kind {
-                    StoreKind::SecretStore => Some(
-                        doc.metadata
-                            .namespace
-                            .clone()
-                            .unwrap_or_else(|| "default".into()),
-                    ),
+                    StoreKind::SecretStore => Some(doc.metadata.namespace.clone().unwrap_or_else(|| "default".into())),
                     StoreKind::ClusterSecretStore => None,
                 };
                 require_name(&doc.metadata, &location)?;
@@ -526,10 +486,7 @@ fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> R
 
 fn require_name(meta: &ObjectMeta, location: &Location) -> Result<(), Error> {
     if meta.name.is_empty() {
-        return Err(Error::manifest(
-            location.field("metadata.name"),
-            "missing name",
-        ));
+        return Err(Error::manifest(location.field("metadata.name"), "missing name"));
     }
     Ok(())
 }
@@ -639,21 +596,20 @@ fn load_static(value: Value, kind: &str, location: &Location) -> Result<StaticTa
     let is_secret = kind == "Secret";
     for (k, v) in &doc.data {
         let value = if is_secret {
-            SecretValue::new(b64.decode(v.trim()).map_err(|_| {
-                Error::manifest(location.field(format!("data.{k}")), "not valid base64")
-            })?)
+            SecretValue::new(
+                b64.decode(v.trim())
+                    .map_err(|_| Error::manifest(location.field(format!("data.{k}")), "not valid base64"))?,
+            )
         } else {
             SecretValue::from(v.as_str())
         };
         data.insert(k.clone(), value);
     }
     for (k, v) in &doc.binary_data {
-        let value = SecretValue::new(b64.decode(v.trim()).map_err(|_| {
-            Error::manifest(
-                location.field(format!("binaryData.{k}")),
-                "not valid base64",
-            )
-        })?);
+        let value = SecretValue::new(
+            b64.decode(v.trim())
+                .map_err(|_| Error::manifest(location.field(format!("binaryData.{k}")), "not valid base64"))?,
+        );
         data.insert(k.clone(), value);
     }
     for (k, v) in &doc.string_data {
@@ -664,11 +620,7 @@ fn load_static(value: Value, kind: &str, location: &Location) -> Result<StaticTa
     } else {
         TargetKind::ConfigMap
     };
-    let namespace = doc
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
+    let namespace = doc.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     Ok(StaticTarget {
         target: TargetRef {
             kind,

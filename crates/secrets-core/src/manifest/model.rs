@@ -212,9 +212,9 @@ impl<'de> Deserialize<'de> for ProviderSpec {
         use serde::de::Error as _;
         let map = BTreeMap::<String, Value>::deserialize(d)?;
         let mut it = map.into_iter();
-        let (name, value) = it.next().ok_or_else(|| {
-            D::Error::custom("no provider given (expected one of aws, gcpsm, doppler, fake, file)")
-        })?;
+        let (name, value) = it
+            .next()
+            .ok_or_else(|| D::Error::custom("no provider given (expected one of aws, gcpsm, doppler, fake, file)"))?;
         if let Some((other, _)) = it.next() {
             return Err(D::Error::custom(format!(
                 "more than one provider: `{name}` and `{other}`"
@@ -223,12 +223,8 @@ impl<'de> Deserialize<'de> for ProviderSpec {
         let parse = |v: Value| -> Result<ProviderSpec, D::Error> {
             Ok(match name.as_str() {
                 "aws" => ProviderSpec::Aws(from_value_at(v, "aws").map_err(D::Error::custom)?),
-                "gcpsm" => {
-                    ProviderSpec::Gcpsm(from_value_at(v, "gcpsm").map_err(D::Error::custom)?)
-                }
-                "doppler" => {
-                    ProviderSpec::Doppler(from_value_at(v, "doppler").map_err(D::Error::custom)?)
-                }
+                "gcpsm" => ProviderSpec::Gcpsm(from_value_at(v, "gcpsm").map_err(D::Error::custom)?),
+                "doppler" => ProviderSpec::Doppler(from_value_at(v, "doppler").map_err(D::Error::custom)?),
                 "fake" => ProviderSpec::Fake(from_value_at(v, "fake").map_err(D::Error::custom)?),
                 "file" => ProviderSpec::File(from_value_at(v, "file").map_err(D::Error::custom)?),
                 other if OTHER_ESO_PROVIDERS.contains(&other) => {
@@ -281,11 +277,7 @@ pub struct AwsProvider {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_roles: Vec<String>,
     /// External ID for AssumeRole.
-    #[serde(
-        default,
-        rename = "externalID",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "externalID", skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     /// Session tags for AssumeRole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -344,11 +336,7 @@ pub struct AwsSecretRef {
     #[serde(rename = "secretAccessKeySecretRef")]
     pub secret_access_key: SecretKeySelector,
     /// Session token.
-    #[serde(
-        rename = "sessionTokenSecretRef",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "sessionTokenSecretRef", default, skip_serializing_if = "Option::is_none")]
     pub session_token: Option<SecretKeySelector>,
 }
 
@@ -427,11 +415,7 @@ pub struct GcpWorkloadIdentity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
     /// Cluster project.
-    #[serde(
-        default,
-        rename = "clusterProjectID",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "clusterProjectID", skip_serializing_if = "Option::is_none")]
     pub cluster_project_id: Option<String>,
     /// The service account.
     pub service_account_ref: ServiceAccountSelector,

@@ -79,10 +79,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
             && let Some(iv) = &r.retry_interval
             && let Err(e) = crate::duration::parse_go_duration(iv)
         {
-            errors.push(Error::manifest(
-                loc.field("spec.retrySettings.retryInterval"),
-                e,
-            ));
+            errors.push(Error::manifest(loc.field("spec.retrySettings.retryInterval"), e));
         }
         match &s.spec.provider {
             ProviderSpec::Aws(a) => {
@@ -161,11 +158,9 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                     None => {
                         let msg = format!("missing store: {id} is not in the given manifests");
                         if opts.missing_store_is_error {
-                            errors
-                                .push(Error::manifest(loc.field("spec.secretStoreRef.name"), msg));
+                            errors.push(Error::manifest(loc.field("spec.secretStoreRef.name"), msg));
                         } else {
-                            warnings
-                                .push(format!("{}: {msg}", loc.field("spec.secretStoreRef.name")));
+                            warnings.push(format!("{}: {msg}", loc.field("spec.secretStoreRef.name")));
                         }
                     }
                     Some(store) if !store.allows_namespace(es.namespace()) => {
@@ -186,10 +181,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
         }
         if let Err(e) = es.declared_consumers() {
             errors.push(Error::manifest(
-                loc.field(format!(
-                    "metadata.annotations.{}",
-                    super::RESTART_ANNOTATION
-                )),
+                loc.field(format!("metadata.annotations.{}", super::RESTART_ANNOTATION)),
                 e,
             ));
         }
@@ -245,11 +237,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
             if let Some(md) = &tpl.metadata
                 && !md.finalizers.is_empty()
             {
-                errors.push(not_supported(
-                    loc,
-                    "spec.target.template.metadata.finalizers",
-                    "",
-                ));
+                errors.push(not_supported(loc, "spec.target.template.metadata.finalizers", ""));
             }
             for (k, src) in &tpl.data {
                 if !is_valid_secret_key(k) {
@@ -259,10 +247,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                     ));
                 }
                 if let Err(e) = Template::parse(src) {
-                    errors.push(Error::manifest(
-                        loc.field(format!("spec.target.template.data.{k}")),
-                        e,
-                    ));
+                    errors.push(Error::manifest(loc.field(format!("spec.target.template.data.{k}")), e));
                 }
             }
         }
@@ -286,10 +271,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
             }
             check_remote_ref(&d.remote_ref, loc, &format!("{p}.remoteRef"), &mut errors);
         }
-        if spec.data.is_empty()
-            && spec.data_from.is_empty()
-            && t.template.as_ref().is_none_or(|t| t.data.is_empty())
-        {
+        if spec.data.is_empty() && spec.data_from.is_empty() && t.template.as_ref().is_none_or(|t| t.data.is_empty()) {
             errors.push(Error::manifest(
                 loc.field("spec"),
                 "no data, dataFrom or template.data: nothing to sync",
@@ -317,10 +299,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                             format!("invalid regexp: {e}"),
                         ));
                     }
-                    if f.conversion_strategy
-                        .as_deref()
-                        .is_some_and(|c| c != "Default")
-                    {
+                    if f.conversion_strategy.as_deref().is_some_and(|c| c != "Default") {
                         errors.push(not_supported(
                             loc,
                             &format!("{p}.find.conversionStrategy"),
@@ -328,10 +307,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                         ));
                     }
                 }
-                _ => errors.push(Error::manifest(
-                    loc.field(p.clone()),
-                    "exactly one of extract and find",
-                )),
+                _ => errors.push(Error::manifest(loc.field(p.clone()), "exactly one of extract and find")),
             }
             for (j, rw) in df.rewrite.iter().enumerate() {
                 let rp = format!("{p}.rewrite[{j}]");
@@ -350,16 +326,10 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                     }
                     (None, Some(tf)) => {
                         if let Err(e) = Template::parse(&tf.template) {
-                            errors.push(Error::manifest(
-                                loc.field(format!("{rp}.transform.template")),
-                                e,
-                            ));
+                            errors.push(Error::manifest(loc.field(format!("{rp}.transform.template")), e));
                         }
                     }
-                    _ => errors.push(Error::manifest(
-                        loc.field(rp),
-                        "exactly one of regexp and transform",
-                    )),
+                    _ => errors.push(Error::manifest(loc.field(rp), "exactly one of regexp and transform")),
                 }
             }
         }

@@ -44,8 +44,7 @@ impl DotenvSink {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(path, e)),
         };
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| Error::invalid(format!("{}: not UTF-8", path.display())))?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::invalid(format!("{}: not UTF-8", path.display())))?;
         let mut owner = String::new();
         let mut state = TargetState::default();
         for line in text.lines().take_while(|l| l.starts_with('#')) {
@@ -96,10 +95,7 @@ impl SecretSink for DotenvSink {
         match (desired.creation_policy, &current) {
             (CreationPolicy::None, _) => return Ok(ApplyOutcome::Unchanged),
             (CreationPolicy::Merge, None) => {
-                return Err(Error::not_found(format!(
-                    "{} (creationPolicy Merge)",
-                    desired.target
-                )));
+                return Err(Error::not_found(format!("{} (creationPolicy Merge)", desired.target)));
             }
             _ => {}
         }
@@ -107,10 +103,7 @@ impl SecretSink for DotenvSink {
         if let Some(fp) = desired.annotations.get(FINGERPRINT_ANNOTATION) {
             text.push_str(&format!("# {FINGERPRINT_ANNOTATION}: {fp}\n"));
         }
-        text.push_str(
-            &dotenv_format::render(&desired.data)
-                .map_err(|e| e.context(desired.target.to_string()))?,
-        );
+        text.push_str(&dotenv_format::render(&desired.data).map_err(|e| e.context(desired.target.to_string()))?);
         atomic_write(&self.path_of(&desired.target), text.as_bytes()).await?;
         Ok(if current.is_some() {
             ApplyOutcome::Updated

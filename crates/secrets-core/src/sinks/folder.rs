@@ -71,12 +71,7 @@ pub fn merged_state(desired: &DesiredTarget, current: Option<&TargetState>) -> D
             let previously: Vec<String> = cur
                 .annotations
                 .get(MANAGED_KEYS_ANNOTATION)
-                .map(|s| {
-                    s.split(',')
-                        .filter(|k| !k.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
+                .map(|s| s.split(',').filter(|k| !k.is_empty()).map(str::to_string).collect())
                 .unwrap_or_default();
             let mut data = SecretMap::new();
             for (k, v) in cur.data.iter() {
@@ -136,10 +131,7 @@ impl SecretSink for FolderSink {
             && cur.immutable
         {
             return Err(Error::Conflict {
-                what: format!(
-                    "{} is immutable; delete it to change its data",
-                    desired.target
-                ),
+                what: format!("{} is immutable; delete it to change its data", desired.target),
             });
         }
         let merged = merged_state(desired, current.as_ref());

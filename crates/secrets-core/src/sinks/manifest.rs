@@ -55,10 +55,7 @@ pub fn render_manifest(d: &DesiredTarget) -> Zeroizing<String> {
     }
     match d.target.kind {
         TargetKind::Secret => {
-            out.push_str(&format!(
-                "type: {}\n",
-                q(d.secret_type.as_deref().unwrap_or("Opaque"))
-            ));
+            out.push_str(&format!("type: {}\n", q(d.secret_type.as_deref().unwrap_or("Opaque"))));
             if !d.data.is_empty() {
                 out.push_str("data:\n");
                 for (k, v) in d.data.iter() {
@@ -70,15 +67,13 @@ pub fn render_manifest(d: &DesiredTarget) -> Zeroizing<String> {
             }
         }
         TargetKind::ConfigMap => {
-            let (text, binary): (Vec<_>, Vec<_>) =
-                d.data.iter().partition(|(_, v)| v.expose_str().is_some());
+            let (text, binary): (Vec<_>, Vec<_>) = d.data.iter().partition(|(_, v)| v.expose_str().is_some());
             if !text.is_empty() {
                 out.push_str("data:\n");
                 for (k, v) in text {
                     out.push_str(&format!("  {}: ", q(k)));
                     let s = Zeroizing::new(
-                        serde_json::Value::String(v.expose_str().unwrap_or_default().to_string())
-                            .to_string(),
+                        serde_json::Value::String(v.expose_str().unwrap_or_default().to_string()).to_string(),
                     );
                     out.push_str(&s);
                     out.push('\n');
@@ -87,11 +82,7 @@ pub fn render_manifest(d: &DesiredTarget) -> Zeroizing<String> {
             if !binary.is_empty() {
                 out.push_str("binaryData:\n");
                 for (k, v) in binary {
-                    out.push_str(&format!(
-                        "  {}: {}\n",
-                        q(k),
-                        &*Zeroizing::new(b64.encode(v.expose()))
-                    ));
+                    out.push_str(&format!("  {}: {}\n", q(k), &*Zeroizing::new(b64.encode(v.expose()))));
                 }
             }
         }
@@ -162,9 +153,10 @@ pub fn parse_manifest(text: &str, file: &str) -> Result<(TargetRef, TargetState)
     for (k, v) in &doc.binary_data {
         data.insert(
             k.clone(),
-            SecretValue::new(b64.decode(v.trim()).map_err(|_| {
-                Error::invalid(format!("{file}: binaryData.{k} is not valid base64"))
-            })?),
+            SecretValue::new(
+                b64.decode(v.trim())
+                    .map_err(|_| Error::invalid(format!("{file}: binaryData.{k} is not valid base64")))?,
+            ),
         );
     }
     for (k, v) in &doc.string_data {

@@ -1,8 +1,9 @@
-//! Built-in sinks: a folder of Kubernetes manifests, dotenv files, stdout.
+//! Built-in sinks: a folder of Kubernetes manifests, dotenv files, stdout, memory.
 
 mod dotenv;
 mod folder;
 mod manifest;
+mod memory;
 mod stdout;
 
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::path::Path;
 pub use dotenv::DotenvSink;
 pub use folder::{FolderSink, merged_state};
 pub use manifest::{parse_manifest, render_manifest};
+pub use memory::MemorySink;
 pub use stdout::StdoutSink;
 
 use crate::error::{Error, Result};
@@ -45,9 +47,7 @@ fn atomic_write_blocking(path: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();

@@ -19,14 +19,9 @@ pub fn parse(text: &str, file: &str) -> Result<SecretMap> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line
-            .strip_prefix("export ")
-            .map(str::trim_start)
-            .unwrap_or(line);
+        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
         let Some((key, rest)) = line.split_once('=') else {
-            return Err(Error::invalid(format!(
-                "{file}:{line_no}: expected KEY=VALUE"
-            )));
+            return Err(Error::invalid(format!("{file}:{line_no}: expected KEY=VALUE")));
         };
         let key = key.trim();
         if key.is_empty()
@@ -158,9 +153,7 @@ mod tests {
 
     #[test]
     fn errors_name_line_not_value() {
-        let e = parse("GOOD=1\nBAD=\"canary-secret", "x.env")
-            .unwrap_err()
-            .to_string();
+        let e = parse("GOOD=1\nBAD=\"canary-secret", "x.env").unwrap_err().to_string();
         assert!(
             e.contains("x.env:2") && e.contains("`BAD`") && !e.contains("canary"),
             "{e}"

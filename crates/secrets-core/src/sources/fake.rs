@@ -43,11 +43,7 @@ impl SourceFactory for FakeFactory {
     fn provider(&self) -> &'static str {
         "fake"
     }
-    async fn build(
-        &self,
-        store: &Store,
-        _credentials: Arc<dyn CredentialResolver>,
-    ) -> Result<BuiltStore> {
+    async fn build(&self, store: &Store, _credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore> {
         let ProviderSpec::Fake(spec) = &store.spec.provider else {
             unreachable!("registry dispatches by provider")
         };

@@ -87,8 +87,8 @@ impl FileSource {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SecretMap::new()),
             Err(e) => return Err(Error::io(&self.path, e)),
         };
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| Error::invalid(format!("{}: not UTF-8", self.path.display())))?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| Error::invalid(format!("{}: not UTF-8", self.path.display())))?;
         let file = self.path.display().to_string();
         match self.format {
             FileFormat::Dotenv => super::dotenv::parse(text, &file),
@@ -115,9 +115,7 @@ impl FileSource {
                     serde_json::Value::Object(o) => o,
                     serde_json::Value::Null => Default::default(),
                     _ => {
-                        return Err(Error::invalid(format!(
-                            "{file}: expected a mapping of names to values"
-                        )));
+                        return Err(Error::invalid(format!("{file}: expected a mapping of names to values")));
                     }
                 };
                 Ok(obj
@@ -189,15 +187,10 @@ impl SecretSource for FileSource {
     }
     async fn get_many(&self, keys: &[RemoteKey]) -> Vec<Result<Fetched>> {
         match self.read_all().await {
-            Ok(map) => keys
-                .iter()
-                .map(|k| Self::lookup(&map, k, &self.path))
-                .collect(),
+            Ok(map) => keys.iter().map(|k| Self::lookup(&map, k, &self.path)).collect(),
             Err(e) => {
                 let msg = e.to_string();
-                keys.iter()
-                    .map(|_| Err(Error::invalid(msg.clone())))
-                    .collect()
+                keys.iter().map(|_| Err(Error::invalid(msg.clone()))).collect()
             }
         }
     }
@@ -208,10 +201,7 @@ impl SecretSource for FileSource {
             ));
         }
         let re = match &query.name_regexp {
-            Some(r) => Some(
-                regex::Regex::new(r)
-                    .map_err(|e| Error::invalid(format!("find.name.regexp: {e}")))?,
-            ),
+            Some(r) => Some(regex::Regex::new(r).map_err(|e| Error::invalid(format!("find.name.regexp: {e}")))?),
             None => None,
         };
         let map = self.read_all().await?;
@@ -219,10 +209,7 @@ impl SecretSource for FileSource {
             .keys()
             .filter(|k| {
                 re.as_ref().is_none_or(|re| re.is_match(k))
-                    && query
-                        .path
-                        .as_ref()
-                        .is_none_or(|p| k.starts_with(p.as_str()))
+                    && query.path.as_ref().is_none_or(|p| k.starts_with(p.as_str()))
             })
             .cloned()
             .collect())
@@ -278,23 +265,14 @@ impl SourceFactory for FileFactory {
     fn provider(&self) -> &'static str {
         "file"
     }
-    async fn build(
-        &self,
-        store: &Store,
-        _credentials: Arc<dyn CredentialResolver>,
-    ) -> Result<BuiltStore> {
+    async fn build(&self, store: &Store, _credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore> {
         let ProviderSpec::File(spec) = &store.spec.provider else {
             unreachable!("registry dispatches by provider")
         };
         let p = PathBuf::from(&spec.path);
-        let path = if p.is_absolute() {
-            p
-        } else {
-            store.base_dir().join(p)
-        };
-        let format = FileFormat::detect(&path, spec.format.as_deref()).map_err(|e| {
-            Error::manifest(store.origin.field("spec.provider.file"), e.to_string())
-        })?;
+        let path = if p.is_absolute() { p } else { store.base_dir().join(p) };
+        let format = FileFormat::detect(&path, spec.format.as_deref())
+            .map_err(|e| Error::manifest(store.origin.field("spec.provider.file"), e.to_string()))?;
         Ok(BuiltStore::writable(FileSource::new(path, format)))
     }
 }

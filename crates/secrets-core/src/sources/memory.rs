@@ -84,13 +84,7 @@ impl MemorySource {
         self.entries.lock().expect("lock").remove(key);
     }
 
-    fn add_version(
-        &self,
-        key: &str,
-        value: SecretValue,
-        id: Option<String>,
-        managed: bool,
-    ) -> String {
+    fn add_version(&self, key: &str, value: SecretValue, id: Option<String>, managed: bool) -> String {
         let mut e = self.entries.lock().expect("lock");
         let entry = e.entry(key.to_string()).or_default();
         let id = id.unwrap_or_else(|| (entry.versions.len() + 1).to_string());
@@ -101,9 +95,7 @@ impl MemorySource {
             enabled: true,
         });
         if managed {
-            entry
-                .labels
-                .insert(MANAGED_BY_KEY.into(), MANAGED_BY_VALUE.into());
+            entry.labels.insert(MANAGED_BY_KEY.into(), MANAGED_BY_VALUE.into());
         }
         id
     }
@@ -114,17 +106,15 @@ impl MemorySource {
 
     fn lookup(&self, key: &RemoteKey) -> Result<Fetched> {
         let e = self.entries.lock().expect("lock");
-        let entry = e.get(&key.key).ok_or_else(|| {
-            Error::not_found(format!("key `{}` in {} store", key.key, self.provider))
-        })?;
+        let entry = e
+            .get(&key.key)
+            .ok_or_else(|| Error::not_found(format!("key `{}` in {} store", key.key, self.provider)))?;
         let v = match key.version.as_deref() {
             None | Some("latest") | Some("AWSCURRENT") => entry.current(),
             Some("AWSPREVIOUS") => entry.versions.iter().rev().nth(1),
             Some(id) => entry.versions.iter().find(|v| v.id == id),
         }
-        .ok_or_else(|| {
-            Error::not_found(format!("version of key `{key}` in {} store", self.provider))
-        })?;
+        .ok_or_else(|| Error::not_found(format!("version of key `{key}` in {} store", self.provider)))?;
         if !v.enabled {
             return Err(Error::not_found(format!(
                 "key `{key}` in {} store: version {} is disabled",
@@ -170,24 +160,15 @@ impl SecretSource for MemorySource {
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>> {
         self.count();
         let re = match &query.name_regexp {
-            Some(r) => Some(
-                regex::Regex::new(r)
-                    .map_err(|e| Error::invalid(format!("find.name.regexp: {e}")))?,
-            ),
+            Some(r) => Some(regex::Regex::new(r).map_err(|e| Error::invalid(format!("find.name.regexp: {e}")))?),
             None => None,
         };
         let e = self.entries.lock().expect("lock");
         Ok(e.iter()
             .filter(|(k, v)| {
                 re.as_ref().is_none_or(|re| re.is_match(k))
-                    && query
-                        .path
-                        .as_ref()
-                        .is_none_or(|p| k.starts_with(p.as_str()))
-                    && query
-                        .tags
-                        .iter()
-                        .all(|(tk, tv)| v.labels.get(tk) == Some(tv))
+                    && query.path.as_ref().is_none_or(|p| k.starts_with(p.as_str()))
+                    && query.tags.iter().all(|(tk, tv)| v.labels.get(tk) == Some(tv))
                     && v.current().is_some()
             })
             .map(|(k, _)| k.clone())
@@ -196,9 +177,7 @@ impl SecretSource for MemorySource {
 
     async fn change_tokens(&self, keys: &[RemoteKey]) -> Vec<Result<Option<ChangeToken>>> {
         self.count();
-        keys.iter()
-            .map(|k| self.lookup(k).map(|f| f.version))
-            .collect()
+        keys.iter().map(|k| self.lookup(k).map(|f| f.version)).collect()
     }
 
     async fn metadata(&self, key: &str) -> Result<BTreeMap<String, String>> {
@@ -220,12 +199,7 @@ impl SecretWriter for MemorySource {
         self.count();
         let e = self.entries.lock().expect("lock");
         Ok(e.get(key).map(|entry| RemoteDescription {
-            current_version: entry
-                .versions
-                .iter()
-                .rev()
-                .find(|v| v.enabled)
-                .map(|v| v.id.clone()),
+            current_version: entry.versions.iter().rev().find(|v| v.enabled).map(|v| v.id.clone()),
             managed: entry.labels.get(MANAGED_BY_KEY).map(String::as_str) == Some(MANAGED_BY_VALUE),
             versions: entry
                 .versions
@@ -244,10 +218,7 @@ impl SecretWriter for MemorySource {
         let mut e = self.entries.lock().expect("lock");
         let exists = e.contains_key(&request.key);
         let entry = e.entry(request.key.clone()).or_default();
-        if exists
-            && !request.force
-            && entry.labels.get(MANAGED_BY_KEY).map(String::as_str) != Some(MANAGED_BY_VALUE)
-        {
+        if exists && !request.force && entry.labels.get(MANAGED_BY_KEY).map(String::as_str) != Some(MANAGED_BY_VALUE) {
             return Err(Error::PermissionDenied {
                 what: format!(
                     "write to `{}` in {} store: not managed by secretsync (no {MANAGED_BY_KEY} label); force to override",
@@ -257,12 +228,7 @@ impl SecretWriter for MemorySource {
         }
         let value = match &request.property {
             None => request.value.clone(),
-            Some(p) => merge_property(
-                entry.current().map(|v| &v.value),
-                p,
-                &request.value,
-                &request.key,
-            )?,
+            Some(p) => merge_property(entry.current().map(|v| &v.value), p, &request.value, &request.key)?,
         };
         let previous = entry.current().map(|v| v.id.clone());
         let id = (entry.versions.len() + 1).to_string();
@@ -271,9 +237,7 @@ impl SecretWriter for MemorySource {
             value,
             enabled: true,
         });
-        entry
-            .labels
-            .insert(MANAGED_BY_KEY.into(), MANAGED_BY_VALUE.into());
+        entry.labels.insert(MANAGED_BY_KEY.into(), MANAGED_BY_VALUE.into());
         let mut disabled = false;
         if request.disable_previous
             && let Some(prev) = &previous
@@ -298,15 +262,9 @@ impl SecretWriter for MemorySource {
         let entry = e
             .get_mut(key)
             .ok_or_else(|| Error::not_found(format!("key `{key}` in {} store", self.provider)))?;
-        let v = entry
-            .versions
-            .iter_mut()
-            .find(|v| v.id == version)
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "version {version} of key `{key}` in {} store",
-                    self.provider
-                ))
+        let v =
+            entry.versions.iter_mut().find(|v| v.id == version).ok_or_else(|| {
+                Error::not_found(format!("version {version} of key `{key}` in {} store", self.provider))
             })?;
         v.enabled = false;
         Ok(())
@@ -335,16 +293,9 @@ pub fn merge_property(
             }
         },
     };
-    let v = value.expose_str().ok_or_else(|| {
-        Error::invalid(format!(
-            "write to property `{property}` of `{key}`: value is not UTF-8"
-        ))
-    })?;
-    obj.insert(
-        property.to_string(),
-        serde_json::Value::String(v.to_string()),
-    );
-    Ok(SecretValue::from(
-        serde_json::Value::Object(obj).to_string(),
-    ))
+    let v = value
+        .expose_str()
+        .ok_or_else(|| Error::invalid(format!("write to property `{property}` of `{key}`: value is not UTF-8")))?;
+    obj.insert(property.to_string(), serde_json::Value::String(v.to_string()));
+    Ok(SecretValue::from(serde_json::Value::Object(obj).to_string()))
 }

@@ -42,38 +42,23 @@ fn text(v: &SecretValue) -> String {
 pub async fn source_get_returns_current_value(w: &dyn SecretWriter, prefix: &str) -> Ran {
     let key = format!("{prefix}-get");
     seed(w, &key, "v1").await;
-    assert_eq!(
-        text(&w.get(&RemoteKey::new(&key)).await.expect("get").value),
-        "v1"
-    );
+    assert_eq!(text(&w.get(&RemoteKey::new(&key)).await.expect("get").value), "v1");
     seed(w, &key, "v2").await;
-    assert_eq!(
-        text(&w.get(&RemoteKey::new(&key)).await.expect("get").value),
-        "v2"
-    );
+    assert_eq!(text(&w.get(&RemoteKey::new(&key)).await.expect("get").value), "v2");
     Ran::Passed
 }
 
 /// `get` of a missing key is NotFound and names the key.
 pub async fn source_get_missing_is_not_found(w: &dyn SecretWriter, prefix: &str) -> Ran {
     let key = format!("{prefix}-missing");
-    let e = w
-        .get(&RemoteKey::new(&key))
-        .await
-        .expect_err("a missing key must fail");
+    let e = w.get(&RemoteKey::new(&key)).await.expect_err("a missing key must fail");
     assert!(e.is_not_found(), "expected NotFound, got: {e}");
-    assert!(
-        e.to_string().contains(&key),
-        "the error must name the key: {e}"
-    );
+    assert!(e.to_string().contains(&key), "the error must name the key: {e}");
     Ran::Passed
 }
 
 /// `get_many` answers in input order, one entry per key, a failing key not failing others.
-pub async fn source_get_many_in_order_with_isolated_errors(
-    w: &dyn SecretWriter,
-    prefix: &str,
-) -> Ran {
+pub async fn source_get_many_in_order_with_isolated_errors(w: &dyn SecretWriter, prefix: &str) -> Ran {
     let (a, b, missing) = (
         format!("{prefix}-many-a"),
         format!("{prefix}-many-b"),
@@ -81,11 +66,7 @@ pub async fn source_get_many_in_order_with_isolated_errors(
     );
     seed(w, &a, "A").await;
     seed(w, &b, "B").await;
-    let keys = [
-        RemoteKey::new(&b),
-        RemoteKey::new(&missing),
-        RemoteKey::new(&a),
-    ];
+    let keys = [RemoteKey::new(&b), RemoteKey::new(&missing), RemoteKey::new(&a)];
     let out = w.get_many(&keys).await;
     assert_eq!(out.len(), 3);
     assert_eq!(text(&out[0].as_ref().expect("b").value), "B");
@@ -133,19 +114,11 @@ pub async fn source_change_tokens_track_writes(w: &dyn SecretWriter, prefix: &st
             .clone()
             .expect("a token for an existing key")
     };
-    assert_eq!(
-        get(&t1, 0),
-        get(&t2, 0),
-        "tokens must be stable while nothing changes"
-    );
+    assert_eq!(get(&t1, 0), get(&t2, 0), "tokens must be stable while nothing changes");
     assert_eq!(get(&t1, 1), get(&t2, 1));
     seed(w, &a, "2").await;
     let t3 = w.change_tokens(&keys).await;
-    assert_ne!(
-        get(&t1, 0),
-        get(&t3, 0),
-        "a write must change the key's token"
-    );
+    assert_ne!(get(&t1, 0), get(&t3, 0), "a write must change the key's token");
     assert_eq!(get(&t1, 1), get(&t3, 1), "an unchanged key keeps its token");
     let missing = w
         .change_tokens(&[RemoteKey::new(format!("{prefix}-tok-missing"))])
@@ -174,10 +147,7 @@ pub async fn source_find_by_name(w: &dyn SecretWriter, prefix: &str) -> Ran {
         .await
         .expect("find");
     found.sort();
-    assert_eq!(
-        found,
-        vec![format!("{prefix}-find-x1"), format!("{prefix}-find-x2")]
-    );
+    assert_eq!(found, vec![format!("{prefix}-find-x1"), format!("{prefix}-find-x2")]);
     Ran::Passed
 }
 
@@ -199,10 +169,7 @@ pub async fn source_find_by_path(w: &dyn SecretWriter, prefix: &str) -> Ran {
     found.sort();
     assert_eq!(
         found,
-        vec![
-            format!("{prefix}-path-dev-a"),
-            format!("{prefix}-path-dev-b")
-        ]
+        vec![format!("{prefix}-path-dev-a"), format!("{prefix}-path-dev-b")]
     );
     Ran::Passed
 }
@@ -252,21 +219,11 @@ pub async fn writer_put_creates_then_updates(w: &dyn SecretWriter, prefix: &str)
     );
     let o = w.put(&put(&key, "first")).await.expect("create");
     assert!(matches!(o, WriteOutcome::Created { .. }), "{o:?}");
-    let d = w
-        .describe(&key)
-        .await
-        .expect("describe")
-        .expect("exists after put");
-    assert!(
-        d.managed,
-        "secrets created by put carry managed-by: secretsync"
-    );
+    let d = w.describe(&key).await.expect("describe").expect("exists after put");
+    assert!(d.managed, "secrets created by put carry managed-by: secretsync");
     let o = w.put(&put(&key, "second")).await.expect("update");
     assert!(matches!(o, WriteOutcome::Updated { .. }), "{o:?}");
-    assert_eq!(
-        text(&w.get(&RemoteKey::new(&key)).await.expect("get").value),
-        "second"
-    );
+    assert_eq!(text(&w.get(&RemoteKey::new(&key)).await.expect("get").value), "second");
     Ran::Passed
 }
 
@@ -277,14 +234,8 @@ pub async fn writer_property_merges_json(w: &dyn SecretWriter, prefix: &str) -> 
     let mut req = put(&key, "new");
     req.property = Some("password".into());
     w.put(&req).await.expect("property write");
-    let v: Value = serde_json::from_slice(
-        w.get(&RemoteKey::new(&key))
-            .await
-            .expect("get")
-            .value
-            .expose(),
-    )
-    .expect("still JSON");
+    let v: Value =
+        serde_json::from_slice(w.get(&RemoteKey::new(&key)).await.expect("get").value.expose()).expect("still JSON");
     assert_eq!(v, serde_json::json!({"user": "app", "password": "new"}));
     Ran::Passed
 }
@@ -307,10 +258,7 @@ pub async fn writer_disable_previous(w: &dyn SecretWriter, prefix: &str) -> Ran 
                 .await
                 .expect_err("a disabled version must not be readable");
             assert!(!e.to_string().contains("old"), "errors carry no values");
-            assert_eq!(
-                text(&w.get(&RemoteKey::new(&key)).await.expect("current").value),
-                "new"
-            );
+            assert_eq!(text(&w.get(&RemoteKey::new(&key)).await.expect("current").value), "new");
             Ran::Passed
         }
         WriteOutcome::Updated {
@@ -396,10 +344,7 @@ pub async fn sink_apply_creates_and_reads_back(s: &dyn SecretSink, ns: &str, pre
     assert_eq!(cur.data, d.data);
     if s.capabilities().metadata {
         assert_eq!(cur.secret_type.as_deref(), Some("Opaque"));
-        assert_eq!(
-            cur.labels.get("app").map(String::as_str),
-            Some("conformance")
-        );
+        assert_eq!(cur.labels.get("app").map(String::as_str), Some("conformance"));
         assert!(
             cur.recorded_fingerprint().is_some(),
             "the fingerprint annotation is kept"
@@ -460,22 +405,14 @@ pub async fn sink_merge_keeps_foreign_keys(s: &dyn SecretSink, ns: &str, prefix:
     }
     let t = target(ns, &format!("{prefix}-merge"));
     let e = s
-        .apply(&desired(
-            t.clone(),
-            map(&[("OURS", "1")]),
-            CreationPolicy::Merge,
-        ))
+        .apply(&desired(t.clone(), map(&[("OURS", "1")]), CreationPolicy::Merge))
         .await
         .expect_err("Merge into a missing target");
     assert!(e.is_not_found(), "{e}");
     // Someone else's Secret.
-    s.apply(&desired(
-        t.clone(),
-        map(&[("FOREIGN", "f")]),
-        CreationPolicy::Orphan,
-    ))
-    .await
-    .expect("foreign create");
+    s.apply(&desired(t.clone(), map(&[("FOREIGN", "f")]), CreationPolicy::Orphan))
+        .await
+        .expect("foreign create");
     s.apply(&desired(
         t.clone(),
         map(&[("OURS", "1"), ("OURS2", "2")]),
@@ -484,17 +421,10 @@ pub async fn sink_merge_keeps_foreign_keys(s: &dyn SecretSink, ns: &str, prefix:
     .await
     .expect("merge");
     let cur = s.read(&t).await.expect("read").expect("exists");
-    assert_eq!(
-        cur.data,
-        map(&[("FOREIGN", "f"), ("OURS", "1"), ("OURS2", "2")])
-    );
-    s.apply(&desired(
-        t.clone(),
-        map(&[("OURS", "9")]),
-        CreationPolicy::Merge,
-    ))
-    .await
-    .expect("merge again");
+    assert_eq!(cur.data, map(&[("FOREIGN", "f"), ("OURS", "1"), ("OURS2", "2")]));
+    s.apply(&desired(t.clone(), map(&[("OURS", "9")]), CreationPolicy::Merge))
+        .await
+        .expect("merge again");
     let cur = s.read(&t).await.expect("read").expect("exists");
     assert_eq!(
         cur.data,
@@ -505,20 +435,12 @@ pub async fn sink_merge_keeps_foreign_keys(s: &dyn SecretSink, ns: &str, prefix:
 }
 
 /// creationPolicy None writes nothing.
-pub async fn sink_creation_policy_none_writes_nothing(
-    s: &dyn SecretSink,
-    ns: &str,
-    prefix: &str,
-) -> Ran {
+pub async fn sink_creation_policy_none_writes_nothing(s: &dyn SecretSink, ns: &str, prefix: &str) -> Ran {
     let t = target(ns, &format!("{prefix}-nonepolicy"));
     assert_eq!(
-        s.apply(&desired(
-            t.clone(),
-            map(&[("A", "1")]),
-            CreationPolicy::None
-        ))
-        .await
-        .expect("apply"),
+        s.apply(&desired(t.clone(), map(&[("A", "1")]), CreationPolicy::None))
+            .await
+            .expect("apply"),
         ApplyOutcome::Unchanged
     );
     if s.capabilities().readable {
@@ -533,13 +455,9 @@ pub async fn sink_delete(s: &dyn SecretSink, ns: &str, prefix: &str) -> Ran {
         return Ran::NotApplicable;
     }
     let t = target(ns, &format!("{prefix}-delete"));
-    s.apply(&desired(
-        t.clone(),
-        map(&[("A", "1")]),
-        CreationPolicy::Owner,
-    ))
-    .await
-    .expect("apply");
+    s.apply(&desired(t.clone(), map(&[("A", "1")]), CreationPolicy::Owner))
+        .await
+        .expect("apply");
     assert!(s.delete(&t).await.expect("delete"));
     assert!(s.read(&t).await.expect("read").is_none());
     assert!(!s.delete(&t).await.expect("delete again"));
@@ -550,10 +468,7 @@ pub async fn sink_delete(s: &dyn SecretSink, ns: &str, prefix: &str) -> Ran {
 pub async fn sink_values_not_in_debug_or_errors(s: &dyn SecretSink, ns: &str, prefix: &str) -> Ran {
     let t = target(ns, &format!("{prefix}-canary"));
     let d = desired(t.clone(), map(&[("TOKEN", CANARY)]), CreationPolicy::Owner);
-    assert_no_canary(
-        &format!("{d:?} {s:?}"),
-        "Debug of the desired target and sink",
-    );
+    assert_no_canary(&format!("{d:?} {s:?}"), "Debug of the desired target and sink");
     s.apply(&d).await.expect("apply");
     if s.capabilities().readable {
         let cur = s.read(&t).await.expect("read").expect("exists");

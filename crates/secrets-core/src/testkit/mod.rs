@@ -4,21 +4,16 @@
 
 pub mod conformance;
 mod logs;
-mod memory_sink;
 mod wrappers;
 
+pub use crate::sinks::MemorySink;
 pub use logs::{LogCapture, capture_logs};
-pub use memory_sink::MemorySink;
-pub use wrappers::{
-    CountingSink, CountingSource, Fault, FaultySink, FaultySource, SinkFaults, SourceFaults,
-};
+pub use wrappers::{CountingSink, CountingSource, Fault, FaultySink, FaultySource, SinkFaults, SourceFaults};
 
 use std::collections::BTreeMap;
 
 use crate::fingerprint::FingerprintKey;
-use crate::sink::{
-    CreationPolicy, DeletionPolicy, DesiredTarget, FINGERPRINT_ANNOTATION, TargetRef,
-};
+use crate::sink::{CreationPolicy, DeletionPolicy, DesiredTarget, FINGERPRINT_ANNOTATION, TargetRef};
 use crate::value::{SecretMap, SecretValue};
 
 /// A value that must never appear anywhere but in its target.
@@ -31,10 +26,7 @@ pub fn assert_no_canary(text: &str, place: &str) {
     // Base64 of the canary at any of the three alignments inside longer data.
     let inner = &b64[4..b64.len() - 4];
     for needle in [CANARY, b64.as_str(), inner] {
-        assert!(
-            !text.contains(needle),
-            "the canary value leaked into {place}"
-        );
+        assert!(!text.contains(needle), "the canary value leaked into {place}");
     }
 }
 

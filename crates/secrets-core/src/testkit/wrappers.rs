@@ -60,12 +60,7 @@ impl<S> CountingSource<S> {
     }
     /// How many times a key's value was requested (get or inside get_many).
     pub fn reads_of(&self, key: &RemoteKey) -> u64 {
-        self.reads
-            .lock()
-            .expect("lock")
-            .get(key)
-            .copied()
-            .unwrap_or(0)
+        self.reads.lock().expect("lock").get(key).copied().unwrap_or(0)
     }
     /// Values requested in total.
     pub fn values_read(&self) -> u64 {
@@ -73,13 +68,7 @@ impl<S> CountingSource<S> {
     }
     /// Resets every count.
     pub fn reset(&self) {
-        for c in [
-            &self.gets,
-            &self.get_manys,
-            &self.finds,
-            &self.tokens,
-            &self.metadata,
-        ] {
+        for c in [&self.gets, &self.get_manys, &self.finds, &self.tokens, &self.metadata] {
             c.store(0, Ordering::Relaxed);
         }
         self.reads.lock().expect("lock").clear();
@@ -159,11 +148,7 @@ pub enum Fault {
 impl Fault {
     fn error(&self, provider: &str, what: &str) -> Error {
         match self {
-            Fault::Down => Error::provider(
-                provider,
-                format!("{what}: connection refused (injected)"),
-                true,
-            ),
+            Fault::Down => Error::provider(provider, format!("{what}: connection refused (injected)"), true),
             Fault::Throttled(ra) => Error::Throttled {
                 provider: provider.to_string(),
                 retry_after: *ra,
@@ -224,7 +209,9 @@ impl<S> FaultySource<S> {
 impl<S: SecretSource> FaultySource<S> {
     /// The fault for this call, if any, consuming counters.
     async fn gate(&self, what: &str) -> Result<()> {
-        self.gate_fault().await.map_err(|f| f.error(self.inner.provider(), what))
+        self.gate_fault()
+            .await
+            .map_err(|f| f.error(self.inner.provider(), what))
     }
 
     async fn gate_fault(&self) -> std::result::Result<(), Fault> {
@@ -285,7 +272,10 @@ impl<S: SecretSource> SecretSource for FaultySource<S> {
     }
     async fn get_many(&self, keys: &[RemoteKey]) -> Vec<Result<Fetched>> {
         if let Err(f) = self.gate_fault().await {
-            return keys.iter().map(|k| Err(f.error(self.inner.provider(), &format!("read of `{}`", k.key)))).collect();
+            return keys
+                .iter()
+                .map(|k| Err(f.error(self.inner.provider(), &format!("read of `{}`", k.key))))
+                .collect();
         }
         let mut out = self.inner.get_many(keys).await;
         for (k, r) in keys.iter().zip(out.iter_mut()) {
@@ -301,7 +291,10 @@ impl<S: SecretSource> SecretSource for FaultySource<S> {
     }
     async fn change_tokens(&self, keys: &[RemoteKey]) -> Vec<Result<Option<ChangeToken>>> {
         if let Err(f) = self.gate_fault().await {
-            return keys.iter().map(|k| Err(f.error(self.inner.provider(), &format!("version check of `{}`", k.key)))).collect();
+            return keys
+                .iter()
+                .map(|k| Err(f.error(self.inner.provider(), &format!("version check of `{}`", k.key))))
+                .collect();
         }
         self.inner.change_tokens(keys).await
     }

@@ -1,6 +1,9 @@
-//! The `sync` program as a library: load and check manifests, build stores and a sink, run
-//! cycles once or as a daemon on the specs' refresh intervals, and report. The example
-//! binary only parses arguments and calls [`run_sync`].
+//! The example programs as a library, so the binaries only parse arguments: `sync` (load
+//! and check manifests, build stores and a sink, run cycles once or as a daemon on the specs'
+//! refresh intervals, report), [`rotate`] and [`run`].
+
+pub mod rotate;
+pub mod run;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use secrets_core::engine::{CycleOptions, CycleReport, Engine, Scheduler};
-use secrets_core::manifest::{Manifests, ValidateOptions, load_paths, validate};
+use secrets_core::manifest::{Manifests, StoreId, ValidateOptions, load_paths, validate};
+use secrets_core::registry::BuiltStore;
 use secrets_core::sinks::{DotenvSink, FolderSink, StdoutSink};
 use secrets_core::{Error, FingerprintKey, SecretSink};
 
@@ -76,11 +80,7 @@ fn print_errors(err: &mut dyn Write, errors: &[Error]) {
 }
 
 /// Loads and validates manifests; returns them or prints every problem.
-pub fn load_checked(
-    paths: &[PathBuf],
-    strict_stores: bool,
-    err: &mut dyn Write,
-) -> Result<Manifests, Exit> {
+pub fn load_checked(paths: &[PathBuf], strict_stores: bool, err: &mut dyn Write) -> Result<Manifests, Exit> {
     if paths.is_empty() {
         let _ = writeln!(err, "error: no manifests given (--manifest PATH)");
         return Err(Exit::BadInput);
@@ -112,7 +112,8 @@ pub fn load_checked(
     Ok(loaded.manifests)
 }
 
-async fn build_sink(choice: &SinkChoice) -> Result<Arc<dyn SecretSink>, Error> {
+/// The sink a choice names.
+pub async fn build_sink(choice: &SinkChoice) -> Result<Arc<dyn SecretSink>, Error> {
     Ok(match choice {
         SinkChoice::Folder(dir) => Arc::new(FolderSink::new(dir)),
         SinkChoice::Dotenv(t) => Arc::new(DotenvSink::new(t.clone())),
@@ -134,7 +135,8 @@ async fn implied_sink() -> Result<Arc<dyn SecretSink>, Error> {
 }
 
 #[cfg(feature = "k8s")]
-async fn implied_restarter(choice: &SinkChoice) -> Option<Arc<dyn secrets_core::Restarter>> {
+/// The restarter that goes with the sink (Kubernetes only).
+pub async fn implied_restarter(choice: &SinkChoice) -> Option<Arc<dyn secrets_core::Restarter>> {
     match choice {
         SinkChoice::Implied => sink_k8s::KubeRestarter::infer()
             .await
@@ -145,20 +147,18 @@ async fn implied_restarter(choice: &SinkChoice) -> Option<Arc<dyn secrets_core::
 }
 
 #[cfg(not(feature = "k8s"))]
-async fn implied_restarter(_: &SinkChoice) -> Option<Arc<dyn secrets_core::Restarter>> {
+/// The restarter that goes with the sink (Kubernetes only).
+pub async fn implied_restarter(_: &SinkChoice) -> Option<Arc<dyn secrets_core::Restarter>> {
     None
 }
 
-/// Builds the engine for a set of manifests.
-pub async fn build_engine(
+/// Builds every store of the manifests. A store whose settings are wrong (a manifest
+/// error) fails the whole run; one that cannot be built for another reason (missing
+/// credentials) is returned so its specs fail alone.
+pub async fn build_stores(
     manifests: &Manifests,
-    sink: Arc<dyn SecretSink>,
     err: &mut dyn Write,
-) -> Result<Engine, Exit> {
-    let key = FingerprintKey::from_env_or_random().map_err(|e| {
-        let _ = writeln!(err, "error: {e}");
-        Exit::BadInput
-    })?;
+) -> Result<(std::collections::BTreeMap<StoreId, BuiltStore>, Vec<(StoreId, Error)>), Exit> {
     let registry = crate::registry();
     let mut stores = std::collections::BTreeMap::new();
     let mut failed = vec![];
@@ -174,6 +174,21 @@ pub async fn build_engine(
             Err(e) => failed.push((store.id.clone(), e)),
         }
     }
+    Ok((stores, failed))
+}
+
+/// Builds an engine over built stores (sharing them with other users, such as rotation's
+/// writers, so both see the same store).
+pub fn engine_over(
+    stores: std::collections::BTreeMap<StoreId, BuiltStore>,
+    failed: Vec<(StoreId, Error)>,
+    sink: Arc<dyn SecretSink>,
+    err: &mut dyn Write,
+) -> Result<Engine, Exit> {
+    let key = FingerprintKey::from_env_or_random().map_err(|e| {
+        let _ = writeln!(err, "error: {e}");
+        Exit::BadInput
+    })?;
     let mut engine = Engine::new(stores, sink).with_fingerprint_key(key);
     for (id, e) in failed {
         let _ = writeln!(err, "warning: {e}");
@@ -182,17 +197,24 @@ pub async fn build_engine(
     Ok(engine)
 }
 
-fn print_report(out: &mut dyn Write, report: &CycleReport, format: Format) {
+/// Builds the engine for a set of manifests.
+pub async fn build_engine(
+    manifests: &Manifests,
+    sink: Arc<dyn SecretSink>,
+    err: &mut dyn Write,
+) -> Result<Engine, Exit> {
+    let (stores, failed) = build_stores(manifests, err).await?;
+    engine_over(stores, failed, sink, err)
+}
+
+/// Prints a report.
+pub fn print_report(out: &mut dyn Write, report: &CycleReport, format: Format) {
     match format {
         Format::Text => {
             let _ = out.write_all(report.to_text().as_bytes());
         }
         Format::Json => {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string(report).expect("reports serialize")
-            );
+            let _ = writeln!(out, "{}", serde_json::to_string(report).expect("reports serialize"));
         }
     }
     let _ = out.flush();
@@ -268,15 +290,7 @@ async fn daemon(
         if first || !due.is_empty() {
             let only = if first { None } else { Some(due) };
             first = false;
-            let report = engine
-                .run(
-                    &manifests,
-                    &CycleOptions {
-                        dry_run: false,
-                        only,
-                    },
-                )
-                .await;
+            let report = engine.run(&manifests, &CycleOptions { dry_run: false, only }).await;
             let done = Instant::now();
             for s in &report.specs {
                 scheduler.record(s, done);
@@ -285,11 +299,7 @@ async fn daemon(
             print_report(out, &report, opts.format);
             cycles += 1;
             if opts.max_cycles.is_some_and(|m| cycles >= m) {
-                return if last_failed {
-                    Exit::SpecFailed
-                } else {
-                    Exit::Synced
-                };
+                return if last_failed { Exit::SpecFailed } else { Exit::Synced };
             }
         }
         let wake = scheduler

@@ -1,4 +1,5 @@
-//! An in-memory sink with every capability, for engine tests.
+//! An in-memory sink with every capability: what `run` collects into a child's environment,
+//! and what engine tests write to.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -63,10 +64,7 @@ impl SecretSink for MemorySink {
         match (desired.creation_policy, &current) {
             (CreationPolicy::None, _) => return Ok(ApplyOutcome::Unchanged),
             (CreationPolicy::Merge, None) => {
-                return Err(Error::not_found(format!(
-                    "{} (creationPolicy Merge)",
-                    desired.target
-                )));
+                return Err(Error::not_found(format!("{} (creationPolicy Merge)", desired.target)));
             }
             _ => {}
         }

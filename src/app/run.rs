@@ -1,0 +1,200 @@
+//! `run`: fetch the specs' values and run a command with them as environment variables,
+//! writing nothing to disk (like `doppler run`). `--watch` restarts the command when a value
+//! changes; `--redact` masks the values in its output.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrets_core::engine::{CycleOptions, Engine};
+use secrets_core::manifest::Manifests;
+use secrets_core::redact::Redactor;
+use secrets_core::sinks::MemorySink;
+use secrets_core::{SecretValue, TargetRef};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::{Exit, build_engine, load_checked};
+
+/// Options of `run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Manifests.
+    pub manifests: Vec<PathBuf>,
+    /// Restart the command when a value changes.
+    pub watch: bool,
+    /// Mask values in the command's output.
+    pub redact: bool,
+    /// How often `--watch` checks for changes (default: the shortest refreshInterval,
+    /// at least 1s).
+    pub interval: Option<Duration>,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+}
+
+type Env = Vec<(String, SecretValue)>;
+
+async fn collect(
+    engine: &Engine,
+    manifests: &Manifests,
+    sink: &MemorySink,
+    err: &mut dyn Write,
+) -> Result<(Env, u64), Exit> {
+    let report = engine.run(manifests, &CycleOptions::default()).await;
+    if !report.all_synced() {
+        for s in report.failed() {
+            let _ = writeln!(err, "error: {}/{}: {}", s.namespace, s.name, s.message);
+        }
+        return Err(Exit::SpecFailed);
+    }
+    let mut env: Vec<(String, SecretValue)> = vec![];
+    let mut targets: Vec<TargetRef> = sink.targets();
+    targets.sort();
+    for t in targets {
+        let Some(state) = sink.get(&t) else { continue };
+        for (k, v) in state.data {
+            if v.expose().contains(&0) {
+                let _ = writeln!(
+                    err,
+                    "error: {t}: key `{k}` holds a NUL byte and cannot be an environment variable"
+                );
+                return Err(Exit::SpecFailed);
+            }
+            if let Some(pos) = env.iter().position(|(e, _)| e == &k) {
+                let _ = writeln!(err, "warning: `{k}` is set by more than one target; {t} wins");
+                env.remove(pos);
+            }
+            env.push((k, v));
+        }
+    }
+    Ok((env, report.writes))
+}
+
+fn spawn(opts: &RunOptions, env: &Env) -> std::io::Result<Child> {
+    let mut cmd = Command::new(&opts.command[0]);
+    cmd.args(&opts.command[1..]).stdin(Stdio::inherit()).kill_on_drop(true);
+    for (k, v) in env {
+        // OsStr from bytes keeps non-UTF-8 values intact.
+        use std::os::unix::ffi::OsStrExt;
+        cmd.env(k, std::ffi::OsStr::from_bytes(v.expose()));
+    }
+    if opts.redact {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else {
+        cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    }
+    cmd.spawn()
+}
+
+async fn pump(from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, redactor: Redactor) {
+    let mut reader = BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let masked = redactor.redact(&line);
+                if to.write_all(&masked).await.is_err() {
+                    break;
+                }
+                let _ = to.flush().await;
+            }
+        }
+    }
+}
+
+fn start(opts: &RunOptions, env: &Env, err: &mut dyn Write) -> Result<Child, Exit> {
+    let mut child = spawn(opts, env).map_err(|e| {
+        let _ = writeln!(err, "error: cannot start `{}`: {e}", opts.command[0]);
+        Exit::BadInput
+    })?;
+    if opts.redact {
+        let redactor = Redactor::new(env.iter().map(|(_, v)| v));
+        if let Some(o) = child.stdout.take() {
+            tokio::spawn(pump(o, tokio::io::stdout(), redactor.clone()));
+        }
+        if let Some(e) = child.stderr.take() {
+            tokio::spawn(pump(e, tokio::io::stderr(), redactor));
+        }
+    }
+    Ok(child)
+}
+
+async fn stop(child: &mut Child) {
+    // Ask politely (SIGTERM through kill(1): no unsafe code here), then insist.
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+/// Runs `run`; returns the command's exit code (or ours: 1 fetch failed, 2 bad input).
+pub async fn run_run(opts: &RunOptions, err: &mut dyn Write) -> i32 {
+    if opts.command.is_empty() {
+        let _ = writeln!(err, "error: no command given (run --manifest M -- CMD ARGS)");
+        return Exit::BadInput as i32;
+    }
+    let manifests = match load_checked(&opts.manifests, true, err) {
+        Ok(m) => m,
+        Err(code) => return code as i32,
+    };
+    let sink = Arc::new(MemorySink::new());
+    let engine = match build_engine(&manifests, sink.clone(), err).await {
+        Ok(e) => e,
+        Err(code) => return code as i32,
+    };
+    let (env, _) = match collect(&engine, &manifests, &sink, err).await {
+        Ok(e) => e,
+        Err(code) => return code as i32,
+    };
+    let mut child = match start(opts, &env, err) {
+        Ok(c) => c,
+        Err(code) => return code as i32,
+    };
+    let interval = opts.interval.unwrap_or_else(|| {
+        manifests
+            .external_secrets
+            .iter()
+            .filter_map(|es| es.refresh_interval().ok().flatten())
+            .min()
+            .unwrap_or(Duration::from_secs(60))
+            .max(Duration::from_secs(1))
+    });
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                return match status {
+                    Ok(s) => s.code().unwrap_or(1),
+                    Err(e) => {
+                        let _ = writeln!(err, "error: waiting for the command: {e}");
+                        1
+                    }
+                };
+            }
+            _ = tokio::time::sleep(interval), if opts.watch => {
+                match collect(&engine, &manifests, &sink, err).await {
+                    Ok((new_env, writes)) if writes > 0 => {
+                        let _ = writeln!(err, "secretsync: values changed, restarting `{}`", opts.command[0]);
+                        stop(&mut child).await;
+                        child = match start(opts, &new_env, err) {
+                            Ok(c) => c,
+                            Err(code) => return code as i32,
+                        };
+                    }
+                    Ok(_) => {}
+                    // Keep the command running on its last good values.
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}
