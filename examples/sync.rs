@@ -55,11 +55,7 @@ async fn main() {
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {
-            let code = if e.use_stderr() {
-                Exit::BadInput as i32
-            } else {
-                0
-            };
+            let code = if e.use_stderr() { Exit::BadInput as i32 } else { 0 };
             let _ = e.print();
             std::process::exit(code);
         }
