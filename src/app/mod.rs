@@ -157,9 +157,10 @@ pub async fn implied_restarter(_: &SinkChoice) -> Option<Arc<dyn secrets_core::R
 /// credentials) is returned so its specs fail alone.
 pub async fn build_stores(
     manifests: &Manifests,
+    sink: &SinkChoice,
     err: &mut dyn Write,
 ) -> Result<(std::collections::BTreeMap<StoreId, BuiltStore>, Vec<(StoreId, Error)>), Exit> {
-    let registry = crate::registry();
+    let registry = registry_for(sink).await;
     let mut stores = std::collections::BTreeMap::new();
     let mut failed = vec![];
     for store in &manifests.stores {
@@ -175,6 +176,24 @@ pub async fn build_stores(
         }
     }
     Ok((stores, failed))
+}
+
+/// The provider registry for a run: stores' `secretRef`s come from the environment or
+/// files, and — when targets go to Kubernetes — from the cluster's Secrets, as ESO reads them.
+pub async fn registry_for(sink: &SinkChoice) -> secrets_core::registry::Registry {
+    let registry = crate::registry();
+    #[cfg(feature = "k8s")]
+    if let SinkChoice::Implied = sink
+        && let Ok(client) = sink_k8s::infer_client().await
+    {
+        use secrets_core::registry::{ChainCredentials, EnvFileCredentials};
+        return registry.with_credentials(Arc::new(ChainCredentials(vec![
+            Arc::new(EnvFileCredentials::default()),
+            Arc::new(sink_k8s::KubeCredentials::new(client)),
+        ])));
+    }
+    let _ = sink;
+    registry
 }
 
 /// Builds an engine over built stores (sharing them with other users, such as rotation's
@@ -200,10 +219,11 @@ pub fn engine_over(
 /// Builds the engine for a set of manifests.
 pub async fn build_engine(
     manifests: &Manifests,
+    choice: &SinkChoice,
     sink: Arc<dyn SecretSink>,
     err: &mut dyn Write,
 ) -> Result<Engine, Exit> {
-    let (stores, failed) = build_stores(manifests, err).await?;
+    let (stores, failed) = build_stores(manifests, choice, err).await?;
     engine_over(stores, failed, sink, err)
 }
 
@@ -243,7 +263,7 @@ pub async fn run_sync(opts: &SyncOptions, out: &mut dyn Write, err: &mut dyn Wri
             return Exit::BadInput;
         }
     };
-    let mut engine = match build_engine(&manifests, sink, err).await {
+    let mut engine = match build_engine(&manifests, &opts.sink, sink, err).await {
         Ok(e) => e,
         Err(code) => return code,
     };
@@ -324,7 +344,7 @@ async fn daemon(
                         .any(|(a, b)| a.id != b.id || a.spec != b.spec);
                 if stores_changed {
                     match build_sink(&opts.sink).await {
-                        Ok(sink) => match build_engine(&m, sink, err).await {
+                        Ok(sink) => match build_engine(&m, &opts.sink, sink, err).await {
                             Ok(e) => engine = e,
                             Err(_) => continue,
                         },

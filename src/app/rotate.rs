@@ -53,7 +53,7 @@ pub async fn run_rotate(
         Ok(m) => m,
         Err(code) => return code,
     };
-    let (stores, failed) = match build_stores(&manifests, err).await {
+    let (stores, failed) = match build_stores(&manifests, &opts.sink, err).await {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -106,21 +106,37 @@ async fn pump(from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, red
     }
 }
 
-fn start(opts: &RunOptions, env: &Env, err: &mut dyn Write) -> Result<Child, Exit> {
+/// A running command and the tasks copying its (masked) output.
+struct Running {
+    child: Child,
+    pumps: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits for the output to be fully copied (the child has exited).
+    async fn drain(&mut self) {
+        for p in self.pumps.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+        }
+    }
+}
+
+fn start(opts: &RunOptions, env: &Env, err: &mut dyn Write) -> Result<Running, Exit> {
     let mut child = spawn(opts, env).map_err(|e| {
         let _ = writeln!(err, "error: cannot start `{}`: {e}", opts.command[0]);
         Exit::BadInput
     })?;
+    let mut pumps = vec![];
     if opts.redact {
         let redactor = Redactor::new(env.iter().map(|(_, v)| v));
         if let Some(o) = child.stdout.take() {
-            tokio::spawn(pump(o, tokio::io::stdout(), redactor.clone()));
+            pumps.push(tokio::spawn(pump(o, tokio::io::stdout(), redactor.clone())));
         }
         if let Some(e) = child.stderr.take() {
-            tokio::spawn(pump(e, tokio::io::stderr(), redactor));
+            pumps.push(tokio::spawn(pump(e, tokio::io::stderr(), redactor)));
         }
     }
-    Ok(child)
+    Ok(Running { child, pumps })
 }
 
 async fn stop(child: &mut Child) {
@@ -148,7 +164,7 @@ pub async fn run_run(opts: &RunOptions, err: &mut dyn Write) -> i32 {
         Err(code) => return code as i32,
     };
     let sink = Arc::new(MemorySink::new());
-    let engine = match build_engine(&manifests, sink.clone(), err).await {
+    let engine = match build_engine(&manifests, &super::SinkChoice::Stdout, sink.clone(), err).await {
         Ok(e) => e,
         Err(code) => return code as i32,
     };
@@ -156,7 +172,7 @@ pub async fn run_run(opts: &RunOptions, err: &mut dyn Write) -> i32 {
         Ok(e) => e,
         Err(code) => return code as i32,
     };
-    let mut child = match start(opts, &env, err) {
+    let mut running = match start(opts, &env, err) {
         Ok(c) => c,
         Err(code) => return code as i32,
     };
@@ -171,7 +187,8 @@ pub async fn run_run(opts: &RunOptions, err: &mut dyn Write) -> i32 {
     });
     loop {
         tokio::select! {
-            status = child.wait() => {
+            status = running.child.wait() => {
+                running.drain().await;
                 return match status {
                     Ok(s) => s.code().unwrap_or(1),
                     Err(e) => {
@@ -184,8 +201,9 @@ pub async fn run_run(opts: &RunOptions, err: &mut dyn Write) -> i32 {
                 match collect(&engine, &manifests, &sink, err).await {
                     Ok((new_env, writes)) if writes > 0 => {
                         let _ = writeln!(err, "secretsync: values changed, restarting `{}`", opts.command[0]);
-                        stop(&mut child).await;
-                        child = match start(opts, &new_env, err) {
+                        stop(&mut running.child).await;
+                        running.drain().await;
+                        running = match start(opts, &new_env, err) {
                             Ok(c) => c,
                             Err(code) => return code as i32,
                         };

@@ -103,6 +103,27 @@ impl CredentialResolver for EnvFileCredentials {
     }
 }
 
+/// Tries resolvers in order; the first that does not answer NotFound wins.
+#[derive(Debug, Clone)]
+pub struct ChainCredentials(pub Vec<Arc<dyn CredentialResolver>>);
+
+#[async_trait]
+impl CredentialResolver for ChainCredentials {
+    async fn resolve(&self, selector: &SecretKeySelector, namespace: Option<&str>) -> Result<SecretValue> {
+        let mut last = Error::not_found(format!(
+            "credential secret `{}` key `{}`: no resolver",
+            selector.name, selector.key
+        ));
+        for r in &self.0 {
+            match r.resolve(selector, namespace).await {
+                Err(e) if e.is_not_found() => last = e,
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+}
+
 /// A built store: its source, and its writer when it accepts writes.
 #[derive(Debug, Clone)]
 pub struct BuiltStore {

@@ -285,3 +285,40 @@ async fn deletion_policy_delete_removes_the_target_when_the_remote_is_gone() {
     assert_eq!(r.spec("ns", "x").unwrap().outcome, Outcome::Deleted, "{}", r.to_text());
     assert!(sink.get(&TargetRef::secret("ns", "x")).is_none());
 }
+
+#[tokio::test]
+async fn deletion_policy_merge_removes_only_our_keys_when_the_remote_is_gone() {
+    let mem = Arc::new(MemorySource::new("fake"));
+    mem.set("a", "A");
+    let sink = Arc::new(MemorySink::new());
+    let t = TargetRef::secret("ns", "shared");
+    // Someone else's Secret, with a key of theirs.
+    sink.put(
+        t.clone(),
+        secrets_core::TargetState {
+            data: secrets_core::testkit::map(&[("THEIRS", "t")]),
+            ..Default::default()
+        },
+    );
+    let engine = engine_with(mem.clone(), sink.clone());
+    let yaml = es("ns", "x", &[("OURS", "a")]).replace(
+        "  data:\n",
+        "  target: {name: shared, creationPolicy: Merge, deletionPolicy: Merge}\n  data:\n",
+    );
+    let m = load(&[yaml]);
+    let r = engine.run(&m, &CycleOptions::default()).await;
+    assert!(r.all_synced(), "{}", r.to_text());
+    assert_eq!(
+        sink.get(&t).unwrap().data.keys().cloned().collect::<Vec<_>>(),
+        vec!["OURS", "THEIRS"]
+    );
+    mem.remove("a");
+    let r = engine.run(&m, &CycleOptions::default()).await;
+    assert_eq!(r.writes, 1, "{}", r.to_text());
+    assert_eq!(
+        sink.get(&t).unwrap().data.keys().cloned().collect::<Vec<_>>(),
+        vec!["THEIRS"]
+    );
+    let r = engine.run(&m, &CycleOptions::default()).await;
+    assert_eq!(r.writes, 0, "already removed: nothing more to write");
+}

@@ -204,7 +204,12 @@ impl Engine {
         let provider_calls = self.api_calls().saturating_sub(calls_before);
 
         // Render every spec.
-        let mut jobs: Vec<(SpecReport, Result<DesiredTarget, SpecError>, Vec<ConsumerRef>)> = vec![];
+        let mut jobs: Vec<(
+            SpecReport,
+            Result<DesiredTarget, SpecError>,
+            Vec<ConsumerRef>,
+            Option<DesiredTarget>,
+        )> = vec![];
         for es in &specs {
             let report = SpecReport {
                 kind: "ExternalSecret".into(),
@@ -224,7 +229,9 @@ impl Engine {
             let desired = self
                 .spec_store(es)
                 .and_then(|store| render::render(es, &store, &fetched, &self.key));
-            jobs.push((report, desired, es.declared_consumers().unwrap_or_default()));
+            let removal = (es.spec.target.deletion_policy == DeletionPolicy::Merge)
+                .then(|| render::render_removal(es, &self.key));
+            jobs.push((report, desired, es.declared_consumers().unwrap_or_default(), removal));
         }
         if opts.only.is_none() {
             for st in &manifests.static_targets {
@@ -243,7 +250,7 @@ impl Engine {
                     retryable: false,
                     retry_after: None,
                 };
-                jobs.push((report, render::render_static(st, &self.key), vec![]));
+                jobs.push((report, render::render_static(st, &self.key), vec![], None));
             }
         }
 
@@ -259,10 +266,17 @@ impl Engine {
         let caps = self.sink.capabilities();
         let futures: Vec<_> = jobs
             .into_iter()
-            .map(|(report, desired, consumers)| {
+            .map(|(report, desired, consumers, removal)| {
                 let policy = deletion_policy.get(&report.target).copied().unwrap_or_default();
                 let target = targets_by_id.get(&report.target).cloned();
-                self.apply_one(report, desired, consumers, policy, target, &caps, opts.dry_run)
+                self.apply_one(
+                    report,
+                    desired,
+                    consumers,
+                    (policy, target, removal),
+                    &caps,
+                    opts.dry_run,
+                )
             })
             .collect();
         let results: Vec<(SpecReport, Option<RestartRequest>, bool)> = futures::stream::iter(futures)
@@ -314,13 +328,30 @@ impl Engine {
         mut report: SpecReport,
         desired: Result<DesiredTarget, SpecError>,
         consumers: Vec<ConsumerRef>,
-        deletion: DeletionPolicy,
-        target: Option<TargetRef>,
+        (deletion, target, removal): (DeletionPolicy, Option<TargetRef>, Option<DesiredTarget>),
         caps: &SinkCapabilities,
         dry_run: bool,
     ) -> (SpecReport, Option<RestartRequest>, bool) {
         let desired = match desired {
             Ok(d) => d,
+            // The remote secret is gone: deletionPolicy Merge removes only our keys.
+            Err(e) if e.not_found && deletion == DeletionPolicy::Merge && removal.is_some() => {
+                report.message = format!("remote secret gone; removing our keys ({})", e.message);
+                let removal = removal.expect("checked");
+                match self.sink.read(&removal.target).await {
+                    Ok(Some(cur)) if !target_matches(&removal, &cur, caps) => removal,
+                    Ok(_) => {
+                        report.status = SyncStatus::SecretSynced;
+                        report.outcome = Outcome::Unchanged;
+                        return (report, None, false);
+                    }
+                    Err(re) => {
+                        report.message = re.to_string();
+                        report.retryable = re.is_retryable();
+                        return (report, None, false);
+                    }
+                }
+            }
             Err(e) => {
                 // The remote secret is gone: honour deletionPolicy Delete.
                 if e.not_found

@@ -248,12 +248,9 @@ pub(crate) fn render(
     if matches!(t.creation_policy, CreationPolicy::Owner | CreationPolicy::Orphan) {
         labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_LABEL_VALUE.into());
     }
-    let owner = (t.creation_policy == CreationPolicy::Owner).then(|| OwnerRef {
-        api_version: es.api_version.clone(),
-        kind: "ExternalSecret".into(),
-        name: es.name().to_string(),
-        uid: es.metadata.uid.clone(),
-    });
+    // The owning ExternalSecret for every policy: Owner targets get an owner reference,
+    // Merge targets a field manager of their own.
+    let owner = Some(owner_of(es));
     let secret_type = match target.kind {
         TargetKind::Secret => Some(tpl.and_then(|t| t.type_.clone()).unwrap_or_else(|| "Opaque".into())),
         TargetKind::ConfigMap => None,
@@ -273,6 +270,35 @@ pub(crate) fn render(
         },
         key,
     ))
+}
+
+fn owner_of(es: &ExternalSecret) -> OwnerRef {
+    OwnerRef {
+        api_version: es.api_version.clone(),
+        kind: "ExternalSecret".into(),
+        name: es.name().to_string(),
+        uid: es.metadata.uid.clone(),
+    }
+}
+
+/// What `deletionPolicy: Merge` applies when the remote secret is gone: no data of ours,
+/// so only our keys leave the target.
+pub(crate) fn render_removal(es: &ExternalSecret, key: &FingerprintKey) -> DesiredTarget {
+    finish(
+        DesiredTarget {
+            target: es.target_ref(),
+            data: SecretMap::new(),
+            secret_type: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            creation_policy: CreationPolicy::Merge,
+            deletion_policy: DeletionPolicy::Merge,
+            immutable: false,
+            owner: Some(owner_of(es)),
+            fingerprint: key.fingerprint(&SecretMap::new(), &[]),
+        },
+        key,
+    )
 }
 
 /// Desired state of a plain ConfigMap/Secret document.

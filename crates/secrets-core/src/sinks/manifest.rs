@@ -41,6 +41,7 @@ pub fn render_manifest(d: &DesiredTarget) -> Zeroizing<String> {
     map_block(&mut out, "  ", "annotations", &d.annotations);
     if let Some(o) = &d.owner
         && let Some(uid) = &o.uid
+        && d.creation_policy == crate::sink::CreationPolicy::Owner
     {
         out.push_str(&format!(
             "  ownerReferences:\n  - apiVersion: {}\n    kind: {}\n    name: {}\n    uid: {}\n    controller: true\n    blockOwnerDeletion: true\n",
