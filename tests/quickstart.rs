@@ -174,3 +174,49 @@ async fn check_and_exit_codes() {
     assert_eq!(report["specs"][0]["status"], "SecretSyncedError");
     assert!(report["specs"][0]["message"].as_str().unwrap().contains("`missing`"));
 }
+
+#[tokio::test]
+async fn daemon_picks_up_force_sync_and_remote_changes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.yaml");
+    let doc = |value: &str, force: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: s, namespace: n}}\nspec: {{provider: {{fake: {{data: [{{key: k, value: {value}}}]}}}}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: a, namespace: n, annotations: {{force-sync: \"{force}\"}}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: s}}\n  data: [{{secretKey: K, remoteRef: {{key: k}}}}]\n"
+        )
+    };
+    std::fs::write(&manifest, doc("v1", "1")).unwrap();
+    let out_dir = dir.path().join("out");
+    let opts = SyncOptions {
+        manifests: vec![manifest.clone()],
+        sink: SinkChoice::Folder(out_dir.clone()),
+        format: Format::Json,
+        reload_every: Some(std::time::Duration::from_millis(100)),
+        max_cycles: Some(2),
+        ..Default::default()
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let edit = async {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        // `kubectl annotate externalsecret a force-sync=$(date +%s) --overwrite`, as a file edit.
+        std::fs::write(&manifest, doc("v2", "2")).unwrap();
+    };
+    let (code, ()) = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        tokio::join!(run_sync(&opts, &mut out, &mut err), edit)
+    })
+    .await
+    .expect("the forced cycle runs long before the 1h refresh interval");
+    assert_eq!(code, Exit::Synced, "{}", String::from_utf8_lossy(&err));
+    let reports: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(
+        (reports[0]["writes"].as_u64(), reports[1]["writes"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let text = std::fs::read_to_string(out_dir.join("n/a.yaml")).unwrap();
+    let (_, state) = parse_manifest(&text, "a.yaml").unwrap();
+    assert_eq!(state.data.get("K").unwrap().expose(), b"v2");
+}

@@ -62,6 +62,15 @@ impl Default for EngineConfig {
     }
 }
 
+/// A spec ready to diff and apply: its report so far, its desired state (or why not), its
+/// declared consumers, and what `deletionPolicy: Merge` applies if the remote is gone.
+type Job = (
+    SpecReport,
+    Result<DesiredTarget, SpecError>,
+    Vec<ConsumerRef>,
+    Option<DesiredTarget>,
+);
+
 #[derive(Debug, Clone)]
 struct Cached {
     token: ChangeToken,
@@ -204,12 +213,7 @@ impl Engine {
         let provider_calls = self.api_calls().saturating_sub(calls_before);
 
         // Render every spec.
-        let mut jobs: Vec<(
-            SpecReport,
-            Result<DesiredTarget, SpecError>,
-            Vec<ConsumerRef>,
-            Option<DesiredTarget>,
-        )> = vec![];
+        let mut jobs: Vec<Job> = vec![];
         for es in &specs {
             let report = SpecReport {
                 kind: "ExternalSecret".into(),
