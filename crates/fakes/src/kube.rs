@@ -4,8 +4,8 @@
 //!
 //! - core `v1` Secrets, ConfigMaps, Events and (cluster-scoped) Namespaces; `apps/v1`
 //!   Deployments, StatefulSets, DaemonSets; `coordination.k8s.io/v1` Leases;
-//!   `external-secrets.io/v1` (and `v1beta1`) ExternalSecrets, SecretStores and
-//!   ClusterSecretStores, stored as generic JSON; plus discovery (`/api`, `/apis`,
+//!   `external-secrets.io/v1` (and `v1beta1`) ExternalSecrets, SecretStores,
+//!   ClusterSecretStores and ClusterExternalSecrets, stored as generic JSON; plus discovery (`/api`, `/apis`,
 //!   `/version`) for clients that look resources up.
 //! - Namespaced paths `/api/v1/namespaces/{ns}/{plural}[/{name}[/status]]`, group paths
 //!   `/apis/{group}/{version}/...`, cluster-scoped paths, and lists across namespaces.
@@ -28,7 +28,8 @@
 //!   path, `=`, `==`, `!=`); watch (`?watch=true`) streaming newline-delimited events
 //!   `ADDED` / `MODIFIED` / `DELETED` from a `resourceVersion`, with `sendInitialEvents`
 //!   and its closing `BOOKMARK`, ending after `timeoutSeconds`.
-//! - A request log (method, path, query, content type, status) with helpers that count
+//! - A request log (method, path, query, content type, status, and the client's name from
+//!   the [`CLIENT_HEADER`] header, see [`FakeKube::named_client`]) with helpers that count
 //!   writes.
 //!
 //! `?dryRun=All` writes are validated and answered but not stored.
@@ -59,6 +60,10 @@ use tokio::sync::broadcast;
 
 /// Largest total size of a Secret's or ConfigMap's data, as the real API server enforces.
 pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+/// A request header naming the client that sent it, recorded in [`RequestRecord::client`]
+/// (tests with several clients, e.g. controller replicas, tell their requests apart).
+pub const CLIENT_HEADER: &str = "x-fake-client";
 
 /// History of watch events kept for watches that resume from a `resourceVersion`.
 const HISTORY: usize = 10_000;
@@ -183,6 +188,15 @@ const RESOURCES: &[ResourceDef] = &[
         namespaced: false,
         status: true,
     },
+    ResourceDef {
+        group: "external-secrets.io",
+        versions: &["v1", "v1beta1"],
+        plural: "clusterexternalsecrets",
+        singular: "clusterexternalsecret",
+        kind: "ClusterExternalSecret",
+        namespaced: false,
+        status: true,
+    },
 ];
 
 impl ResourceDef {
@@ -216,6 +230,8 @@ pub struct RequestRecord {
     pub content_type: Option<String>,
     /// HTTP status of the response.
     pub status: u16,
+    /// The [`CLIENT_HEADER`] the request carried: which of several clients sent it.
+    pub client: Option<String>,
 }
 
 impl RequestRecord {
@@ -339,6 +355,24 @@ impl FakeKube {
         }
         let uri = self.url().parse().expect("the fake's URL is a valid URI");
         kube::Client::try_from(kube::Config::new(uri)).expect("build a kube client for the fake")
+    }
+
+    /// A real `kube::Client` whose requests carry [`CLIENT_HEADER`]`: name`, so the
+    /// request log tells them from other clients'.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn named_client(&self, name: &str) -> kube::Client {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let uri = self.url().parse().expect("the fake's URL is a valid URI");
+        let mut config = kube::Config::new(uri);
+        config.headers.push((
+            axum::http::HeaderName::from_static(CLIENT_HEADER),
+            axum::http::HeaderValue::from_str(name).expect("a client name is a valid header value"),
+        ));
+        kube::Client::try_from(config).expect("build a kube client for the fake")
     }
 
     /// A kubeconfig whose current context points at this fake, for `KUBECONFIG`.
@@ -1230,6 +1264,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let client = parts
+        .headers
+        .get(CLIENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let response = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
         Ok(body) => shared.dispatch_with_dry_run(
             &method,
@@ -1247,6 +1286,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         query: query_raw,
         content_type,
         status: response.status().as_u16(),
+        client,
     });
     response
 }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod controller;
 mod credentials;
 mod error;
 mod external_secrets;

@@ -1,0 +1,495 @@
+//! Watches: the ESO kinds of the configured group, and the targets we manage.
+//!
+//! Every replica watches (followers keep warm caches so a takeover is immediate); only
+//! the leader acts on what it sees.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use base64::Engine as _;
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use secrets_core::manifest::{API_GROUP, ExternalSecret, Store, StoreId, StoreKind, load_str};
+use secrets_core::sink::MANAGED_BY_LABEL;
+use secrets_core::{SecretMap, SecretValue, TargetKind, TargetRef};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use super::reconcile::{CesEntry, EsEntry, ReadyCondition, Shared, StoreEntry};
+
+/// Which watch an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    ExternalSecret,
+    SecretStore,
+    ClusterSecretStore,
+    ClusterExternalSecret,
+    Secret,
+    ConfigMap,
+}
+
+impl Kind {
+    pub(crate) const ESO: [Kind; 4] = [
+        Kind::ExternalSecret,
+        Kind::SecretStore,
+        Kind::ClusterSecretStore,
+        Kind::ClusterExternalSecret,
+    ];
+
+    fn kind(self) -> &'static str {
+        match self {
+            Kind::ExternalSecret => "ExternalSecret",
+            Kind::SecretStore => "SecretStore",
+            Kind::ClusterSecretStore => "ClusterSecretStore",
+            Kind::ClusterExternalSecret => "ClusterExternalSecret",
+            Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::ExternalSecret => "externalsecrets",
+            Kind::SecretStore => "secretstores",
+            Kind::ClusterSecretStore => "clustersecretstores",
+            Kind::ClusterExternalSecret => "clusterexternalsecrets",
+            Kind::Secret => "secrets",
+            Kind::ConfigMap => "configmaps",
+        }
+    }
+
+    fn namespaced(self) -> bool {
+        !matches!(self, Kind::ClusterSecretStore | Kind::ClusterExternalSecret)
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// FNV-1a of a string, for cheap change detection.
+pub(crate) fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The object as an ESO manifest document in ESO's group (what the core loader reads),
+/// without its status.
+fn to_document(obj: &DynamicObject, kind: &str, version: &str) -> String {
+    let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), json!(format!("{API_GROUP}/{version}")));
+        m.insert("kind".into(), json!(kind));
+        m.remove("status");
+    }
+    serde_json::to_string(&v).unwrap_or_default()
+}
+
+fn meta_hash(obj: &DynamicObject) -> u64 {
+    let labels = serde_json::to_string(&obj.metadata.labels).unwrap_or_default();
+    let annotations = serde_json::to_string(&obj.metadata.annotations).unwrap_or_default();
+    fnv(&format!("{labels}|{annotations}"))
+}
+
+fn ready_of(obj: &DynamicObject) -> Option<ReadyCondition> {
+    let conds = obj.data.get("status")?.get("conditions")?.as_array()?;
+    let c = conds
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?;
+    let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    Some(ReadyCondition {
+        status: s("status"),
+        reason: s("reason"),
+        message: s("message"),
+        last_transition_time: s("lastTransitionTime"),
+    })
+}
+
+fn first_error(loaded: secrets_core::manifest::Loaded) -> Result<secrets_core::manifest::Manifests, String> {
+    match loaded.errors.first() {
+        Some(e) => Err(e.to_string()),
+        None => Ok(loaded.manifests),
+    }
+}
+
+fn parse_es(obj: &DynamicObject, version: &str) -> Result<ExternalSecret, String> {
+    let doc = to_document(obj, "ExternalSecret", version);
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let ns = obj.metadata.namespace.clone().unwrap_or_default();
+    let m = first_error(load_str(&doc, format!("cluster:ExternalSecret {ns}/{name}")))?;
+    m.external_secrets
+        .into_iter()
+        .next()
+        .ok_or_else(|| "not an ExternalSecret".to_string())
+}
+
+fn parse_store(obj: &DynamicObject, kind: &str, version: &str) -> Result<Store, String> {
+    let doc = to_document(obj, kind, version);
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let m = first_error(load_str(&doc, format!("cluster:{kind} {name}")))?;
+    m.stores.into_iter().next().ok_or_else(|| format!("not a {kind}"))
+}
+
+fn store_id(obj: &DynamicObject, kind: Kind) -> StoreId {
+    StoreId {
+        kind: if kind == Kind::ClusterSecretStore {
+            StoreKind::ClusterSecretStore
+        } else {
+            StoreKind::SecretStore
+        },
+        namespace: (kind == Kind::SecretStore).then(|| obj.metadata.namespace.clone().unwrap_or_default()),
+        name: obj.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// The data of a watched Secret or ConfigMap, decoded.
+fn target_data(obj: &DynamicObject, kind: Kind) -> SecretMap {
+    let mut out = SecretMap::new();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let map = |field: &str| {
+        obj.data
+            .get(field)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    match kind {
+        Kind::Secret => {
+            for (k, v) in map("data") {
+                if let Some(bytes) = v.as_str().and_then(|s| b64.decode(s).ok()) {
+                    out.insert(k, SecretValue::new(bytes));
+                }
+            }
+        }
+        _ => {
+            for (k, v) in map("data") {
+                if let Some(s) = v.as_str() {
+                    out.insert(k, SecretValue::from(s));
+                }
+            }
+            for (k, v) in map("binaryData") {
+                if let Some(bytes) = v.as_str().and_then(|s| b64.decode(s).ok()) {
+                    out.insert(k, SecretValue::new(bytes));
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Shared {
+    fn api(&self, kind: Kind) -> Api<DynamicObject> {
+        let ar = match kind {
+            Kind::Secret => ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
+            Kind::ConfigMap => ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+            _ => ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(&self.cfg.group, &self.cfg.version, kind.kind()),
+                kind.plural(),
+            ),
+        };
+        match (&self.cfg.namespace, kind.namespaced()) {
+            (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            _ => Api::all_with(self.client.clone(), &ar),
+        }
+    }
+
+    pub(crate) fn spawn_watchers(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
+        for kind in Kind::ESO {
+            tasks.spawn(self.clone().watch(kind));
+        }
+        if self.cfg.watch_targets {
+            tasks.spawn(self.clone().watch(Kind::Secret));
+            tasks.spawn(self.clone().watch(Kind::ConfigMap));
+        }
+    }
+
+    async fn watch(self: Arc<Self>, kind: Kind) {
+        let mut config = watcher::Config::default();
+        if matches!(kind, Kind::Secret | Kind::ConfigMap) {
+            // Only targets we created; RBAC cannot filter by label, this request does.
+            config = config.labels(&format!("{MANAGED_BY_LABEL}=secretsync"));
+        }
+        let stream = watcher::watcher(self.api(kind), config).default_backoff();
+        futures::pin_mut!(stream);
+        let mut relist: Option<BTreeSet<String>> = None;
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(Event::Init) => relist = Some(BTreeSet::new()),
+                Ok(Event::InitApply(obj)) => {
+                    if let Some(seen) = relist.as_mut() {
+                        seen.insert(key_of(&obj));
+                    }
+                    self.on_apply(kind, obj);
+                }
+                Ok(Event::InitDone) => {
+                    if let Some(seen) = relist.take() {
+                        self.on_relisted(kind, &seen);
+                    }
+                    if !self.synced[kind.index()].swap(true, Ordering::SeqCst) {
+                        tracing::debug!(kind = kind.kind(), "initial list done");
+                    }
+                    self.wake_all();
+                }
+                Ok(Event::Apply(obj)) => self.on_apply(kind, obj),
+                Ok(Event::Delete(obj)) => self.on_delete(kind, &obj),
+                Err(e) => {
+                    tracing::warn!(kind = kind.kind(), error = %secrets_core::error::redact_quoted(&e.to_string()), "watch failed; retrying");
+                }
+            }
+        }
+    }
+
+    fn on_apply(&self, kind: Kind, obj: DynamicObject) {
+        match kind {
+            Kind::ExternalSecret => self.on_es(obj),
+            Kind::SecretStore | Kind::ClusterSecretStore => self.on_store(kind, obj),
+            Kind::ClusterExternalSecret => self.on_ces(obj),
+            Kind::Secret | Kind::ConfigMap => self.on_target(kind, &obj, false),
+        }
+    }
+
+    fn on_delete(&self, kind: Kind, obj: &DynamicObject) {
+        match kind {
+            Kind::ExternalSecret => {
+                let id = secrets_core::manifest::SpecId {
+                    namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+                    name: obj.metadata.name.clone().unwrap_or_default(),
+                };
+                self.remove_es(&id);
+            }
+            Kind::SecretStore | Kind::ClusterSecretStore => {
+                let id = store_id(obj, kind);
+                let mut st = self.state.lock().expect("lock");
+                if st.stores.remove(&id).is_some() {
+                    st.stores_dirty = true;
+                }
+            }
+            Kind::ClusterExternalSecret => {
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                self.state.lock().expect("lock").ces.remove(&name);
+            }
+            Kind::Secret | Kind::ConfigMap => self.on_target(kind, obj, true),
+        }
+    }
+
+    /// Objects gone while the watch was down.
+    fn on_relisted(&self, kind: Kind, seen: &BTreeSet<String>) {
+        let gone: Vec<_> = {
+            let st = self.state.lock().expect("lock");
+            match kind {
+                Kind::ExternalSecret => st
+                    .es
+                    .keys()
+                    .filter(|id| !seen.contains(&format!("{}/{}", id.namespace, id.name)))
+                    .cloned()
+                    .collect(),
+                _ => vec![],
+            }
+        };
+        for id in gone {
+            self.remove_es(&id);
+        }
+        if matches!(kind, Kind::SecretStore | Kind::ClusterSecretStore) {
+            let mut st = self.state.lock().expect("lock");
+            let want = if kind == Kind::ClusterSecretStore {
+                StoreKind::ClusterSecretStore
+            } else {
+                StoreKind::SecretStore
+            };
+            let before = st.stores.len();
+            st.stores.retain(|id, _| {
+                id.kind != want || seen.contains(&format!("{}/{}", id.namespace.clone().unwrap_or_default(), id.name))
+            });
+            if st.stores.len() != before {
+                st.stores_dirty = true;
+            }
+        }
+    }
+
+    fn on_es(&self, obj: DynamicObject) {
+        let ns = obj.metadata.namespace.clone().unwrap_or_default();
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let id = secrets_core::manifest::SpecId {
+            namespace: ns.clone(),
+            name: name.clone(),
+        };
+        if !self.cfg.owns(&ns, &name) {
+            // Another shard's: forget it if it moved.
+            self.remove_es(&id);
+            return;
+        }
+        let generation = obj.metadata.generation;
+        let mh = meta_hash(&obj);
+        let ready = ready_of(&obj);
+        let mut st = self.state.lock().expect("lock");
+        let synced = self.synced[Kind::ExternalSecret.index()].load(Ordering::SeqCst);
+        if let Some(e) = st.es.get_mut(&id)
+            && e.generation == generation
+            && e.meta_hash == mh
+            && e.uid == obj.metadata.uid
+        {
+            // Only status (ours) changed.
+            e.ready = ready;
+            return;
+        }
+        drop(st);
+        let parsed = parse_es(&obj, &self.cfg.version);
+        let mut st = self.state.lock().expect("lock");
+        let previous = st.es.get(&id);
+        let fresh = previous.is_none();
+        let changed = match (previous.map(|p| &p.parsed), &parsed) {
+            (Some(Ok(a)), Ok(b)) => a.spec_hash() != b.spec_hash() || a.force_sync_token() != b.force_sync_token(),
+            (Some(Err(a)), Err(b)) => a != b,
+            _ => true,
+        };
+        if let Some(old) = previous.and_then(|p| p.parsed.as_ref().ok()) {
+            let t = old.target_ref();
+            if parsed.as_ref().map(|p| p.target_ref()).ok() != Some(t.clone()) {
+                st.unindex_target(&t, &id);
+            }
+        }
+        if let Ok(es) = &parsed {
+            st.targets.entry(es.target_ref()).or_default().insert(id.clone());
+        }
+        let invalid = parsed.is_err();
+        st.es.insert(
+            id.clone(),
+            EsEntry {
+                uid: obj.metadata.uid.clone(),
+                generation,
+                meta_hash: mh,
+                parsed,
+                ready,
+            },
+        );
+        st.specs_dirty = true;
+        // New resources after the first list, spec changes and force-sync take the fast
+        // lane; the first list goes to the periodic lane as one batch. Invalid ones get
+        // their error status at once either way.
+        let urgent = if fresh { synced || invalid } else { changed };
+        if urgent {
+            st.mark_urgent(&id);
+        }
+        let n = st.es.len();
+        drop(st);
+        self.metrics.resources.set(n as i64);
+        if urgent {
+            self.fast_wake.notify_one();
+        }
+    }
+
+    pub(crate) fn remove_es(&self, id: &secrets_core::manifest::SpecId) {
+        let mut st = self.state.lock().expect("lock");
+        let Some(e) = st.es.remove(id) else {
+            return;
+        };
+        if let Ok(es) = &e.parsed {
+            let t = es.target_ref();
+            st.unindex_target(&t, id);
+            // Its target goes with it (owner references) or stays (Orphan): either way no
+            // longer ours to repair.
+            self.tracked.forget(&t);
+        }
+        st.urgent.remove(id);
+        st.specs_dirty = true;
+        let n = st.es.len();
+        drop(st);
+        self.metrics.resources.set(n as i64);
+        self.metrics.forget(id);
+    }
+
+    fn on_store(&self, kind: Kind, obj: DynamicObject) {
+        let id = store_id(&obj, kind);
+        let spec = obj.data.get("spec").map(|s| s.to_string()).unwrap_or_default();
+        let mut st = self.state.lock().expect("lock");
+        if st.stores.get(&id).is_some_and(|s| s.spec_json == spec) {
+            return;
+        }
+        let parsed = parse_store(&obj, kind.kind(), &self.cfg.version);
+        st.stores.insert(
+            id,
+            StoreEntry {
+                spec_json: spec,
+                parsed,
+            },
+        );
+        st.stores_dirty = true;
+        drop(st);
+        self.periodic_wake.notify_one();
+    }
+
+    fn on_ces(&self, obj: DynamicObject) {
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        if !self.cfg.owns("", &name) {
+            return;
+        }
+        let generation = obj.metadata.generation;
+        let mut st = self.state.lock().expect("lock");
+        let reported = st
+            .ces
+            .get(&name)
+            .is_some_and(|c| c.generation == generation && c.reported);
+        if reported {
+            return;
+        }
+        st.ces.insert(
+            name,
+            CesEntry {
+                uid: obj.metadata.uid.clone(),
+                generation,
+                reported: false,
+            },
+        );
+        drop(st);
+        self.fast_wake.notify_one();
+    }
+
+    /// A managed Secret or ConfigMap changed or went away: repair it unless the change is
+    /// ours.
+    fn on_target(&self, kind: Kind, obj: &DynamicObject, deleted: bool) {
+        let t = TargetRef {
+            kind: if kind == Kind::Secret {
+                TargetKind::Secret
+            } else {
+                TargetKind::ConfigMap
+            },
+            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+            name: obj.metadata.name.clone().unwrap_or_default(),
+        };
+        let edited = if deleted {
+            self.tracked.forget(&t)
+        } else {
+            self.tracked.differs(&t, &target_data(obj, kind)) == Some(true)
+        };
+        if !edited {
+            return;
+        }
+        let mut st = self.state.lock().expect("lock");
+        let Some(specs) = st.targets.get(&t).cloned() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        for id in &specs {
+            st.sched.force(id, now);
+            st.mark_urgent(id);
+        }
+        drop(st);
+        tracing::info!(target = %t, deleted, "target changed by someone else; repairing");
+        self.fast_wake.notify_one();
+    }
+}
+
+fn key_of(obj: &DynamicObject) -> String {
+    format!(
+        "{}/{}",
+        obj.metadata.namespace.clone().unwrap_or_default(),
+        obj.metadata.name.clone().unwrap_or_default()
+    )
+}

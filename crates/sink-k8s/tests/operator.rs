@@ -1,0 +1,634 @@
+//! The operator (controller mode) against the fake API server, through real kube clients:
+//! status and Events as ESO writes them, refresh, force-sync, spec changes, repair of
+//! edited and deleted targets, metrics that match the request log, and leader election
+//! with takeover and no duplicated writes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use fakes::kube::{FakeKube, RequestRecord};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use secrets_core::manifest::Store;
+use secrets_core::registry::{BuiltStore, CredentialResolver, Registry, SourceFactory};
+use secrets_core::sources::MemorySource;
+use secrets_core::testkit::CountingSource;
+use serde_json::{Value, json};
+use sink_k8s::controller::{Controller, ControllerConfig, ControllerHandle, LeaseConfig};
+use tokio::sync::oneshot;
+
+/// The `fake` provider, backed by one memory store the test holds: changing it changes
+/// the "remote" value without touching the store's spec.
+#[derive(Debug, Clone)]
+struct SharedFake(Arc<CountingSource<MemorySource>>);
+
+#[async_trait]
+impl SourceFactory for SharedFake {
+    fn provider(&self) -> &'static str {
+        "fake"
+    }
+    async fn build(&self, _store: &Store, _c: Arc<dyn CredentialResolver>) -> secrets_core::Result<BuiltStore> {
+        Ok(BuiltStore {
+            source: self.0.clone(),
+            writer: None,
+        })
+    }
+}
+
+fn remote() -> (Arc<CountingSource<MemorySource>>, Registry) {
+    let source = Arc::new(CountingSource::new(MemorySource::new("fake")));
+    let mut registry = Registry::with_builtin();
+    registry.register(Arc::new(SharedFake(source.clone())));
+    (source, registry)
+}
+
+fn eso(client: &kube::Client, kind: &str, plural: &str, ns: Option<&str>) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("external-secrets.io", "v1", kind), plural);
+    match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
+}
+
+async fn create(api: &Api<DynamicObject>, obj: Value) {
+    let obj: DynamicObject = serde_json::from_value(obj).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+async fn create_store(client: &kube::Client, name: &str) {
+    create(
+        &eso(client, "ClusterSecretStore", "clustersecretstores", None),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+            "metadata": {"name": name},
+            "spec": {"provider": {"fake": {"data": []}}},
+        }),
+    )
+    .await;
+}
+
+fn external_secret(ns: &str, name: &str, store: &str, interval: &str, pairs: &[(&str, &str)]) -> Value {
+    let data: Vec<Value> = pairs
+        .iter()
+        .map(|(k, r)| json!({"secretKey": k, "remoteRef": {"key": r}}))
+        .collect();
+    json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "refreshInterval": interval,
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": store},
+            "target": {"name": name},
+            "data": data,
+        },
+    })
+}
+
+fn config(identity: &str) -> ControllerConfig {
+    ControllerConfig {
+        identity: identity.to_string(),
+        restart_consumers: false,
+        ..ControllerConfig::default()
+    }
+}
+
+/// A running controller and the switch that stops it gracefully.
+struct Running {
+    handle: ControllerHandle,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(client: kube::Client, registry: Registry, cfg: ControllerConfig) -> Self {
+        let c = Controller::new(client, registry, cfg).unwrap();
+        let handle = c.handle();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            c.run(async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            handle,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Graceful stop: the Lease is released.
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap();
+    }
+
+    /// A crash: every task ends, nothing is released.
+    async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Polls `f` every 20 ms until it is `Some`, failing after `limit`.
+async fn eventually<T>(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn secret_value(client: &kube::Client, ns: &str, name: &str, key: &str) -> Option<String> {
+    let s = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()?;
+    let v = s.data?.get(key)?.0.clone();
+    Some(String::from_utf8(v).unwrap())
+}
+
+fn secret_writes(log: &[RequestRecord], ns: &str, name: &str) -> usize {
+    let path = format!("/api/v1/namespaces/{ns}/secrets/{name}");
+    log.iter().filter(|r| r.is_write() && r.path == path).count()
+}
+
+/// Reads `/metrics` over plain HTTP/1.0.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(
+        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+        "{body}"
+    );
+    body
+}
+
+/// The value of one sample whose name and labels contain every `parts`.
+fn sample(text: &str, parts: &[&str]) -> f64 {
+    let mut total = 0.0;
+    let mut found = false;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        if parts.iter().all(|p| line.contains(p)) {
+            found = true;
+            total += line.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+        }
+    }
+    assert!(found, "no sample with {parts:?} in:\n{text}");
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_refreshes_forces_repairs_and_reports() {
+    let fake = FakeKube::start().await;
+    let client = fake.client();
+    let (source, registry) = remote();
+    source.inner().set("db-password", "v1");
+    create_store(&client, "store").await;
+    let es_api = eso(&client, "ExternalSecret", "externalsecrets", Some("app"));
+    // `fast` refreshes every 2 s; `slow` only on change or force-sync.
+    create(
+        &es_api,
+        external_secret("app", "fast", "store", "2s", &[("PASSWORD", "db-password")]),
+    )
+    .await;
+    create(
+        &es_api,
+        external_secret("app", "slow", "store", "1h", &[("PASSWORD", "db-password")]),
+    )
+    .await;
+
+    let ctl = Running::start(client.clone(), registry, config("solo"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = listener.local_addr().unwrap();
+    tokio::spawn(sink_k8s::controller::serve(listener, ctl.handle.clone()));
+
+    // Created, with ESO's status.
+    for name in ["fast", "slow"] {
+        let v = eventually(Duration::from_secs(10), "the Secret", async || {
+            secret_value(&client, "app", name, "PASSWORD").await
+        })
+        .await;
+        assert_eq!(v, "v1");
+    }
+    let es = eventually(Duration::from_secs(5), "Ready=True", async || {
+        let es = es_api.get("slow").await.unwrap();
+        let ready = es.data["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")?
+            .clone();
+        (ready["status"] == "True").then_some(es)
+    })
+    .await;
+    let status = &es.data["status"];
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["reason"], "SecretSynced");
+    assert!(ready["lastTransitionTime"].is_string());
+    assert!(status["refreshTime"].is_string(), "{status}");
+    let synced_rv = status["syncedResourceVersion"].as_str().unwrap();
+    assert!(
+        synced_rv.starts_with(&format!("{}-", es.metadata.generation.unwrap())),
+        "{synced_rv}"
+    );
+    assert_eq!(status["binding"]["name"], "slow");
+    // The target is owned by its ExternalSecret.
+    let secret = Api::<Secret>::namespaced(client.clone(), "app")
+        .get("slow")
+        .await
+        .unwrap();
+    let owner = &secret.metadata.owner_references.unwrap()[0];
+    assert_eq!(owner.kind, "ExternalSecret");
+    assert_eq!(owner.api_version, "external-secrets.io/v1");
+    assert_eq!(Some(owner.uid.clone()), es.metadata.uid);
+    // An Event says it was created.
+    let events: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "app",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events"),
+    );
+    let created = eventually(Duration::from_secs(5), "a Created event", async || {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .find(|e| e.data["reason"] == "Created" && e.data["regarding"]["name"] == "slow")
+    })
+    .await;
+    assert_eq!(created.data["type"], "Normal");
+
+    // A new remote value reaches `fast` within one refresh interval (2 s + 10 % jitter),
+    // and not `slow`, which waits for a change or force-sync.
+    source.inner().set("db-password", "v2");
+    let t = Instant::now();
+    eventually(Duration::from_secs(4), "the refreshed value", async || {
+        (secret_value(&client, "app", "fast", "PASSWORD").await? == "v2").then_some(())
+    })
+    .await;
+    let refresh = t.elapsed();
+    assert!(refresh <= Duration::from_millis(2200 + 800), "refresh took {refresh:?}");
+    assert_eq!(secret_value(&client, "app", "slow", "PASSWORD").await.unwrap(), "v1");
+
+    // force-sync reaches `slow` at once.
+    let t = Instant::now();
+    es_api
+        .patch(
+            "slow",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"force-sync": "1"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(2), "the force-synced value", async || {
+        (secret_value(&client, "app", "slow", "PASSWORD").await? == "v2").then_some(())
+    })
+    .await;
+    let forced = t.elapsed();
+
+    // A spec change reconciles at once.
+    let t = Instant::now();
+    es_api
+        .patch(
+            "slow",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"data": [{"secretKey": "DB_PASSWORD", "remoteRef": {"key": "db-password"}}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(2), "the renamed key", async || {
+        secret_value(&client, "app", "slow", "DB_PASSWORD").await
+    })
+    .await;
+    let spec_change = t.elapsed();
+    assert_eq!(
+        secret_value(&client, "app", "slow", "PASSWORD").await,
+        None,
+        "old key removed"
+    );
+
+    // A target deleted by someone is recreated; one edited by someone is restored.
+    let secrets = Api::<Secret>::namespaced(client.clone(), "app");
+    secrets.delete("slow", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(3), "the recreated Secret", async || {
+        secret_value(&client, "app", "slow", "DB_PASSWORD").await
+    })
+    .await;
+    secrets
+        .patch(
+            "slow",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"DB_PASSWORD": "aGFja2Vk"}})),
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(3), "the restored value", async || {
+        (secret_value(&client, "app", "slow", "DB_PASSWORD").await? == "v2").then_some(())
+    })
+    .await;
+    eprintln!("refresh {refresh:?}, force-sync {forced:?}, spec change {spec_change:?}");
+
+    // Metrics match what the fake and the source counted. Wait for a quiet moment: no
+    // batch running.
+    let text = eventually(Duration::from_secs(5), "a quiet scrape", async || {
+        let before = scrape(metrics_addr).await;
+        let in_flight = sample(&before, &["secretsync_reconcile_in_flight{"]);
+        (in_flight == 0.0).then_some(before)
+    })
+    .await;
+    let log = fake.requests();
+    let applies = log
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.starts_with("/api/v1/namespaces/app/secrets/"))
+        .count() as f64;
+    let deletes_by_us = 0.0;
+    assert_eq!(
+        sample(
+            &text,
+            &[
+                "secretsync_sink_writes_total{",
+                "kind=\"Secret\"",
+                "operation=\"apply\"",
+                "status=\"ok\""
+            ]
+        ),
+        applies - 1.0 - deletes_by_us,
+        "sink writes = the fake's PATCHes to Secrets, less the test's own edit"
+    );
+    let status_patches = log
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/status") && r.path.contains("/externalsecrets/"))
+        .count() as f64;
+    assert_eq!(
+        sample(
+            &text,
+            &["secretsync_api_writes_total{", "what=\"status\"", "status=\"ok\""]
+        ),
+        status_patches
+    );
+    let event_writes = log
+        .iter()
+        .filter(|r| r.is_write() && r.path.starts_with("/apis/events.k8s.io/"))
+        .count() as f64;
+    assert_eq!(
+        sample(&text, &["secretsync_api_writes_total{", "what=\"event\""]),
+        event_writes
+    );
+    assert_eq!(
+        sample(&text, &["secretsync_source_calls_total{", "call=\"get_many\""]),
+        source.get_manys() as f64
+    );
+    assert_eq!(
+        sample(&text, &["secretsync_source_calls_total{", "call=\"change_tokens\""]),
+        source.token_calls() as f64
+    );
+    let syncs = sample(&text, &["secretsync_externalsecret_sync_calls_total{", "name=\"fast\""]);
+    assert!(syncs >= 2.0, "fast synced at least twice: {syncs}");
+    assert!(
+        sample(
+            &text,
+            &[
+                "secretsync_externalsecret_last_success_timestamp_seconds{",
+                "name=\"slow\""
+            ]
+        ) > 0.0
+    );
+    assert_eq!(sample(&text, &["secretsync_leader "]), 1.0);
+    assert!(
+        sample(
+            &text,
+            &["secretsync_reconcile_duration_seconds_count{", "lane=\"fast\""]
+        ) >= 1.0
+    );
+    assert!(!text.contains("v1\"") && !text.contains("v2\""), "no values in metrics");
+    ctl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_spec_reports_secret_synced_error_without_values() {
+    let fake = FakeKube::start().await;
+    let client = fake.client();
+    let (source, registry) = remote();
+    source.inner().set("present", "canary-value-1234");
+    create_store(&client, "store").await;
+    let es_api = eso(&client, "ExternalSecret", "externalsecrets", Some("app"));
+    create(
+        &es_api,
+        external_secret("app", "broken", "store", "1h", &[("K", "missing-key")]),
+    )
+    .await;
+    create(
+        &es_api,
+        external_secret("app", "ok", "store", "1h", &[("K", "present")]),
+    )
+    .await;
+    let ctl = Running::start(client.clone(), registry, config("solo"));
+    let cond = eventually(Duration::from_secs(10), "Ready=False", async || {
+        let es = es_api.get("broken").await.unwrap();
+        let c = es.data["status"]["conditions"].as_array()?.first()?.clone();
+        (c["status"] == "False").then_some(c)
+    })
+    .await;
+    assert_eq!(cond["reason"], "SecretSyncedError");
+    assert!(cond["message"].as_str().unwrap().contains("missing-key"), "{cond}");
+    assert!(es_api.get("broken").await.unwrap().data["status"]["refreshTime"].is_null());
+    // The other spec is unaffected.
+    eventually(Duration::from_secs(5), "the healthy Secret", async || {
+        secret_value(&client, "app", "ok", "K").await
+    })
+    .await;
+    // A Warning event, and no value anywhere in status or events.
+    let events: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "app",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events"),
+    );
+    eventually(Duration::from_secs(5), "an UpdateFailed event", async || {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items.into_iter().find(|e| e.data["reason"] == "UpdateFailed")
+    })
+    .await;
+    let all = serde_json::to_string(&events.list(&Default::default()).await.unwrap().items).unwrap()
+        + &serde_json::to_string(&es_api.list(&Default::default()).await.unwrap().items).unwrap()
+        + &ctl.handle.render_metrics();
+    assert!(!all.contains("canary-value-1234"));
+    ctl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_external_secrets_are_reported_as_not_supported() {
+    let fake = FakeKube::start().await;
+    let client = fake.client();
+    let (_source, registry) = remote();
+    create(
+        &eso(&client, "ClusterExternalSecret", "clusterexternalsecrets", None),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
+            "metadata": {"name": "everywhere"},
+            "spec": {"namespaces": ["a"], "externalSecretSpec": {"secretStoreRef": {"name": "s", "kind": "ClusterSecretStore"}}},
+        }),
+    )
+    .await;
+    let ctl = Running::start(client.clone(), registry, config("solo"));
+    let api = eso(&client, "ClusterExternalSecret", "clusterexternalsecrets", None);
+    let cond = eventually(Duration::from_secs(10), "a NotSupported condition", async || {
+        let o = api.get("everywhere").await.unwrap();
+        o.data["status"]["conditions"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(cond["reason"], "NotSupported");
+    assert_eq!(cond["status"], "False");
+    ctl.stop().await;
+}
+
+fn ha_config(identity: &str, lease: Duration) -> ControllerConfig {
+    ControllerConfig {
+        lease: Some(LeaseConfig::new("secretsync-test", "kube-system", lease)),
+        ..config(identity)
+    }
+}
+
+/// Writes other than the Lease's, by client.
+fn non_lease_writes(log: &[RequestRecord], client: &str) -> usize {
+    log.iter()
+        .filter(|r| r.is_write() && r.client.as_deref() == Some(client) && !r.path.contains("/leases"))
+        .count()
+}
+
+async fn holder(client: &kube::Client) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), "kube-system")
+        .get_opt("secretsync-test")
+        .await
+        .unwrap()?
+        .spec?
+        .holder_identity
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_and_the_other_takes_over_when_it_stops() {
+    let lease = Duration::from_secs(3);
+    let fake = FakeKube::start().await;
+    let admin = fake.client();
+    let (source, registry) = remote();
+    source.inner().set("k", "one");
+    create_store(&admin, "store").await;
+    let es_api = eso(&admin, "ExternalSecret", "externalsecrets", Some("app"));
+    create(&es_api, external_secret("app", "es", "store", "1h", &[("K", "k")])).await;
+
+    let a = Running::start(fake.named_client("a"), registry.clone(), ha_config("a", lease));
+    let b = Running::start(fake.named_client("b"), registry.clone(), ha_config("b", lease));
+    eventually(Duration::from_secs(10), "the Secret", async || {
+        secret_value(&admin, "app", "es", "K").await
+    })
+    .await;
+    // Let both run a few lease periods side by side.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leader = holder(&admin).await.unwrap();
+    let (leading, following, follower_name) = if leader == "a" { (a, b, "b") } else { (b, a, "a") };
+    assert!(leading.handle.is_leader() && !following.handle.is_leader());
+    let log = fake.requests();
+    assert_eq!(non_lease_writes(&log, follower_name), 0, "the follower wrote nothing");
+    assert!(
+        non_lease_writes(&log, &leader) >= 2,
+        "the leader wrote the Secret and the status"
+    );
+    assert_eq!(secret_writes(&log, "app", "es"), 1);
+
+    // Graceful stop: the Lease is released and the other takes over at once.
+    let t = Instant::now();
+    leading.stop().await;
+    eventually(lease, "the takeover", async || {
+        following.handle.is_leader().then_some(())
+    })
+    .await;
+    let takeover = t.elapsed();
+    assert_eq!(holder(&admin).await.as_deref(), Some(follower_name));
+
+    // The new leader reconciles everything once: the Secret is already right, so no
+    // second write of it; a new remote value is then written by the new leader only.
+    eventually(Duration::from_secs(5), "the new leader's status write", async || {
+        (non_lease_writes(&fake.requests(), follower_name) > 0).then_some(())
+    })
+    .await;
+    assert_eq!(secret_writes(&fake.requests(), "app", "es"), 1, "no duplicated write");
+    source.inner().set("k", "two");
+    es_api
+        .patch(
+            "es",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"force-sync": "now"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(3), "the new value", async || {
+        (secret_value(&admin, "app", "es", "K").await? == "two").then_some(())
+    })
+    .await;
+    let log = fake.requests();
+    let secret_path = "/api/v1/namespaces/app/secrets/es";
+    let by_old_leader_after = log
+        .iter()
+        .filter(|r| r.is_write() && r.path == secret_path && r.client.as_deref() == Some(leader.as_str()))
+        .count();
+    assert_eq!(by_old_leader_after, 1, "the old leader wrote once, before it stopped");
+    assert_eq!(secret_writes(&log, "app", "es"), 2);
+    eprintln!("graceful takeover {takeover:?}");
+    following.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_leader_is_replaced_when_its_lease_expires() {
+    let lease = Duration::from_secs(3);
+    let fake = FakeKube::start().await;
+    let admin = fake.client();
+    let (source, registry) = remote();
+    source.inner().set("k", "one");
+    create_store(&admin, "store").await;
+    let es_api = eso(&admin, "ExternalSecret", "externalsecrets", Some("app"));
+    create(&es_api, external_secret("app", "es", "store", "1h", &[("K", "k")])).await;
+    let a = Running::start(fake.named_client("a"), registry.clone(), ha_config("a", lease));
+    eventually(Duration::from_secs(10), "a leads", async || {
+        a.handle.is_leader().then_some(())
+    })
+    .await;
+    let b = Running::start(fake.named_client("b"), registry.clone(), ha_config("b", lease));
+    eventually(Duration::from_secs(10), "the Secret", async || {
+        secret_value(&admin, "app", "es", "K").await
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!b.handle.is_leader());
+
+    let t = Instant::now();
+    a.crash().await;
+    let retry = LeaseConfig::new("x", "y", lease).retry_every;
+    eventually(lease + retry + Duration::from_millis(500), "the takeover", async || {
+        b.handle.is_leader().then_some(())
+    })
+    .await;
+    let takeover = t.elapsed();
+    let spec = Api::<Lease>::namespaced(admin.clone(), "kube-system")
+        .get("secretsync-test")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    eventually(Duration::from_secs(5), "b's status write", async || {
+        (non_lease_writes(&fake.requests(), "b") > 0).then_some(())
+    })
+    .await;
+    assert_eq!(secret_writes(&fake.requests(), "app", "es"), 1, "no duplicated write");
+    eprintln!("crash takeover {takeover:?} (lease {lease:?})");
+    b.stop().await;
+}
