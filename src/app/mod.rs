@@ -27,7 +27,7 @@ pub enum Format {
 }
 
 /// Where targets go.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub enum SinkChoice {
     /// The sink the manifests imply: Kubernetes (feature `k8s`, from KUBECONFIG or
     /// in-cluster).
@@ -39,6 +39,28 @@ pub enum SinkChoice {
     Dotenv(String),
     /// Standard output.
     Stdout,
+    /// Any sink (and restarter) built by the caller: a Kubernetes client of its own, a
+    /// wrapped sink.
+    Custom {
+        /// The sink.
+        sink: Arc<dyn SecretSink>,
+        /// Restarts consumers of changed targets.
+        restarter: Option<Arc<dyn secrets_core::Restarter>>,
+    },
+}
+
+impl std::fmt::Debug for SinkChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkChoice::Implied => f.write_str("Implied"),
+            SinkChoice::Folder(d) => f.debug_tuple("Folder").field(d).finish(),
+            SinkChoice::Dotenv(t) => f.debug_tuple("Dotenv").field(t).finish(),
+            SinkChoice::Stdout => f.write_str("Stdout"),
+            SinkChoice::Custom { sink, restarter } => {
+                f.debug_struct("Custom").field("sink", &sink.name()).field("restarter", &restarter.is_some()).finish()
+            }
+        }
+    }
 }
 
 /// Options of `sync`.
@@ -118,6 +140,7 @@ pub async fn build_sink(choice: &SinkChoice) -> Result<Arc<dyn SecretSink>, Erro
         SinkChoice::Folder(dir) => Arc::new(FolderSink::new(dir)),
         SinkChoice::Dotenv(t) => Arc::new(DotenvSink::new(t.clone())),
         SinkChoice::Stdout => Arc::new(StdoutSink),
+        SinkChoice::Custom { sink, .. } => sink.clone(),
         SinkChoice::Implied => return implied_sink().await,
     })
 }
@@ -138,6 +161,7 @@ async fn implied_sink() -> Result<Arc<dyn SecretSink>, Error> {
 /// The restarter that goes with the sink (Kubernetes only).
 pub async fn implied_restarter(choice: &SinkChoice) -> Option<Arc<dyn secrets_core::Restarter>> {
     match choice {
+        SinkChoice::Custom { restarter, .. } => restarter.clone(),
         SinkChoice::Implied => sink_k8s::KubeRestarter::infer()
             .await
             .ok()
@@ -148,8 +172,11 @@ pub async fn implied_restarter(choice: &SinkChoice) -> Option<Arc<dyn secrets_co
 
 #[cfg(not(feature = "k8s"))]
 /// The restarter that goes with the sink (Kubernetes only).
-pub async fn implied_restarter(_: &SinkChoice) -> Option<Arc<dyn secrets_core::Restarter>> {
-    None
+pub async fn implied_restarter(choice: &SinkChoice) -> Option<Arc<dyn secrets_core::Restarter>> {
+    match choice {
+        SinkChoice::Custom { restarter, .. } => restarter.clone(),
+        _ => None,
+    }
 }
 
 /// Builds every store of the manifests. A store whose settings are wrong (a manifest

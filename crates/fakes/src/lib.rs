@@ -1,8 +1,9 @@
 //! Faithful fakes of the wire APIs secretsync talks to, served over loopback so tests
 //! drive the real client libraries against them: Doppler's REST API, GCP Secret
 //! Manager's REST API and the Kubernetes API server. Each keeps a request log for
-//! counting calls.
+//! counting calls. [`moto`] runs the real AWS emulator for tests.
 
 pub mod doppler;
 pub mod gcp;
 pub mod kube;
+pub mod moto;
