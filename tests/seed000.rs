@@ -17,7 +17,7 @@ use secretsync::engine::{CycleOptions, Engine};
 use secretsync::manifest::{SpecId, StoreId, load_str};
 use secretsync::registry::EnvFileCredentials;
 use secretsync::rotation::{self, Action, RotationPlan};
-use secretsync::{FingerprintKey, SecretWriter, SecretValue, WriteRequest};
+use secretsync::{FingerprintKey, SecretValue, SecretWriter, WriteRequest};
 use serde_json::json;
 use sink_k8s::{KubeRestarter, KubeSink, RESTARTED_AT_ANNOTATION};
 
@@ -107,7 +107,9 @@ secrets:
 fn template(secret: Option<&str>, volume: bool) -> serde_json::Value {
     let container = match (secret, volume) {
         (Some(s), false) => json!({"name": "app", "image": "app", "envFrom": [{"secretRef": {"name": s}}]}),
-        (Some(_), true) => json!({"name": "app", "image": "app", "volumeMounts": [{"name": "creds", "mountPath": "/creds"}]}),
+        (Some(_), true) => {
+            json!({"name": "app", "image": "app", "volumeMounts": [{"name": "creds", "mountPath": "/creds"}]})
+        }
         (None, _) => json!({"name": "app", "image": "app"}),
     };
     let mut spec = json!({"containers": [container]});
@@ -123,20 +125,39 @@ async fn deployment(client: &kube::Client, ns: &str, name: &str, secret: Option<
         "spec": {"selector": {"matchLabels": {"app": name}}, "template": {"metadata": {"labels": {"app": name}}, "spec": template(secret, false)}}
     }))
     .unwrap();
-    Api::<Deployment>::namespaced(client.clone(), ns).create(&PostParams::default(), &d).await.unwrap();
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
 }
 
 async fn restarted(client: &kube::Client) -> Vec<String> {
     let mut out = vec![];
     for ns in ["tomoda", "data"] {
-        for d in Api::<Deployment>::namespaced(client.clone(), ns).list(&Default::default()).await.unwrap() {
-            let ann = d.spec.and_then(|s| s.template.metadata).and_then(|m| m.annotations).unwrap_or_default();
+        for d in Api::<Deployment>::namespaced(client.clone(), ns)
+            .list(&Default::default())
+            .await
+            .unwrap()
+        {
+            let ann = d
+                .spec
+                .and_then(|s| s.template.metadata)
+                .and_then(|m| m.annotations)
+                .unwrap_or_default();
             if ann.contains_key(RESTARTED_AT_ANNOTATION) {
                 out.push(format!("Deployment {ns}/{}", d.metadata.name.unwrap()));
             }
         }
-        for s in Api::<StatefulSet>::namespaced(client.clone(), ns).list(&Default::default()).await.unwrap() {
-            let ann = s.spec.and_then(|s| s.template.metadata).and_then(|m| m.annotations).unwrap_or_default();
+        for s in Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .list(&Default::default())
+            .await
+            .unwrap()
+        {
+            let ann = s
+                .spec
+                .and_then(|s| s.template.metadata)
+                .and_then(|m| m.annotations)
+                .unwrap_or_default();
             if ann.contains_key(RESTARTED_AT_ANNOTATION) {
                 out.push(format!("StatefulSet {ns}/{}", s.metadata.name.unwrap()));
             }
@@ -165,7 +186,10 @@ async fn seed_000_bootstrap_rerun_and_rotate_across_gcp_aws_and_kubernetes() {
         "spec": {"serviceName": "postgres-dev", "selector": {"matchLabels": {"app": "pg"}}, "template": {"metadata": {"labels": {"app": "pg"}}, "spec": template(Some("postgres-dev-credentials-eso"), true)}}
     }))
     .unwrap();
-    Api::<StatefulSet>::namespaced(client.clone(), "data").create(&PostParams::default(), &sts).await.unwrap();
+    Api::<StatefulSet>::namespaced(client.clone(), "data")
+        .create(&PostParams::default(), &sts)
+        .await
+        .unwrap();
 
     // ESO's aws-eso-credentials Secret, out of a cluster: files under a credentials folder.
     let creds = tempfile::tempdir().unwrap();
@@ -175,53 +199,99 @@ async fn seed_000_bootstrap_rerun_and_rotate_across_gcp_aws_and_kubernetes() {
     std::fs::write(dir.join("secret-access-key"), "testing").unwrap();
 
     let s3_key = format!("tomoda-s3-uploader-dev-{}", std::process::id());
-    let m = load_str(&manifests(&gcp.url(), moto.url(), &s3_key), "seed000.yaml").into_result().unwrap();
+    let m = load_str(&manifests(&gcp.url(), moto.url(), &s3_key), "seed000.yaml")
+        .into_result()
+        .unwrap();
     let registry = secretsync::registry().with_credentials(Arc::new(EnvFileCredentials::with_dir(creds.path())));
     let (stores, errors) = registry.build_all(&m).await;
     assert!(errors.is_empty(), "{errors:?}");
-    let writers: BTreeMap<StoreId, Arc<dyn SecretWriter>> =
-        stores.iter().filter_map(|(id, b)| b.writer.clone().map(|w| (id.clone(), w))).collect();
+    let writers: BTreeMap<StoreId, Arc<dyn SecretWriter>> = stores
+        .iter()
+        .filter_map(|(id, b)| b.writer.clone().map(|w| (id.clone(), w)))
+        .collect();
 
     // Terraform writes the S3 uploader's JSON blob to AWS SM.
     let aws = writers.iter().find(|(id, _)| id.name == "aws-sm-tomoda").unwrap().1;
     let blob = json!({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "uploader-secret", "S3_BUCKET": "tomoda-assets-dev", "S3_REGION": "ap-northeast-1", "S3_BASE_URL": "https://assets-dev.tomoda.life"});
-    aws.put(&WriteRequest::new(&s3_key, SecretValue::from(blob.to_string()))).await.unwrap();
+    aws.put(&WriteRequest::new(&s3_key, SecretValue::from(blob.to_string())))
+        .await
+        .unwrap();
 
-    let engine = Engine::new(stores, Arc::new(KubeSink::new(client.clone()))).with_restarter(Arc::new(KubeRestarter::new(client.clone())));
+    let engine = Engine::new(stores, Arc::new(KubeSink::new(client.clone())))
+        .with_restarter(Arc::new(KubeRestarter::new(client.clone())));
     let plan = RotationPlan::parse(PLAN, std::path::Path::new("plan.yaml")).unwrap();
     let key = FingerprintKey::random();
     let no_env = |_: &str| None;
-    let actions = |plans: &[rotation::KeyPlan]| plans.iter().map(|p| (p.key.clone(), p.action)).collect::<BTreeMap<_, _>>();
+    let actions = |plans: &[rotation::KeyPlan]| {
+        plans
+            .iter()
+            .map(|p| (p.key.clone(), p.action))
+            .collect::<BTreeMap<_, _>>()
+    };
 
     // 1. Bootstrap with empty values.
     let plans = rotation::plan(&plan, &writers, false, &no_env, &key).await.unwrap();
     let a = actions(&plans);
-    for k in ["tomoda-jwt-secret", "tomoda-encryption-key", "tomoda-db-password", "tomoda-redis-password"] {
+    for k in [
+        "tomoda-jwt-secret",
+        "tomoda-encryption-key",
+        "tomoda-db-password",
+        "tomoda-redis-password",
+    ] {
         assert_eq!(a[k], Action::Create, "{k}");
     }
-    assert_eq!(a["tomoda-google-client-id"], Action::Missing, "manual secrets are reported missing");
+    assert_eq!(
+        a["tomoda-google-client-id"],
+        Action::Missing,
+        "manual secrets are reported missing"
+    );
     let results = rotation::apply(plans, &writers).await;
     assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
     let steps = rotation::propagate(&results, &plan, &m, &engine).await;
     let order: Vec<&str> = steps.iter().map(|s| s.spec.as_str()).collect();
-    assert_eq!(order, ["data/postgres-dev-credentials-eso", "tomoda/backend-secrets-dev"]);
+    assert_eq!(
+        order,
+        ["data/postgres-dev-credentials-eso", "tomoda/backend-secrets-dev"]
+    );
     assert!(steps.iter().all(|s| s.verified), "{steps:?}");
     let parent = format!("projects/{PROJECT}");
-    assert_eq!(gcp.data(&parent, "tomoda-jwt-secret", 1).unwrap().len(), 64, "openssl rand -hex 32");
+    assert_eq!(
+        gcp.data(&parent, "tomoda-jwt-secret", 1).unwrap().len(),
+        64,
+        "openssl rand -hex 32"
+    );
     assert_eq!(gcp.version_count(&parent, "tomoda-google-client-id"), 0);
     // The AWS-fed Secret, through the same engine.
-    let only = |ns: &str, n: &str| CycleOptions { dry_run: false, only: Some([SpecId { namespace: ns.into(), name: n.into() }].into()) };
+    let only = |ns: &str, n: &str| CycleOptions {
+        dry_run: false,
+        only: Some(
+            [SpecId {
+                namespace: ns.into(),
+                name: n.into(),
+            }]
+            .into(),
+        ),
+    };
     let r = engine.run(&m, &only("tomoda", "s3-uploader-secret")).await;
     assert!(r.all_synced(), "{}", r.to_text());
-    let secret = kube.object("v1", "secrets", Some("tomoda"), "s3-uploader-secret").expect("created");
+    let secret = kube
+        .object("v1", "secrets", Some("tomoda"), "s3-uploader-secret")
+        .expect("created");
     assert_eq!(secret["data"].as_object().unwrap().len(), 5);
-    assert_eq!(restarted(&client).await, Vec::<String>::new(), "creating Secrets restarts nothing");
+    assert_eq!(
+        restarted(&client).await,
+        Vec::<String>::new(),
+        "creating Secrets restarts nothing"
+    );
 
     // 2. A second run changes nothing: no version added, no Kubernetes write.
     gcp.clear_log();
     kube.clear_requests();
     let plans = rotation::plan(&plan, &writers, false, &no_env, &key).await.unwrap();
-    assert!(plans.iter().all(|p| matches!(p.action, Action::Keep | Action::Missing)), "{plans:?}");
+    assert!(
+        plans.iter().all(|p| matches!(p.action, Action::Keep | Action::Missing)),
+        "{plans:?}"
+    );
     let results = rotation::apply(plans, &writers).await;
     assert!(rotation::propagate(&results, &plan, &m, &engine).await.is_empty());
     let r = engine.run(&m, &CycleOptions::default()).await;
@@ -237,23 +307,54 @@ async fn seed_000_bootstrap_rerun_and_rotate_across_gcp_aws_and_kubernetes() {
     assert_eq!(a.values().filter(|a| **a == Action::Rotate).count(), 4);
     assert_eq!(a["tomoda-google-client-id"], Action::Missing);
     let results = rotation::apply(plans, &writers).await;
-    for k in ["tomoda-jwt-secret", "tomoda-encryption-key", "tomoda-db-password", "tomoda-redis-password"] {
-        assert_eq!(gcp.state(&parent, k, 1), Some(VersionState::Disabled), "{k}: the old version is disabled");
+    for k in [
+        "tomoda-jwt-secret",
+        "tomoda-encryption-key",
+        "tomoda-db-password",
+        "tomoda-redis-password",
+    ] {
+        assert_eq!(
+            gcp.state(&parent, k, 1),
+            Some(VersionState::Disabled),
+            "{k}: the old version is disabled"
+        );
         assert_eq!(gcp.state(&parent, k, 2), Some(VersionState::Enabled), "{k}");
     }
     assert_ne!(gcp.data(&parent, "tomoda-db-password", 2).unwrap(), before_pw);
     let steps = rotation::propagate(&results, &plan, &m, &engine).await;
-    assert_eq!(steps.iter().map(|s| s.spec.as_str()).collect::<Vec<_>>(), ["data/postgres-dev-credentials-eso", "tomoda/backend-secrets-dev"]);
+    assert_eq!(
+        steps.iter().map(|s| s.spec.as_str()).collect::<Vec<_>>(),
+        ["data/postgres-dev-credentials-eso", "tomoda/backend-secrets-dev"]
+    );
     assert!(steps.iter().all(|s| s.verified), "{steps:?}");
     assert_eq!(steps[0].restarted, ["StatefulSet data/postgres-dev"]);
-    assert_eq!(steps[1].restarted, ["Deployment tomoda/tomoda-api", "Deployment tomoda/tomoda-async"]);
-    assert_eq!(restarted(&client).await, ["Deployment tomoda/tomoda-api", "Deployment tomoda/tomoda-async", "StatefulSet data/postgres-dev"]);
+    assert_eq!(
+        steps[1].restarted,
+        ["Deployment tomoda/tomoda-api", "Deployment tomoda/tomoda-async"]
+    );
+    assert_eq!(
+        restarted(&client).await,
+        [
+            "Deployment tomoda/tomoda-api",
+            "Deployment tomoda/tomoda-async",
+            "StatefulSet data/postgres-dev"
+        ]
+    );
     // The database's Secret was written before the backend's.
     let writes = kube.writes();
-    let pos = |name: &str| writes.iter().position(|w| w.path.ends_with(&format!("/secrets/{name}"))).unwrap_or_else(|| panic!("{name} written"));
+    let pos = |name: &str| {
+        writes
+            .iter()
+            .position(|w| w.path.ends_with(&format!("/secrets/{name}")))
+            .unwrap_or_else(|| panic!("{name} written"))
+    };
     assert!(pos("postgres-dev-credentials-eso") < pos("backend-secrets-dev"));
-    let pg = kube.object("v1", "secrets", Some("data"), "postgres-dev-credentials-eso").unwrap();
+    let pg = kube
+        .object("v1", "secrets", Some("data"), "postgres-dev-credentials-eso")
+        .unwrap();
     use base64::Engine as _;
-    let pw = base64::engine::general_purpose::STANDARD.decode(pg["data"]["password"].as_str().unwrap()).unwrap();
+    let pw = base64::engine::general_purpose::STANDARD
+        .decode(pg["data"]["password"].as_str().unwrap())
+        .unwrap();
     assert_eq!(pw, gcp.data(&parent, "tomoda-db-password", 2).unwrap());
 }

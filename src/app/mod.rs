@@ -56,9 +56,11 @@ impl std::fmt::Debug for SinkChoice {
             SinkChoice::Folder(d) => f.debug_tuple("Folder").field(d).finish(),
             SinkChoice::Dotenv(t) => f.debug_tuple("Dotenv").field(t).finish(),
             SinkChoice::Stdout => f.write_str("Stdout"),
-            SinkChoice::Custom { sink, restarter } => {
-                f.debug_struct("Custom").field("sink", &sink.name()).field("restarter", &restarter.is_some()).finish()
-            }
+            SinkChoice::Custom { sink, restarter } => f
+                .debug_struct("Custom")
+                .field("sink", &sink.name())
+                .field("restarter", &restarter.is_some())
+                .finish(),
         }
     }
 }

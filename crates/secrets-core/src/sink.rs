@@ -185,6 +185,20 @@ pub struct SinkCapabilities {
     pub metadata: bool,
 }
 
+impl SinkCapabilities {
+    /// Every capability (a sink that stores whole objects: folder, memory).
+    pub fn all() -> Self {
+        Self {
+            config_maps: true,
+            merge: true,
+            owner_references: true,
+            immutable: true,
+            readable: true,
+            metadata: true,
+        }
+    }
+}
+
 /// A place targets are written to.
 ///
 /// # Contract

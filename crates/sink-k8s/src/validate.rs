@@ -4,38 +4,19 @@
 
 use secrets_core::{DesiredTarget, Error, Result, TargetRef};
 
-/// Largest total size of keys and values in one Secret or ConfigMap.
-pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+/// Largest total size of keys and values in one Secret or ConfigMap (the core's limit).
+pub use secrets_core::engine::MAX_TARGET_BYTES as MAX_DATA_BYTES;
 
-/// A lowercase RFC 1123 subdomain: at most 253 characters of `a-z`, `0-9`, `-` and `.`,
-/// each dot-separated part starting and ending with a letter or digit.
-pub fn is_object_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
+/// A lowercase RFC 1123 subdomain (object names): the core's rule.
+pub use secrets_core::manifest::is_valid_object_name as is_object_name;
 
 /// A lowercase RFC 1123 label (namespace names): a subdomain without dots, at most 63.
 pub fn is_namespace_name(s: &str) -> bool {
     s.len() <= 63 && !s.contains('.') && is_object_name(s)
 }
 
-/// A Secret or ConfigMap key: `[-._a-zA-Z0-9]+`, at most 253 characters, not `.` or `..`.
-pub fn is_key(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s != "."
-        && s != ".."
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-}
+/// A Secret or ConfigMap key (`[-._a-zA-Z0-9]+`, at most 253, not `.` or `..`): the core's rule.
+pub use secrets_core::values::is_valid_secret_key as is_key;
 
 /// Checks a target's namespace and name.
 pub fn check_target(t: &TargetRef) -> Result<()> {

@@ -215,21 +215,7 @@ impl Engine {
         // Render every spec.
         let mut jobs: Vec<Job> = vec![];
         for es in &specs {
-            let report = SpecReport {
-                kind: "ExternalSecret".into(),
-                name: es.name().to_string(),
-                namespace: es.namespace().to_string(),
-                target: es.target_ref().to_string(),
-                status: SyncStatus::SecretSyncedError,
-                changed: false,
-                outcome: Outcome::Skipped,
-                message: String::new(),
-                fingerprint: None,
-                previous_fingerprint: None,
-                keys: vec![],
-                retryable: false,
-                retry_after: None,
-            };
+            let report = SpecReport::pending("ExternalSecret", es.namespace(), es.name(), es.target_ref().to_string());
             let desired = self
                 .spec_store(es)
                 .and_then(|store| render::render(es, &store, &fetched, &self.key));
@@ -239,21 +225,8 @@ impl Engine {
         }
         if opts.only.is_none() {
             for st in &manifests.static_targets {
-                let report = SpecReport {
-                    kind: st.target.kind.to_string(),
-                    name: st.target.name.clone(),
-                    namespace: st.target.namespace.clone(),
-                    target: st.target.to_string(),
-                    status: SyncStatus::SecretSyncedError,
-                    changed: false,
-                    outcome: Outcome::Skipped,
-                    message: String::new(),
-                    fingerprint: None,
-                    previous_fingerprint: None,
-                    keys: vec![],
-                    retryable: false,
-                    retry_after: None,
-                };
+                let t = &st.target;
+                let report = SpecReport::pending(t.kind.to_string(), &t.namespace, &t.name, t.to_string());
                 jobs.push((report, render::render_static(st, &self.key), vec![], None));
             }
         }

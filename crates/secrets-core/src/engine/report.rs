@@ -66,6 +66,27 @@ pub struct SpecReport {
     pub retry_after: Option<Duration>,
 }
 
+impl SpecReport {
+    /// A report for a spec that has not synced yet: an error until proven otherwise.
+    pub fn pending(kind: impl Into<String>, namespace: &str, name: &str, target: String) -> Self {
+        Self {
+            kind: kind.into(),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            target,
+            status: SyncStatus::SecretSyncedError,
+            changed: false,
+            outcome: Outcome::Skipped,
+            message: String::new(),
+            fingerprint: None,
+            previous_fingerprint: None,
+            keys: vec![],
+            retryable: false,
+            retry_after: None,
+        }
+    }
+}
+
 /// One cycle's result.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CycleReport {

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use model::*;
-pub use validate::{ValidateOptions, validate};
+pub use validate::{ValidateOptions, is_valid_object_name, validate};
 
 use crate::error::{Error, Location, redact_quoted};
 use crate::sink::{ConsumerRef, TargetKind, TargetRef};

@@ -92,12 +92,8 @@ impl SecretSink for DotenvSink {
                 ),
             });
         }
-        match (desired.creation_policy, &current) {
-            (CreationPolicy::None, _) => return Ok(ApplyOutcome::Unchanged),
-            (CreationPolicy::Merge, None) => {
-                return Err(Error::not_found(format!("{} (creationPolicy Merge)", desired.target)));
-            }
-            _ => {}
+        if let Some(done) = super::precheck(desired, current.as_ref().map(|(_, s)| s))? {
+            return Ok(done);
         }
         let mut text = zeroize::Zeroizing::new(format!("{HEADER}{me}\n"));
         if let Some(fp) = desired.annotations.get(FINGERPRINT_ANNOTATION) {
@@ -113,11 +109,6 @@ impl SecretSink for DotenvSink {
     }
 
     async fn delete(&self, target: &TargetRef) -> Result<bool> {
-        let path = self.path_of(target);
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io(path, e)),
-        }
+        super::remove_file(&self.path_of(target)).await
     }
 }

@@ -100,14 +100,7 @@ impl SecretSink for FolderSink {
     }
 
     fn capabilities(&self) -> SinkCapabilities {
-        SinkCapabilities {
-            config_maps: true,
-            merge: true,
-            owner_references: true,
-            immutable: true,
-            readable: true,
-            metadata: true,
-        }
+        SinkCapabilities::all()
     }
 
     async fn read(&self, target: &TargetRef) -> Result<Option<TargetState>> {
@@ -117,22 +110,8 @@ impl SecretSink for FolderSink {
     async fn apply(&self, desired: &DesiredTarget) -> Result<ApplyOutcome> {
         let path = self.path_of(&desired.target);
         let current = Self::read_file(&path).await?;
-        match (desired.creation_policy, &current) {
-            (CreationPolicy::None, _) => return Ok(ApplyOutcome::Unchanged),
-            (CreationPolicy::Merge, None) => {
-                return Err(Error::not_found(format!(
-                    "{} (creationPolicy Merge only updates an existing target)",
-                    desired.target
-                )));
-            }
-            _ => {}
-        }
-        if let Some(cur) = &current
-            && cur.immutable
-        {
-            return Err(Error::Conflict {
-                what: format!("{} is immutable; delete it to change its data", desired.target),
-            });
+        if let Some(done) = super::precheck(desired, current.as_ref())? {
+            return Ok(done);
         }
         let merged = merged_state(desired, current.as_ref());
         let text = render_manifest(&merged);
@@ -146,11 +125,6 @@ impl SecretSink for FolderSink {
     }
 
     async fn delete(&self, target: &TargetRef) -> Result<bool> {
-        let path = self.path_of(target);
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io(path, e)),
-        }
+        super::remove_file(&self.path_of(target)).await
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sink::*;
 
 /// Targets held in memory, with the same Merge semantics as the folder sink.
@@ -46,14 +46,7 @@ impl SecretSink for MemorySink {
         "memory"
     }
     fn capabilities(&self) -> SinkCapabilities {
-        SinkCapabilities {
-            config_maps: true,
-            merge: true,
-            owner_references: true,
-            immutable: true,
-            readable: true,
-            metadata: true,
-        }
+        SinkCapabilities::all()
     }
     async fn read(&self, target: &TargetRef) -> Result<Option<TargetState>> {
         Ok(self.get(target))
@@ -61,17 +54,8 @@ impl SecretSink for MemorySink {
     async fn apply(&self, desired: &DesiredTarget) -> Result<ApplyOutcome> {
         let mut t = self.targets.lock().expect("lock");
         let current = t.get(&desired.target).cloned();
-        match (desired.creation_policy, &current) {
-            (CreationPolicy::None, _) => return Ok(ApplyOutcome::Unchanged),
-            (CreationPolicy::Merge, None) => {
-                return Err(Error::not_found(format!("{} (creationPolicy Merge)", desired.target)));
-            }
-            _ => {}
-        }
-        if current.as_ref().is_some_and(|c| c.immutable) {
-            return Err(Error::Conflict {
-                what: format!("{} is immutable", desired.target),
-            });
+        if let Some(done) = super::precheck(desired, current.as_ref())? {
+            return Ok(done);
         }
         let merged = crate::sinks::merged_state(desired, current.as_ref());
         t.insert(

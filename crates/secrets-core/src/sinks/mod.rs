@@ -16,6 +16,36 @@ pub use stdout::StdoutSink;
 
 use crate::error::{Error, Result};
 
+/// The creation-policy and immutability rules every sink applies before writing:
+/// `Ok(Some(Unchanged))` for creationPolicy None, NotFound for Merge into a missing target,
+/// Conflict for an immutable target, `Ok(None)` to go on and write.
+pub fn precheck(
+    desired: &crate::sink::DesiredTarget,
+    current: Option<&crate::sink::TargetState>,
+) -> Result<Option<crate::sink::ApplyOutcome>> {
+    use crate::sink::{ApplyOutcome, CreationPolicy};
+    match (desired.creation_policy, current) {
+        (CreationPolicy::None, _) => Ok(Some(ApplyOutcome::Unchanged)),
+        (CreationPolicy::Merge, None) => Err(Error::not_found(format!(
+            "{} (creationPolicy Merge only updates an existing target)",
+            desired.target
+        ))),
+        (_, Some(cur)) if cur.immutable => Err(Error::Conflict {
+            what: format!("{} is immutable; delete it to change its data", desired.target),
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// Removes a target's file; whether it existed.
+pub(crate) async fn remove_file(path: &Path) -> Result<bool> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder (mode 0600),
 /// flushed to disk, then renamed over `path`. A crash leaves either the old file or the new
 /// one, never a half-written one. Parent folders are created (mode 0700).
