@@ -4,6 +4,7 @@
 //! operator [--group G] [--api-version v1|v1beta1] [--namespace NS]
 //!          [--leader-elect] [--lease-name N] [--lease-namespace NS] [--lease-duration 15s]
 //!          [--shards N --shard-index I] [--metrics-addr 0.0.0.0:8080]
+//!          [--no-restart] [--no-watch-targets]
 //!          [--log-format text|json] [--log info]
 //! ```
 //!
@@ -82,6 +83,10 @@ mod k8s {
         /// Do not restart the workloads that read a changed Secret.
         #[arg(long)]
         no_restart: bool,
+        /// Do not watch managed Secrets/ConfigMaps (no list/watch on Secrets needed; targets
+        /// edited or deleted by someone are then repaired at the next refresh only).
+        #[arg(long)]
+        no_watch_targets: bool,
         /// Log format.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -129,6 +134,7 @@ mod k8s {
             shards: args.shards,
             shard_index: args.shard_index,
             restart_consumers: !args.no_restart,
+            watch_targets: !args.no_watch_targets,
             ..ControllerConfig::default()
         };
         let registry = secretsync::registry().with_credentials(Arc::new(KubeCredentials::new(client.clone())));
@@ -148,8 +154,8 @@ mod k8s {
         };
         tokio::spawn(serve(listener, controller.handle()));
         let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("a SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

@@ -632,3 +632,54 @@ async fn a_crashed_leader_is_replaced_when_its_lease_expires() {
     eprintln!("crash takeover {takeover:?} (lease {lease:?})");
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_split_resources_between_replicas_each_with_its_own_lease() {
+    let fake = FakeKube::start().await;
+    let admin = fake.client();
+    let (source, registry) = remote();
+    source.inner().set("k", "v");
+    create_store(&admin, "store").await;
+    let es_api = eso(&admin, "ExternalSecret", "externalsecrets", Some("app"));
+    let names: Vec<String> = (0..20).map(|i| format!("es-{i}")).collect();
+    for n in &names {
+        create(&es_api, external_secret("app", n, "store", "1h", &[("K", "k")])).await;
+    }
+    let shard = |i: u32| ControllerConfig {
+        shards: 2,
+        shard_index: i,
+        ..ha_config(&format!("shard{i}"), Duration::from_secs(3))
+    };
+    let s0 = Running::start(fake.named_client("shard0"), registry.clone(), shard(0));
+    let s1 = Running::start(fake.named_client("shard1"), registry.clone(), shard(1));
+    for n in &names {
+        eventually(Duration::from_secs(10), "every Secret", async || {
+            secret_value(&admin, "app", n, "K").await
+        })
+        .await;
+    }
+    let log = fake.requests();
+    let mut per_shard = [0, 0];
+    for n in &names {
+        let owner = sink_k8s::controller::shard_of("app", n, 2);
+        per_shard[owner as usize] += 1;
+        let path = format!("/api/v1/namespaces/app/secrets/{n}");
+        let writers: Vec<_> = log
+            .iter()
+            .filter(|r| r.is_write() && r.path == path)
+            .map(|r| r.client.clone().unwrap())
+            .collect();
+        assert_eq!(writers, vec![format!("shard{owner}")], "{n} written once, by its shard");
+    }
+    assert!(
+        per_shard[0] > 0 && per_shard[1] > 0,
+        "both shards have work: {per_shard:?}"
+    );
+    let leases = Api::<Lease>::namespaced(admin.clone(), "kube-system");
+    for i in 0..2 {
+        let l = leases.get(&format!("secretsync-test-shard-{i}")).await.unwrap();
+        assert_eq!(l.spec.unwrap().holder_identity, Some(format!("shard{i}")));
+    }
+    s0.stop().await;
+    s1.stop().await;
+}
