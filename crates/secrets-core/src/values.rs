@@ -9,10 +9,13 @@ use crate::manifest::{DecodingStrategy, Rewrite};
 use crate::template::{Template, TemplateContext};
 use crate::value::{SecretMap, SecretValue};
 
-/// Whether `k` is a valid Secret/ConfigMap data key: `[-._a-zA-Z0-9]+`, at most 253 bytes.
+/// Whether `k` is a valid Secret/ConfigMap data key: `[-._a-zA-Z0-9]+`, at most 253 bytes,
+/// and not `.` or `..` (Kubernetes' rule).
 pub fn is_valid_secret_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 253
+        && k != "."
+        && k != ".."
         && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
@@ -181,6 +184,7 @@ mod tests {
         assert!(extract_all(&SecretValue::from("[1]"), "k").is_err());
         assert_eq!(convert_key("crawbl/dev/backend/redis"), "crawbl_dev_backend_redis");
         assert!(is_valid_secret_key("a-b_c.D9") && !is_valid_secret_key("a/b") && !is_valid_secret_key(""));
+        assert!(!is_valid_secret_key("..") && !is_valid_secret_key(".") && is_valid_secret_key("..."));
     }
 
     #[test]
