@@ -1,0 +1,194 @@
+//! The engine alone, for 10,000 ExternalSecrets over the in-memory source and sink: the
+//! cost secretsync adds on top of provider and sink calls.
+//!
+//! - `manifest/load`: parse and validate the manifests (done once per reload, not per cycle);
+//! - `engine/first_cycle`: plan, fetch (every value), render, fingerprint, diff, write;
+//! - `engine/unchanged_cycle`: plan, change tokens (all known), render, fingerprint, diff,
+//!   no write — the per-refresh overhead, the "engine overhead" target (< 50 ms / 10,000);
+//! - `engine/plan`: the same as a dry run;
+//! - `fingerprint`: the keyed HMAC of every target's data;
+//! - `diff`: comparing every desired target with what the sink holds.
+//!
+//! `cargo bench --bench engine`. Under `cargo test --all-targets` (no `--bench`) or with
+//! `SECRETSYNC_BENCH_SMOKE=1` criterion runs each bench once at a small N, and the
+//! setup's count checks still fail the run when they do not hold.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use secrets_core::engine::{CycleOptions, Engine, target_matches};
+use secrets_core::manifest::{Manifests, load_str};
+use secrets_core::registry::BuiltStore;
+use secrets_core::sinks::MemorySink;
+use secrets_core::sources::MemorySource;
+use secrets_core::{
+    CreationPolicy, DeletionPolicy, DesiredTarget, FingerprintKey, SecretMap, SecretSink, SecretValue, TargetState,
+};
+
+/// Specs (and secrets) of a full run; a smoke run uses [`SMOKE_N`].
+const N: usize = 10_000;
+const SMOKE_N: usize = 200;
+
+fn n() -> usize {
+    let smoke =
+        std::env::var("SECRETSYNC_BENCH_SMOKE").is_ok_and(|v| v != "0") || !std::env::args().any(|a| a == "--bench");
+    if smoke { SMOKE_N } else { N }
+}
+
+/// A fake store and `n` ExternalSecrets in 10 namespaces, each reading one key as two
+/// entries (the whole value and a JSON property), as ESO users write them.
+fn manifests_yaml(n: usize) -> String {
+    let mut y = String::from(
+        "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata:\n  name: mem\nspec:\n  provider:\n    fake:\n      data: []\n",
+    );
+    for i in 0..n {
+        let _ = write!(
+            y,
+            "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: es-{i:05}\n  namespace: ns-{}\nspec:\n  refreshInterval: 1h\n  secretStoreRef:\n    kind: ClusterSecretStore\n    name: mem\n  target:\n    name: es-{i:05}\n  data:\n    - secretKey: json\n      remoteRef:\n        key: app/s-{i:05}\n    - secretKey: password\n      remoteRef:\n        key: app/s-{i:05}\n        property: password\n",
+            i % 10
+        );
+    }
+    y
+}
+
+struct Setup {
+    manifests: Manifests,
+    source: Arc<MemorySource>,
+}
+
+fn setup(n: usize) -> Setup {
+    let manifests = load_str(&manifests_yaml(n), "bench.yaml")
+        .into_result()
+        .expect("bench manifests load");
+    assert_eq!(manifests.external_secrets.len(), n);
+    let source = Arc::new(MemorySource::new("memory"));
+    for i in 0..n {
+        source.set(
+            &format!("app/s-{i:05}"),
+            SecretValue::from(format!(
+                r#"{{"user":"u{i}","password":"p-{i:05}-0123456789abcdef0123456789abcdef"}}"#
+            )),
+        );
+    }
+    Setup { manifests, source }
+}
+
+fn engine(s: &Setup, sink: Arc<MemorySink>) -> Engine {
+    let mut stores = BTreeMap::new();
+    let src: Arc<MemorySource> = s.source.clone();
+    stores.insert(
+        s.manifests.stores[0].id.clone(),
+        BuiltStore {
+            source: src,
+            writer: None,
+        },
+    );
+    Engine::new(stores, sink).with_fingerprint_key(FingerprintKey::from_bytes(vec![7; 32]).expect("32-byte key"))
+}
+
+fn benches(c: &mut Criterion) {
+    let n = n();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let yaml = manifests_yaml(n);
+    let s = setup(n);
+    let opts = CycleOptions::default();
+
+    // A synced engine: the checks here are what the bench relies on.
+    let sink = Arc::new(MemorySink::new());
+    let warm = engine(&s, sink.clone());
+    let first = rt.block_on(warm.run(&s.manifests, &opts));
+    assert!(first.all_synced(), "first cycle: {:?}", first.failed().next());
+    assert_eq!(first.writes as usize, n, "first cycle writes every target");
+    assert_eq!(first.values_read as usize, n, "first cycle reads each key once");
+    let second = rt.block_on(warm.run(&s.manifests, &opts));
+    assert_eq!(second.writes, 0, "unchanged cycle writes nothing");
+    assert_eq!(second.values_read, 0, "unchanged cycle reads no value");
+
+    let mut g = c.benchmark_group(format!("{n}_specs"));
+    g.sample_size(10);
+
+    g.bench_function("manifest/load", |b| {
+        b.iter(|| load_str(black_box(&yaml), "bench.yaml").into_result().expect("loads"))
+    });
+
+    g.bench_function("engine/first_cycle", |b| {
+        b.to_async(&rt).iter_batched(
+            || engine(&s, Arc::new(MemorySink::new())),
+            |e| {
+                let m = &s.manifests;
+                let o = &opts;
+                async move {
+                    let r = e.run(m, o).await;
+                    debug_assert_eq!(r.writes as usize, n);
+                    r
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    g.bench_function("engine/unchanged_cycle", |b| {
+        b.to_async(&rt).iter(|| async {
+            let r = warm.run(&s.manifests, &opts).await;
+            debug_assert_eq!(r.writes, 0);
+            r
+        })
+    });
+
+    let dry = CycleOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    g.bench_function("engine/plan", |b| b.to_async(&rt).iter(|| warm.run(&s.manifests, &dry)));
+
+    // What the sink holds, and the desired state rebuilt from it, for fingerprint and diff.
+    let key = FingerprintKey::from_bytes(vec![7; 32]).expect("32-byte key");
+    let held: Vec<(DesiredTarget, TargetState)> = sink
+        .targets()
+        .into_iter()
+        .map(|t| {
+            let cur = sink.get(&t).expect("target held");
+            let d = DesiredTarget {
+                target: t,
+                data: cur.data.clone(),
+                secret_type: cur.secret_type.clone(),
+                labels: cur.labels.clone(),
+                annotations: cur.annotations.clone(),
+                creation_policy: CreationPolicy::Owner,
+                deletion_policy: DeletionPolicy::Retain,
+                immutable: false,
+                owner: None,
+                fingerprint: key.fingerprint(&cur.data, &[]),
+            };
+            (d, cur)
+        })
+        .collect();
+    assert_eq!(held.len(), n);
+    let maps: Vec<&SecretMap> = held.iter().map(|(d, _)| &d.data).collect();
+    g.bench_function("fingerprint", |b| {
+        b.iter(|| {
+            maps.iter()
+                .map(|m| key.fingerprint(black_box(m), &[("type", "Opaque")]))
+                .collect::<Vec<_>>()
+        })
+    });
+    let caps = sink.capabilities();
+    assert!(held.iter().all(|(d, cur)| target_matches(d, cur, &caps)));
+    g.bench_function("diff", |b| {
+        b.iter(|| {
+            held.iter()
+                .filter(|(d, cur)| target_matches(black_box(d), black_box(cur), &caps))
+                .count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(engine_benches, benches);
+criterion_main!(engine_benches);
