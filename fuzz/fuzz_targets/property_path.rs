@@ -1,0 +1,30 @@
+//! `remoteRef.property` (gjson paths) on arbitrary JSON and paths: never panics, and an error
+//! names the key and the property but never quotes the value.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use secrets_core::SecretValue;
+use secrets_core::values::get_property;
+
+fuzz_target!(|data: &[u8]| {
+    // The first line is the property, the rest the remote value.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (property, value) = text.split_once('\n').unwrap_or((text, ""));
+    let v = SecretValue::from(value);
+    match get_property(&v, property, "fuzz-key") {
+        Ok(out) => {
+            let _ = out.len();
+        }
+        Err(e) => {
+            let msg = format!("{e} {e:?}");
+            assert!(msg.contains("fuzz-key"), "the error names the key: {msg}");
+            // Any stretch of the value longer than the property and the fixed words must not
+            // appear in the message.
+            if value.len() >= 12 && !property.contains(value) && !"fuzz-key".contains(value) {
+                assert!(!msg.contains(value), "the error quotes the value: {msg}");
+            }
+        }
+    }
+});
