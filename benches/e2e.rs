@@ -335,7 +335,19 @@ async fn run_child(
         moto_url: moto_url.to_string(),
         kube_url: kube.url(),
     };
-    let mut cmd = tokio::process::Command::new(std::env::current_exe().expect("current exe"));
+    let exe = std::env::current_exe().expect("current exe");
+    // A profiler to run the child under, e.g. `heaptrack -o /tmp/child`.
+    let wrapper: Vec<String> = std::env::var("SECRETSYNC_BENCH_CHILD_WRAPPER")
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = tokio::process::Command::new(program);
+            c.args(args).arg(&exe);
+            c
+        }
+        None => tokio::process::Command::new(&exe),
+    };
     cmd.env(CHILD_ENV, serde_json::to_string(&config).expect("serializes"))
         .env("KUBECONFIG", &kubeconfig)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -477,7 +489,7 @@ fn print_run(r: &Run) {
             c.server_detail.clone()
         };
         println!(
-            "{:<8} {:>6} {:<10} {:<9} calls {:>6} (min {:>5}, {:>6}) values read {:>6}  kube writes {:>6} / requests {:>6}  wall {:>9.1} ms  peak RSS {:>6.1} MiB  failed {}  [{}]",
+            "{:<8} {:>6} {:<10} {:<9} calls {:>6} (min {:>5}, {:>6}) values read {:>6}  kube writes {:>6} / requests {:>6}  wall {:>9.1} ms  peak RSS {:>6.1} MiB (after load {:>5.1})  failed {}  [{}]",
             r.provider.name(),
             r.n,
             r.mode,
@@ -494,6 +506,7 @@ fn print_run(r: &Run) {
             c.kube_requests,
             c.out.wall_ms,
             c.out.hwm_kib as f64 / 1024.0,
+            c.out.setup_hwm_kib as f64 / 1024.0,
             c.out.failed,
             detail,
         );

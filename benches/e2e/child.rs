@@ -55,6 +55,8 @@ pub struct CycleOut {
     pub hwm_kib: u64,
     /// Manifest load and store build, before the first cycle (ms).
     pub setup_ms: f64,
+    /// VmHWM after manifest load and store build, before the first cycle, KiB.
+    pub setup_hwm_kib: u64,
 }
 
 /// Peak resident set size of this process so far (VmHWM), KiB.
@@ -123,6 +125,7 @@ async fn secretsync_mode(config: &ChildConfig) {
     let ids: Vec<_> = stores.keys().cloned().collect();
     let engine = Engine::new(stores, Arc::new(sink));
     let setup_ms = t.elapsed().as_secs_f64() * 1e3;
+    let setup_hwm_kib = vm_hwm_kib();
     let stats = |e: &Engine| {
         let s: Vec<&CallStats> = ids
             .iter()
@@ -151,6 +154,7 @@ async fn secretsync_mode(config: &ChildConfig) {
             ops: diff(&stats(&engine), &before),
             hwm_kib: vm_hwm_kib(),
             setup_ms,
+            setup_hwm_kib,
         };
         emit("cycle", &out);
     }
@@ -172,6 +176,7 @@ async fn naive_mode(config: &ChildConfig) {
         .expect("AWS client");
     let kube = HttpPool::new(&config.kube_url);
     let setup_ms = t.elapsed().as_secs_f64() * 1e3;
+    let setup_hwm_kib = vm_hwm_kib();
     let stats = || ops_of(&[aws.call_stats().expect("the AWS source counts calls")]);
     println!("@@ready");
     for _ in 0..config.cycles {
@@ -197,6 +202,7 @@ async fn naive_mode(config: &ChildConfig) {
             ops,
             hwm_kib: vm_hwm_kib(),
             setup_ms,
+            setup_hwm_kib,
         };
         emit("cycle", &out);
     }
