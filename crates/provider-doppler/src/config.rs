@@ -230,11 +230,8 @@ impl DopplerBuilder {
         };
         let base = reqwest::Url::parse(host.trim_end_matches('/'))
             .map_err(|e| Error::invalid(format!("Doppler API host `{host}`: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(Error::invalid(format!(
-                "Doppler API host `{host}`: expected http or https"
-            )));
-        }
+        // The bearer token goes to this host: plain http only to loopback (a test server).
+        secrets_core::net::check_endpoint(base.as_str(), "Doppler API host")?;
         DopplerSource::new(self, token, base, transformer)
     }
 }
@@ -290,5 +287,8 @@ mod tests {
         ));
         assert!(ok().with_api_host("ftp://x").build().is_err());
         assert!(ok().with_api_host("api.example.test").build().is_ok());
+        let e = ok().with_api_host("http://example.com").build().unwrap_err().to_string();
+        assert!(e.contains("loopback"), "the token never travels in clear: {e}");
+        assert!(ok().with_api_host("http://127.0.0.1:9").build().is_ok());
     }
 }

@@ -248,6 +248,8 @@ impl GcpSecretManagerBuilder {
     /// Checks the settings and builds the source. No network call is made; the client
     /// connects on first use.
     pub fn build(self) -> Result<GcpSecretManager> {
+        // Values come back over this endpoint: plain http only to loopback (an emulator).
+        secrets_core::net::check_endpoint(&self.effective_endpoint(), "GCP Secret Manager endpoint")?;
         GcpSecretManager::from_builder(self)
     }
 }

@@ -5,6 +5,7 @@ pub mod engine;
 pub mod error;
 pub mod fingerprint;
 pub mod manifest;
+pub mod net;
 pub mod redact;
 pub mod registry;
 pub mod rotation;

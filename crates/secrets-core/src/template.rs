@@ -25,6 +25,9 @@ use crate::value::SecretValue;
 /// The data a template sees: `.key` is the value of `key`.
 pub type TemplateContext = BTreeMap<String, SecretValue>;
 
+/// Widest `indent` / `nindent` accepted.
+pub const MAX_INDENT: u64 = 1024;
+
 /// Functions this engine implements.
 pub const FUNCTIONS: &[&str] = &[
     "b64enc",
@@ -79,6 +82,8 @@ enum Arg {
 /// A value during evaluation.
 #[derive(Clone)]
 enum Val {
+    /// A string literal of the template itself: not secret, may be quoted in errors.
+    Lit(String),
     Text(SecretValue),
     Json(serde_json::Value),
     Dot,
@@ -420,7 +425,7 @@ fn eval_arg(a: &Arg, ctx: &TemplateContext) -> Result<Val, String> {
                 .ok_or_else(|| format!("`.{first}` is not a JSON object, cannot read `.{}`", path.join(".")))?;
             field_of(Val::Json(json), &path[1..], &path.join("."))
         }
-        Arg::Str(s) => Ok(Val::Json(serde_json::Value::String(s.clone()))),
+        Arg::Str(s) => Ok(Val::Lit(s.clone())),
         Arg::Num(raw) => Ok(Val::Json(
             serde_json::from_str(raw).unwrap_or(serde_json::Value::String(raw.clone())),
         )),
@@ -488,6 +493,7 @@ fn text_str(v: &Val, ctx: &TemplateContext, func: &str) -> Result<Zeroizing<Stri
 fn write_val(v: &Val, ctx: &TemplateContext, out: &mut Vec<u8>) -> Result<(), String> {
     match v {
         Val::Text(s) => out.extend_from_slice(s.expose()),
+        Val::Lit(s) => out.extend_from_slice(s.as_bytes()),
         Val::Json(serde_json::Value::String(s)) => out.extend_from_slice(s.as_bytes()),
         Val::Json(serde_json::Value::Null) => {}
         Val::Json(j) => out.extend_from_slice(j.to_string().as_bytes()),
@@ -510,6 +516,7 @@ fn write_val(v: &Val, ctx: &TemplateContext, out: &mut Vec<u8>) -> Result<(), St
 fn json_of(v: &Val, ctx: &TemplateContext) -> Result<serde_json::Value, String> {
     Ok(match v {
         Val::Json(j) => j.clone(),
+        Val::Lit(s) => serde_json::Value::String(s.clone()),
         other => serde_json::Value::String(String::from_utf8_lossy(&text(other, ctx)?).into_owned()),
     })
 }
@@ -579,10 +586,18 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
         "indent" | "nindent" => {
             arity(f, &args, 2)?;
             let n = match &args[0] {
-                Val::Json(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
+                Val::Json(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(u64::MAX),
                 _ => return Err(format!("{f}: first argument must be a number")),
             };
+            if n > MAX_INDENT {
+                return Err(format!("{f}: width {n} is over the limit of {MAX_INDENT}"));
+            }
+            let n = n as usize;
             let s = text_str(&args[1], ctx, f)?;
+            let lines = s.lines().count().max(1);
+            if s.len() + lines * (n + 1) > crate::engine::MAX_TARGET_BYTES {
+                return Err(format!("{f}: the indented text would be over the 1 MiB target limit"));
+            }
             let pad = " ".repeat(n);
             let body = s.lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n");
             Ok(t(if f == "nindent" { format!("\n{body}") } else { body }.into_bytes()))
@@ -602,6 +617,7 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
             arity(f, &args, 2)?;
             let empty = match &args[1] {
                 Val::Text(s) => s.is_empty(),
+                Val::Lit(s) => s.is_empty(),
                 Val::Json(j) => {
                     matches!(j, serde_json::Value::Null | serde_json::Value::Bool(false))
                         || j.as_str().is_some_and(str::is_empty)
@@ -617,17 +633,23 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                 return Err("function `index` takes a map and at least one key".into());
             }
             let mut cur = args[0].clone();
-            for k in &args[1..] {
+            for (i, k) in args[1..].iter().enumerate() {
                 let key = text_str(k, ctx, f)?;
+                // Only a literal of the template may be quoted: a key computed from data is
+                // a value, and errors never carry values.
+                let missing = || match k {
+                    Val::Lit(l) => format!("map has no entry for key `{l}`"),
+                    _ => format!("map has no entry for the key given by argument {} of `index`", i + 2),
+                };
                 cur = match cur {
                     Val::Dot => Val::Text(
                         ctx.get(key.as_str())
                             .cloned()
-                            .ok_or_else(|| format!("map has no entry for key `{}`", &*key))?,
+                            .ok_or_else(missing)?,
                     ),
                     Val::Json(serde_json::Value::Object(mut m)) => Val::Json(
                         m.remove(key.as_str())
-                            .ok_or_else(|| format!("map has no entry for key `{}`", &*key))?,
+                            .ok_or_else(missing)?,
                     ),
                     Val::Text(s) => {
                         let j: serde_json::Value = s
@@ -637,7 +659,7 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                         match j {
                             serde_json::Value::Object(mut m) => Val::Json(
                                 m.remove(key.as_str())
-                                    .ok_or_else(|| format!("map has no entry for key `{}`", &*key))?,
+                                    .ok_or_else(missing)?,
                             ),
                             _ => return Err("index: value is not a map".into()),
                         }

@@ -17,8 +17,15 @@ use secrecy::{ExposeSecret, SecretSlice};
 pub struct SecretValue(Arc<SecretSlice<u8>>);
 
 impl SecretValue {
-    /// Wraps bytes. The vector is moved, not copied, so no unzeroized copy is left behind.
-    pub fn new(bytes: Vec<u8>) -> Self {
+    /// Wraps bytes. A vector with spare capacity would be reallocated (and its old buffer
+    /// freed unzeroed) on the way into a box, so it is copied into an exact allocation and
+    /// the original zeroized instead.
+    pub fn new(mut bytes: Vec<u8>) -> Self {
+        if bytes.capacity() != bytes.len() {
+            let exact: Box<[u8]> = bytes.as_slice().into();
+            zeroize::Zeroize::zeroize(&mut bytes);
+            return Self(Arc::new(secrecy::SecretBox::new(exact)));
+        }
         Self(Arc::new(SecretSlice::from(bytes)))
     }
 

@@ -89,6 +89,20 @@ pub fn extract_all(value: &SecretValue, key: &str) -> Result<SecretMap> {
     Ok(out)
 }
 
+/// A regular expression from a manifest, or a one-line error naming it (the regex crate's
+/// own messages span several lines).
+pub fn compile_regex(pattern: &str) -> Result<regex::Regex> {
+    regex::Regex::new(pattern).map_err(|e| Error::invalid(one_line_regex_error(pattern, &e)))
+}
+
+/// `invalid regexp `<pattern>`: <reason>` on one line.
+pub fn one_line_regex_error(pattern: &str, e: &regex::Error) -> String {
+    let text = e.to_string();
+    let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim();
+    let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+    format!("invalid regexp `{pattern}`: {reason}")
+}
+
 /// Key conversion of `find` results (ESO's `Default` conversion): every character outside
 /// `[-._a-zA-Z0-9]` becomes `_`, so `crawbl/dev/backend/redis` is `crawbl_dev_backend_redis`.
 pub fn convert_key(name: &str) -> String {
@@ -109,8 +123,7 @@ pub fn rewrite_keys(map: SecretMap, rules: &[Rewrite], at: &str) -> Result<Secre
     for (j, rule) in rules.iter().enumerate() {
         let mut next = SecretMap::new();
         if let Some(r) = &rule.regexp {
-            let re = regex::Regex::new(&r.source)
-                .map_err(|e| Error::invalid(format!("{at}.rewrite[{j}].regexp.source: invalid regexp: {e}")))?;
+            let re = compile_regex(&r.source).map_err(|e| e.context(format!("{at}.rewrite[{j}].regexp.source")))?;
             for (k, v) in map {
                 next.insert(re.replace_all(&k, r.target.as_str()).into_owned(), v);
             }

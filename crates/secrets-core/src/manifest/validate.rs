@@ -70,7 +70,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                 if let Err(e) = regex::Regex::new(r) {
                     errors.push(Error::manifest(
                         loc.field(format!("spec.conditions[{i}].namespaceRegexes[{j}]")),
-                        format!("invalid regexp: {e}"),
+                        crate::values::one_line_regex_error(r, &e),
                     ));
                 }
             }
@@ -296,7 +296,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                     {
                         errors.push(Error::manifest(
                             loc.field(format!("{p}.find.name.regexp")),
-                            format!("invalid regexp: {e}"),
+                            crate::values::one_line_regex_error(&n.regexp, &e),
                         ));
                     }
                     if f.conversion_strategy.as_deref().is_some_and(|c| c != "Default") {
@@ -320,7 +320,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                         if let Err(e) = regex::Regex::new(&r.source) {
                             errors.push(Error::manifest(
                                 loc.field(format!("{rp}.regexp.source")),
-                                format!("invalid regexp: {e}"),
+                                crate::values::one_line_regex_error(&r.source, &e),
                             ));
                         }
                     }

@@ -57,6 +57,35 @@ pub async fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::invalid(format!("write task failed: {e}")))?
 }
 
+/// Prefix of the temporary files of [`atomic_write`].
+pub const TEMP_PREFIX: &str = ".secretsync-";
+/// A temporary file older than this was left by a writer that died mid-write.
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes temporary files a killed writer left in `dir` (they hold secret values, 0600),
+/// once per folder per process so large folders are not rescanned on every write.
+fn clean_stale_temp_files(dir: &Path) {
+    static CLEANED: std::sync::Mutex<Option<std::collections::HashSet<std::path::PathBuf>>> = std::sync::Mutex::new(None);
+    {
+        let mut cleaned = CLEANED.lock().expect("lock");
+        if !cleaned.get_or_insert_with(Default::default).insert(dir.to_path_buf()) {
+            return;
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(TEMP_PREFIX) && name.ends_with(".tmp")) {
+            continue;
+        }
+        let stale = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > STALE_TEMP_AGE);
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn atomic_write_blocking(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path
@@ -70,9 +99,10 @@ fn atomic_write_blocking(path: &Path, bytes: &[u8]) -> Result<()> {
         std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
         b.create(dir).map_err(|e| Error::io(dir, e))?;
     }
+    clean_stale_temp_files(dir);
     // tempfile creates files readable by the owner only (0600).
     let mut tmp = tempfile::Builder::new()
-        .prefix(".secretsync-")
+        .prefix(TEMP_PREFIX)
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
@@ -83,4 +113,24 @@ fn atomic_write_blocking(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stale_temp_files_of_a_killed_writer_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".secretsync-abc123.tmp");
+        let fresh = dir.path().join(".secretsync-def456.tmp");
+        std::fs::write(&stale, "half").unwrap();
+        std::fs::write(&fresh, "in flight").unwrap();
+        let status = std::process::Command::new("touch").args(["-d", "5 minutes ago"]).arg(&stale).status().unwrap();
+        assert!(status.success());
+        atomic_write(&dir.path().join("target.yaml"), b"data").await.unwrap();
+        assert!(!stale.exists(), "a stale temp file is removed");
+        assert!(fresh.exists(), "a writer's temp file in flight is left alone");
+        assert_eq!(std::fs::read(dir.path().join("target.yaml")).unwrap(), b"data");
+    }
 }

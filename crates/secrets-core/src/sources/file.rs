@@ -80,18 +80,24 @@ impl FileSource {
         &self.path
     }
 
+    /// The file's entries; NotFound naming the file when it does not exist (reads).
     async fn read_all(&self) -> Result<SecretMap> {
+        self.read_if_exists().await?.ok_or_else(|| Error::not_found(format!("secrets file {} does not exist", self.path.display())))
+    }
+
+    /// The file's entries, `None` when it does not exist yet (writes create it).
+    async fn read_if_exists(&self) -> Result<Option<SecretMap>> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let bytes = match tokio::fs::read(&self.path).await {
             Ok(b) => zeroize::Zeroizing::new(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SecretMap::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&self.path, e)),
         };
         let text =
             std::str::from_utf8(&bytes).map_err(|_| Error::invalid(format!("{}: not UTF-8", self.path.display())))?;
         let file = self.path.display().to_string();
         match self.format {
-            FileFormat::Dotenv => super::dotenv::parse(text, &file),
+            FileFormat::Dotenv => super::dotenv::parse(text, &file).map(Some),
             FileFormat::Yaml | FileFormat::Json => {
                 let v: serde_json::Value = if self.format == FileFormat::Json {
                     serde_json::from_str(text).map_err(|e| {
@@ -118,7 +124,7 @@ impl FileSource {
                         return Err(Error::invalid(format!("{file}: expected a mapping of names to values")));
                     }
                 };
-                Ok(obj
+                Ok(Some(obj
                     .into_iter()
                     .map(|(k, v)| {
                         let s = match v {
@@ -128,7 +134,7 @@ impl FileSource {
                         };
                         (k, SecretValue::from(s))
                     })
-                    .collect())
+                    .collect()))
             }
         }
     }
@@ -190,7 +196,9 @@ impl SecretSource for FileSource {
             Ok(map) => keys.iter().map(|k| Self::lookup(&map, k, &self.path)).collect(),
             Err(e) => {
                 let msg = e.to_string();
-                keys.iter().map(|_| Err(Error::invalid(msg.clone()))).collect()
+                let missing = e.is_not_found();
+                let gone = || Error::not_found(format!("secrets file {} does not exist", self.path.display()));
+                keys.iter().map(|_| Err(if missing { gone() } else { Error::invalid(msg.clone()) })).collect()
             }
         }
     }
@@ -201,7 +209,7 @@ impl SecretSource for FileSource {
             ));
         }
         let re = match &query.name_regexp {
-            Some(r) => Some(regex::Regex::new(r).map_err(|e| Error::invalid(format!("find.name.regexp: {e}")))?),
+            Some(r) => Some(crate::values::compile_regex(r).map_err(|e| e.context("find.name.regexp"))?),
             None => None,
         };
         let map = self.read_all().await?;
@@ -222,7 +230,7 @@ impl SecretSource for FileSource {
 #[async_trait]
 impl SecretWriter for FileSource {
     async fn describe(&self, key: &str) -> Result<Option<RemoteDescription>> {
-        let map = self.read_all().await?;
+        let map = self.read_if_exists().await?.unwrap_or_default();
         Ok(map.contains_key(key).then(|| RemoteDescription {
             current_version: None,
             managed: true,
@@ -231,7 +239,7 @@ impl SecretWriter for FileSource {
     }
     async fn put(&self, request: &WriteRequest) -> Result<WriteOutcome> {
         let _guard = self.write_lock.lock().await;
-        let mut map = self.read_all().await?;
+        let mut map = self.read_if_exists().await?.unwrap_or_default();
         let existed = map.contains_key(&request.key);
         let value = match &request.property {
             None => request.value.clone(),

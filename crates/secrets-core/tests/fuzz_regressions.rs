@@ -1,8 +1,5 @@
 //! Inputs the fuzz targets under `fuzz/` found, kept as tests (`scripts/fuzz-smoke.sh`
 //! runs the targets). Each test names the target and what went wrong.
-//!
-//! KNOWN BUGS (reported to the lead, library fix pending): the tests prefixed `bug_` fail
-//! until crates/secrets-core/src/template.rs is fixed as described in each test.
 
 use secrets_core::SecretValue;
 use secrets_core::template::{Template, TemplateContext};
@@ -18,10 +15,9 @@ fn ctx() -> TemplateContext {
 /// Target `template`, crash-05388c4c…: `index` with a key computed from data quoted the key
 /// — a secret value — in its "map has no entry" error
 /// (template.rs, `"index"` arm of `call`: `format!("map has no entry for key `{}`", &*key)`).
-/// Fix: quote the key only when it is a literal in the template, else say
-/// "map has no entry for the key given by argument N".
+/// Fixed: only a literal of the template is quoted; otherwise "the key given by argument N".
 #[test]
-fn bug_index_error_does_not_quote_a_key_computed_from_a_value() {
+fn index_error_does_not_quote_a_key_computed_from_a_value() {
     for src in [
         "{{ index . .a }}",
         "{{ index (.json | fromJson) .a }}",
@@ -36,15 +32,12 @@ fn bug_index_error_does_not_quote_a_key_computed_from_a_value() {
 
 /// Target `template`, crash-c4e1d581…: `indent`/`nindent` with a huge width allocated that
 /// many spaces per line and aborted the process (`memory allocation of 333333333333 bytes
-/// failed`) — a manifest could crash the sync (template.rs, `" ".repeat(n)` in the
-/// `"indent" | "nindent"` arm). Fix: refuse widths whose output would pass
-/// `engine::MAX_TARGET_BYTES` (or any width over a few thousand) with an error naming the
-/// function.
+/// failed`) — a manifest could crash the sync. Fixed: widths over `template::MAX_INDENT` and
+/// output over the 1 MiB target limit are errors naming the function.
 #[test]
-fn bug_indent_with_a_huge_width_is_an_error_not_an_abort() {
+fn indent_with_a_huge_width_is_an_error_not_an_abort() {
     for src in ["{{ .a | indent 333333333333 }}", "{{ nindent 333333333333 .a }}"] {
         let t = Template::parse(src).expect("parses");
-        // Before the fix this aborts the whole test binary.
         let err = t.render(&ctx()).expect_err("width over the limit");
         assert!(err.contains("indent"), "{err}");
     }
