@@ -20,12 +20,49 @@ pub fn is_valid_secret_key(k: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
+/// Longest `property` accepted.
+pub const MAX_PROPERTY_LEN: usize = 256;
+/// Deepest nesting of `[`, `{` and `(` in a `property`.
+pub const MAX_PROPERTY_NESTING: usize = 3;
+
+/// Checks a `property` before it reaches gjson: at most [`MAX_PROPERTY_LEN`] bytes, no
+/// control characters, brackets nested at most [`MAX_PROPERTY_NESTING`] deep. gjson's
+/// multipaths and modifiers nested deeper take time exponential in the nesting (the fuzzer
+/// found a 4 KiB property taking seconds), so a manifest could stall a sync.
+pub fn check_property(property: &str) -> Result<()> {
+    if property.len() > MAX_PROPERTY_LEN {
+        return Err(Error::invalid(format!("property is {} bytes, over the limit of {MAX_PROPERTY_LEN}", property.len())));
+    }
+    if property.chars().any(char::is_control) {
+        return Err(Error::invalid("property contains a control character"));
+    }
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut escaped = false;
+    for c in property.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '[' | '{' | '(' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ']' | '}' | ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_PROPERTY_NESTING {
+        return Err(Error::invalid(format!("property nests brackets {max} deep, over the limit of {MAX_PROPERTY_NESTING}")));
+    }
+    Ok(())
+}
+
 /// Reads `property` of a JSON value with gjson path semantics, as ESO does: a property
 /// containing dots is first tried as one key (dots escaped), then as a path. Strings come
 /// back unquoted; objects, arrays and numbers as their JSON text; `null` as empty.
 ///
 /// `key` names the remote key in errors.
 pub fn get_property(value: &SecretValue, property: &str, key: &str) -> Result<SecretValue> {
+    check_property(property).map_err(|e| e.context(format!("property of remote key `{key}`")))?;
     let text = value.expose_str().filter(|t| gjson::valid(t)).ok_or_else(|| {
         Error::invalid(format!(
             "remote key `{key}` is not JSON, but property `{property}` is set"

@@ -351,6 +351,11 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
 }
 
 fn check_remote_ref(r: &super::RemoteRef, loc: &Location, p: &str, errors: &mut Vec<Error>) {
+    if let Some(prop) = &r.property
+        && let Err(e) = crate::values::check_property(prop)
+    {
+        errors.push(Error::manifest(loc.field(format!("{p}.property")), e.to_string()));
+    }
     if r.key.is_empty() {
         errors.push(Error::manifest(loc.field(format!("{p}.key")), "empty key"));
     }
