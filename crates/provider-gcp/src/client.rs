@@ -48,6 +48,10 @@ pub struct GcpSecretManager {
     client: tokio::sync::OnceCell<SecretManagerService>,
     budget: Budget,
     stats: CallStats,
+    /// Last known change token of each key and when it was checked, so keys over the
+    /// per-minute budget keep their last token (checked in a later cycle, oldest first)
+    /// instead of forcing a billed access.
+    tokens: std::sync::Mutex<std::collections::HashMap<RemoteKey, (ChangeToken, std::time::Instant)>>,
 }
 
 impl fmt::Debug for GcpSecretManager {
@@ -209,6 +213,7 @@ impl GcpSecretManager {
             client: tokio::sync::OnceCell::new(),
             budget: Budget::new(b.metadata_calls_per_minute),
             stats: CallStats::new(),
+            tokens: Default::default(),
         })
     }
 
@@ -538,7 +543,17 @@ impl SecretSource for GcpSecretManager {
     }
 
     async fn get(&self, key: &RemoteKey) -> Result<Fetched> {
-        self.get_inner(key).await
+        let r = self.get_inner(key).await;
+        // An access tells the current version for free: it is a fresh token.
+        if let Ok(Fetched { version: Some(v), .. }) = &r
+            && key.version.as_deref().is_none_or(|v| v == "latest")
+        {
+            self.tokens
+                .lock()
+                .expect("tokens lock")
+                .insert(key.clone(), (v.clone(), std::time::Instant::now()));
+        }
+        r
     }
 
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>> {
@@ -592,14 +607,40 @@ impl SecretSource for GcpSecretManager {
     }
 
     async fn change_tokens(&self, keys: &[RemoteKey]) -> Vec<Result<Option<ChangeToken>>> {
+        // The budget goes to the keys checked longest ago (never-checked first); keys past
+        // it keep their last known token until a later cycle, so an unchanged cycle makes no
+        // billed access even when it has more keys than the budget. Keys never seen are
+        // "unknown" and get read.
+        let known: std::collections::HashMap<RemoteKey, (ChangeToken, std::time::Instant)> = {
+            let t = self.tokens.lock().expect("tokens lock");
+            keys.iter()
+                .filter_map(|k| t.get(k).map(|v| (k.clone(), v.clone())))
+                .collect()
+        };
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&i| known.get(&keys[i]).map(|(_, at)| *at));
+        let mut checked = vec![false; keys.len()];
+        for &i in &order {
+            checked[i] = self.budget.try_take();
+        }
         let futures: Vec<_> = keys
             .iter()
-            .map(|k| async move {
-                if !self.budget.try_take() {
-                    // Out of budget: "unknown", so the engine reads the value instead of waiting.
-                    return Ok(None);
+            .zip(checked)
+            .map(|(k, check)| {
+                let last = known.get(k).map(|(t, _)| t.clone());
+                async move {
+                    if !check {
+                        return Ok(last);
+                    }
+                    let r = self.token_of(k).await;
+                    if let Ok(Some(t)) = &r {
+                        self.tokens
+                            .lock()
+                            .expect("tokens lock")
+                            .insert(k.clone(), (t.clone(), std::time::Instant::now()));
+                    }
+                    r
                 }
-                self.token_of(k).await
             })
             .collect();
         futures::stream::iter(futures)

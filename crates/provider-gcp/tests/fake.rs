@@ -467,6 +467,37 @@ async fn change_token_budget_answers_unknown_when_spent() {
 }
 
 #[tokio::test]
+async fn over_budget_keys_keep_their_last_token_so_unchanged_cycles_access_nothing() {
+    let fake = FakeSecretManager::start().await;
+    let names = ["a", "b", "c", "d", "e"];
+    for n in names {
+        fake.add_version(P, n, b"v1");
+    }
+    // A budget of 2 metadata calls for 5 keys (the bucket refills slowly: 2 per minute).
+    let src = builder_for(&fake.host(), "development-485000")
+        .with_metadata_calls_per_minute(2)
+        .build()
+        .unwrap();
+    let keys: Vec<_> = names.iter().map(|k| RemoteKey::new(*k)).collect();
+    // First cycle: the engine reads the values it has never seen; the accesses carry tokens.
+    for r in src.get_many(&keys).await {
+        r.unwrap();
+    }
+    fake.clear_log();
+    // Unchanged cycle: 2 keys checked, 3 keep their last token; no access call at all.
+    let t = src.change_tokens(&keys).await;
+    assert!(t.iter().all(|r| matches!(r, Ok(Some(v)) if v == "1")), "{t:?}");
+    assert_eq!(
+        (fake.count("GetSecretVersion"), fake.count("AccessSecretVersion")),
+        (2, 0)
+    );
+    // The next call finds the bucket empty: every key keeps its last token, still no access.
+    let t = src.change_tokens(&keys).await;
+    assert!(t.iter().all(|r| matches!(r, Ok(Some(v)) if v == "1")), "{t:?}");
+    assert_eq!(fake.count("AccessSecretVersion"), 0);
+}
+
+#[tokio::test]
 async fn metadata_returns_labels_and_annotations() {
     let fake = FakeSecretManager::start().await;
     fake.create_secret(P, "tomoda-sentry-dsn", &[("team", "obs")]);

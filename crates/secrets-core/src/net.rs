@@ -12,7 +12,9 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// anywhere; plain `http` only to a loopback host (an emulator on this machine). There is
 /// no switch to skip TLS verification for other hosts. `what` names the setting in errors.
 pub fn check_endpoint(url: &str, what: &str) -> Result<()> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| Error::invalid(format!("{what}: `{url}` is not a URL (https://host[:port])")))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| Error::invalid(format!("{what}: `{url}` is not a URL (https://host[:port])")))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
     let host = if authority.starts_with('[') {
@@ -26,7 +28,9 @@ pub fn check_endpoint(url: &str, what: &str) -> Result<()> {
         "http" => Err(Error::invalid(format!(
             "{what}: plain http to `{host}` is refused: http is allowed only for loopback endpoints (emulators on this machine); use https"
         ))),
-        other => Err(Error::invalid(format!("{what}: unsupported scheme `{other}` (https, or http to loopback)"))),
+        other => Err(Error::invalid(format!(
+            "{what}: unsupported scheme `{other}` (https, or http to loopback)"
+        ))),
     }
 }
 
@@ -36,10 +40,23 @@ mod tests {
 
     #[test]
     fn http_only_to_loopback() {
-        for ok in ["https://secretsmanager.eu-central-1.amazonaws.com", "http://127.0.0.1:5000", "http://localhost:8080/v3", "http://[::1]:9000", "https://api.doppler.com"] {
+        for ok in [
+            "https://secretsmanager.eu-central-1.amazonaws.com",
+            "http://127.0.0.1:5000",
+            "http://localhost:8080/v3",
+            "http://[::1]:9000",
+            "https://api.doppler.com",
+        ] {
             assert!(check_endpoint(ok, "endpoint").is_ok(), "{ok}");
         }
-        for bad in ["http://example.com", "http://10.0.0.5:5000", "http://moto:5000", "ftp://127.0.0.1", "127.0.0.1:5000", "http://127.0.0.1.evil.com"] {
+        for bad in [
+            "http://example.com",
+            "http://10.0.0.5:5000",
+            "http://moto:5000",
+            "ftp://127.0.0.1",
+            "127.0.0.1:5000",
+            "http://127.0.0.1.evil.com",
+        ] {
             assert!(check_endpoint(bad, "endpoint").is_err(), "{bad}");
         }
     }

@@ -642,25 +642,17 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                     _ => format!("map has no entry for the key given by argument {} of `index`", i + 2),
                 };
                 cur = match cur {
-                    Val::Dot => Val::Text(
-                        ctx.get(key.as_str())
-                            .cloned()
-                            .ok_or_else(missing)?,
-                    ),
-                    Val::Json(serde_json::Value::Object(mut m)) => Val::Json(
-                        m.remove(key.as_str())
-                            .ok_or_else(missing)?,
-                    ),
+                    Val::Dot => Val::Text(ctx.get(key.as_str()).cloned().ok_or_else(missing)?),
+                    Val::Json(serde_json::Value::Object(mut m)) => {
+                        Val::Json(m.remove(key.as_str()).ok_or_else(missing)?)
+                    }
                     Val::Text(s) => {
                         let j: serde_json::Value = s
                             .expose_str()
                             .and_then(|s| serde_json::from_str(s).ok())
                             .ok_or("index: value is not a map")?;
                         match j {
-                            serde_json::Value::Object(mut m) => Val::Json(
-                                m.remove(key.as_str())
-                                    .ok_or_else(missing)?,
-                            ),
+                            serde_json::Value::Object(mut m) => Val::Json(m.remove(key.as_str()).ok_or_else(missing)?),
                             _ => return Err("index: value is not a map".into()),
                         }
                     }

@@ -31,7 +31,10 @@ pub const MAX_PROPERTY_NESTING: usize = 3;
 /// found a 4 KiB property taking seconds), so a manifest could stall a sync.
 pub fn check_property(property: &str) -> Result<()> {
     if property.len() > MAX_PROPERTY_LEN {
-        return Err(Error::invalid(format!("property is {} bytes, over the limit of {MAX_PROPERTY_LEN}", property.len())));
+        return Err(Error::invalid(format!(
+            "property is {} bytes, over the limit of {MAX_PROPERTY_LEN}",
+            property.len()
+        )));
     }
     if property.chars().any(char::is_control) {
         return Err(Error::invalid("property contains a control character"));
@@ -51,7 +54,9 @@ pub fn check_property(property: &str) -> Result<()> {
         }
     }
     if max > MAX_PROPERTY_NESTING {
-        return Err(Error::invalid(format!("property nests brackets {max} deep, over the limit of {MAX_PROPERTY_NESTING}")));
+        return Err(Error::invalid(format!(
+            "property nests brackets {max} deep, over the limit of {MAX_PROPERTY_NESTING}"
+        )));
     }
     Ok(())
 }
@@ -135,7 +140,12 @@ pub fn compile_regex(pattern: &str) -> Result<regex::Regex> {
 /// `invalid regexp `<pattern>`: <reason>` on one line.
 pub fn one_line_regex_error(pattern: &str, e: &regex::Error) -> String {
     let text = e.to_string();
-    let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim();
+    let reason = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid")
+        .trim();
     let reason = reason.strip_prefix("error: ").unwrap_or(reason);
     format!("invalid regexp `{pattern}`: {reason}")
 }

@@ -51,17 +51,33 @@ fn indent_with_a_huge_width_is_an_error_not_an_abort() {
 /// bounded (length, control characters, bracket nesting) before they reach gjson.
 #[test]
 fn a_pathological_property_is_refused_at_once() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/property_path/regression-nested-multipath-slow");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/seeds/property_path/regression-nested-multipath-slow"
+    );
     let data = std::fs::read(path).unwrap();
     let text = String::from_utf8_lossy(&data);
     let (property, value) = text.split_once('\n').unwrap();
     let start = std::time::Instant::now();
-    let err = secrets_core::values::get_property(&SecretValue::from(value), property, "k").unwrap_err().to_string();
+    let err = secrets_core::values::get_property(&SecretValue::from(value), property, "k")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("over the limit"), "{err}");
-    assert!(start.elapsed() < std::time::Duration::from_millis(100), "refused before gjson runs");
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(100),
+        "refused before gjson runs"
+    );
     // Deep nesting in a short property is refused too; ordinary paths still work.
     assert!(secrets_core::values::get_property(&SecretValue::from("{}"), "a.[b.{c.(d.[e]", "k").is_err());
     let v = SecretValue::from(r#"{"a":{"b":[1,{"c":"ok"}]},"list":[{"n":"x","v":"1"}]}"#);
-    assert_eq!(secrets_core::values::get_property(&v, "a.b.1.c", "k").unwrap().expose(), b"ok");
-    assert_eq!(secrets_core::values::get_property(&v, r#"list.#(n=="x").v"#, "k").unwrap().expose(), b"1");
+    assert_eq!(
+        secrets_core::values::get_property(&v, "a.b.1.c", "k").unwrap().expose(),
+        b"ok"
+    );
+    assert_eq!(
+        secrets_core::values::get_property(&v, r#"list.#(n=="x").v"#, "k")
+            .unwrap()
+            .expose(),
+        b"1"
+    );
 }

@@ -62,15 +62,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// A spec ready to diff and apply: its report so far, its desired state (or why not), its
-/// declared consumers, and what `deletionPolicy: Merge` applies if the remote is gone.
-type Job = (
-    SpecReport,
-    Result<DesiredTarget, SpecError>,
-    Vec<ConsumerRef>,
-    Option<DesiredTarget>,
-);
-
 #[derive(Debug, Clone)]
 struct Cached {
     token: ChangeToken,
@@ -171,7 +162,7 @@ impl Engine {
                 not_found: true,
             })?;
         let store = self.spec_store(es)?;
-        let fetched = self.fetch(std::slice::from_ref(es)).await.0;
+        let fetched = self.fetch(&[es]).await.0;
         render::render(es, &store, &fetched, &self.key)
     }
 
@@ -208,55 +199,65 @@ impl Engine {
             .filter(|es| opts.only.as_ref().is_none_or(|o| o.contains(&es.id())))
             .collect();
         let calls_before = self.api_calls();
-        let owned: Vec<ExternalSecret> = specs.iter().map(|e| (*e).clone()).collect();
-        let (fetched, values_read) = self.fetch(&owned).await;
+        let (fetched, values_read) = self.fetch(&specs).await;
         let provider_calls = self.api_calls().saturating_sub(calls_before);
 
-        // Render every spec.
-        let mut jobs: Vec<Job> = vec![];
-        for es in &specs {
-            let report = SpecReport::pending("ExternalSecret", es.namespace(), es.name(), es.target_ref().to_string());
-            let desired = self
-                .spec_store(es)
-                .and_then(|store| render::render(es, &store, &fetched, &self.key));
-            let removal = (es.spec.target.deletion_policy == DeletionPolicy::Merge)
-                .then(|| render::render_removal(es, &self.key));
-            jobs.push((report, desired, es.declared_consumers().unwrap_or_default(), removal));
+        // Render each spec right before its diff and apply, so only the specs in flight
+        // (`sink_concurrency`) hold rendered data at once, not every spec of the cycle.
+        enum Item<'a> {
+            Spec(&'a ExternalSecret),
+            Static(&'a crate::manifest::StaticTarget),
         }
-        if opts.only.is_none() {
-            for st in &manifests.static_targets {
-                let t = &st.target;
-                let report = SpecReport::pending(t.kind.to_string(), &t.namespace, &t.name, t.to_string());
-                jobs.push((report, render::render_static(st, &self.key), vec![], None));
-            }
-        }
-
-        // Diff and apply, bounded concurrency.
-        let deletion_policy: HashMap<String, DeletionPolicy> = specs
+        let statics: &[crate::manifest::StaticTarget] = if opts.only.is_none() {
+            &manifests.static_targets
+        } else {
+            &[]
+        };
+        let items = specs
             .iter()
-            .map(|e| (e.target_ref().to_string(), e.spec.target.deletion_policy))
-            .collect();
-        let targets_by_id: HashMap<String, TargetRef> = specs
-            .iter()
-            .map(|e| (e.target_ref().to_string(), e.target_ref()))
-            .collect();
+            .map(|es| Item::Spec(es))
+            .chain(statics.iter().map(Item::Static));
         let caps = self.sink.capabilities();
-        let futures: Vec<_> = jobs
-            .into_iter()
-            .map(|(report, desired, consumers, removal)| {
-                let policy = deletion_policy.get(&report.target).copied().unwrap_or_default();
-                let target = targets_by_id.get(&report.target).cloned();
-                self.apply_one(
-                    report,
-                    desired,
-                    consumers,
-                    (policy, target, removal),
-                    &caps,
-                    opts.dry_run,
-                )
+        let (fetched, caps) = (&fetched, &caps);
+        let results: Vec<(SpecReport, Option<RestartRequest>, bool)> = futures::stream::iter(items)
+            .map(|item| async move {
+                match item {
+                    Item::Spec(es) => {
+                        let target = es.target_ref();
+                        let report =
+                            SpecReport::pending("ExternalSecret", es.namespace(), es.name(), target.to_string());
+                        let desired = self
+                            .spec_store(es)
+                            .and_then(|store| render::render(es, &store, fetched, &self.key));
+                        let policy = es.spec.target.deletion_policy;
+                        let removal = (policy == DeletionPolicy::Merge).then(|| render::render_removal(es, &self.key));
+                        let consumers = es.declared_consumers().unwrap_or_default();
+                        self.apply_one(
+                            report,
+                            desired,
+                            consumers,
+                            (policy, Some(target), removal),
+                            caps,
+                            opts.dry_run,
+                        )
+                        .await
+                    }
+                    Item::Static(st) => {
+                        let t = &st.target;
+                        let report = SpecReport::pending(t.kind.to_string(), &t.namespace, &t.name, t.to_string());
+                        let desired = render::render_static(st, &self.key);
+                        self.apply_one(
+                            report,
+                            desired,
+                            vec![],
+                            (DeletionPolicy::Retain, None, None),
+                            caps,
+                            opts.dry_run,
+                        )
+                        .await
+                    }
+                }
             })
-            .collect();
-        let results: Vec<(SpecReport, Option<RestartRequest>, bool)> = futures::stream::iter(futures)
             .buffered(self.config.sink_concurrency.max(1))
             .collect()
             .await;
@@ -372,22 +373,23 @@ impl Engine {
                 return (report, None, false);
             }
         };
-        if let Some(cur) = &current {
-            report.previous_fingerprint = Some(
+        let unchanged = current.as_ref().is_some_and(|c| target_matches(&desired, c, caps));
+        report.previous_fingerprint = match &current {
+            _ if unchanged => report.fingerprint.clone(),
+            // Only computed when the target is about to change: it costs a copy of the data.
+            Some(cur) => Some(
                 render::fingerprint_of(
                     &DesiredTarget {
                         data: cur.data.clone(),
                         secret_type: cur.secret_type.clone(),
-                        labels: desired.labels.clone(),
-                        annotations: desired.annotations.clone(),
                         ..desired.clone()
                     },
                     &self.key,
                 )
                 .short(),
-            );
-        }
-        let unchanged = current.as_ref().is_some_and(|c| target_matches(&desired, c, caps));
+            ),
+            None => None,
+        };
         if unchanged || desired.creation_policy == CreationPolicy::None {
             report.status = SyncStatus::SecretSynced;
             report.outcome = Outcome::Unchanged;
@@ -433,7 +435,7 @@ impl Engine {
     }
 
     /// Fetches every distinct remote value the specs need, per store, stores in parallel.
-    async fn fetch(&self, specs: &[ExternalSecret]) -> (Fetched, u64) {
+    async fn fetch(&self, specs: &[&ExternalSecret]) -> (Fetched, u64) {
         #[derive(Default)]
         struct Needs {
             values: BTreeSet<RemoteKey>,
@@ -550,7 +552,17 @@ impl Engine {
         }
         let keys: Vec<RemoteKey> = keys.into_iter().collect();
         let mut to_read: Vec<(RemoteKey, Option<ChangeToken>)> = vec![];
-        if source.capabilities().change_tokens && !keys.is_empty() {
+        // Change tokens only help for values already cached: a key never read goes straight
+        // to `get_many`, whose version becomes its token.
+        let (keys, uncached): (Vec<RemoteKey>, Vec<RemoteKey>) = if source.capabilities().change_tokens {
+            let cache = self.cache.lock().expect("lock");
+            keys.into_iter()
+                .partition(|k| cache.contains_key(&(id.clone(), k.clone())))
+        } else {
+            (vec![], keys)
+        };
+        to_read.extend(uncached.into_iter().map(|k| (k, None)));
+        if !keys.is_empty() {
             let tokens = source.change_tokens(&keys).await;
             let cache = self.cache.lock().expect("lock");
             for (k, t) in keys.into_iter().zip(tokens) {
@@ -568,8 +580,6 @@ impl Engine {
                     }
                 }
             }
-        } else {
-            to_read = keys.into_iter().map(|k| (k, None)).collect();
         }
         let read_keys: Vec<RemoteKey> = to_read.iter().map(|(k, _)| k.clone()).collect();
         let n = read_keys.len() as u64;

@@ -65,7 +65,8 @@ pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(6
 /// Removes temporary files a killed writer left in `dir` (they hold secret values, 0600),
 /// once per folder per process so large folders are not rescanned on every write.
 fn clean_stale_temp_files(dir: &Path) {
-    static CLEANED: std::sync::Mutex<Option<std::collections::HashSet<std::path::PathBuf>>> = std::sync::Mutex::new(None);
+    static CLEANED: std::sync::Mutex<Option<std::collections::HashSet<std::path::PathBuf>>> =
+        std::sync::Mutex::new(None);
     {
         let mut cleaned = CLEANED.lock().expect("lock");
         if !cleaned.get_or_insert_with(Default::default).insert(dir.to_path_buf()) {
@@ -79,7 +80,12 @@ fn clean_stale_temp_files(dir: &Path) {
         if !(name.starts_with(TEMP_PREFIX) && name.ends_with(".tmp")) {
             continue;
         }
-        let stale = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > STALE_TEMP_AGE);
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
         if stale {
             let _ = std::fs::remove_file(e.path());
         }
@@ -126,7 +132,11 @@ mod tests {
         let fresh = dir.path().join(".secretsync-def456.tmp");
         std::fs::write(&stale, "half").unwrap();
         std::fs::write(&fresh, "in flight").unwrap();
-        let status = std::process::Command::new("touch").args(["-d", "5 minutes ago"]).arg(&stale).status().unwrap();
+        let status = std::process::Command::new("touch")
+            .args(["-d", "5 minutes ago"])
+            .arg(&stale)
+            .status()
+            .unwrap();
         assert!(status.success());
         atomic_write(&dir.path().join("target.yaml"), b"data").await.unwrap();
         assert!(!stale.exists(), "a stale temp file is removed");

@@ -82,7 +82,9 @@ impl FileSource {
 
     /// The file's entries; NotFound naming the file when it does not exist (reads).
     async fn read_all(&self) -> Result<SecretMap> {
-        self.read_if_exists().await?.ok_or_else(|| Error::not_found(format!("secrets file {} does not exist", self.path.display())))
+        self.read_if_exists()
+            .await?
+            .ok_or_else(|| Error::not_found(format!("secrets file {} does not exist", self.path.display())))
     }
 
     /// The file's entries, `None` when it does not exist yet (writes create it).
@@ -124,17 +126,18 @@ impl FileSource {
                         return Err(Error::invalid(format!("{file}: expected a mapping of names to values")));
                     }
                 };
-                Ok(Some(obj
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let s = match v {
-                            serde_json::Value::String(s) => s,
-                            serde_json::Value::Null => String::new(),
-                            other => other.to_string(),
-                        };
-                        (k, SecretValue::from(s))
-                    })
-                    .collect()))
+                Ok(Some(
+                    obj.into_iter()
+                        .map(|(k, v)| {
+                            let s = match v {
+                                serde_json::Value::String(s) => s,
+                                serde_json::Value::Null => String::new(),
+                                other => other.to_string(),
+                            };
+                            (k, SecretValue::from(s))
+                        })
+                        .collect(),
+                ))
             }
         }
     }
@@ -198,7 +201,9 @@ impl SecretSource for FileSource {
                 let msg = e.to_string();
                 let missing = e.is_not_found();
                 let gone = || Error::not_found(format!("secrets file {} does not exist", self.path.display()));
-                keys.iter().map(|_| Err(if missing { gone() } else { Error::invalid(msg.clone()) })).collect()
+                keys.iter()
+                    .map(|_| Err(if missing { gone() } else { Error::invalid(msg.clone()) }))
+                    .collect()
             }
         }
     }
