@@ -35,6 +35,12 @@ use crate::source::{ChangeToken, FindQuery, RemoteKey, SecretSource};
 use crate::value::SecretValue;
 use render::{Fetched, find_query, is_metadata, remote_key};
 
+/// One thing a cycle writes: an ExternalSecret's target or a plain ConfigMap/Secret.
+enum Item<'a> {
+    Spec(&'a ExternalSecret),
+    Static(&'a crate::manifest::StaticTarget),
+}
+
 /// Options of one cycle.
 #[derive(Debug, Clone, Default)]
 pub struct CycleOptions {
@@ -203,64 +209,35 @@ impl Engine {
         let provider_calls = self.api_calls().saturating_sub(calls_before);
 
         // Render each spec right before its diff and apply, so only the specs in flight
-        // (`sink_concurrency`) hold rendered data at once, not every spec of the cycle.
-        enum Item<'a> {
-            Spec(&'a ExternalSecret),
-            Static(&'a crate::manifest::StaticTarget),
+        // (`sink_concurrency`) hold rendered data at once, not every spec of the cycle. A
+        // plain loop over an async method (no closures held across awaits) keeps the future
+        // `Send` for callers that spawn it.
+        let mut items: Vec<Item<'_>> = Vec::with_capacity(specs.len() + manifests.static_targets.len());
+        for es in &specs {
+            items.push(Item::Spec(es));
         }
-        let statics: &[crate::manifest::StaticTarget] = if opts.only.is_none() {
-            &manifests.static_targets
-        } else {
-            &[]
-        };
-        let items = specs
-            .iter()
-            .map(|es| Item::Spec(es))
-            .chain(statics.iter().map(Item::Static));
+        if opts.only.is_none() {
+            for st in &manifests.static_targets {
+                items.push(Item::Static(st));
+            }
+        }
         let caps = self.sink.capabilities();
-        let (fetched, caps) = (&fetched, &caps);
-        let results: Vec<(SpecReport, Option<RestartRequest>, bool)> = futures::stream::iter(items)
-            .map(|item| async move {
-                match item {
-                    Item::Spec(es) => {
-                        let target = es.target_ref();
-                        let report =
-                            SpecReport::pending("ExternalSecret", es.namespace(), es.name(), target.to_string());
-                        let desired = self
-                            .spec_store(es)
-                            .and_then(|store| render::render(es, &store, fetched, &self.key));
-                        let policy = es.spec.target.deletion_policy;
-                        let removal = (policy == DeletionPolicy::Merge).then(|| render::render_removal(es, &self.key));
-                        let consumers = es.declared_consumers().unwrap_or_default();
-                        self.apply_one(
-                            report,
-                            desired,
-                            consumers,
-                            (policy, Some(target), removal),
-                            caps,
-                            opts.dry_run,
-                        )
-                        .await
-                    }
-                    Item::Static(st) => {
-                        let t = &st.target;
-                        let report = SpecReport::pending(t.kind.to_string(), &t.namespace, &t.name, t.to_string());
-                        let desired = render::render_static(st, &self.key);
-                        self.apply_one(
-                            report,
-                            desired,
-                            vec![],
-                            (DeletionPolicy::Retain, None, None),
-                            caps,
-                            opts.dry_run,
-                        )
-                        .await
-                    }
+        let limit = self.config.sink_concurrency.max(1);
+        let mut results: Vec<(SpecReport, Option<RestartRequest>, bool)> = Vec::with_capacity(items.len());
+        let mut pending = items.into_iter();
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        loop {
+            while in_flight.len() < limit {
+                match pending.next() {
+                    Some(item) => in_flight.push_back(self.process(item, &fetched, &caps, opts.dry_run)),
+                    None => break,
                 }
-            })
-            .buffered(self.config.sink_concurrency.max(1))
-            .collect()
-            .await;
+            }
+            match in_flight.next().await {
+                Some(r) => results.push(r),
+                None => break,
+            }
+        }
 
         let mut report = CycleReport {
             dry_run: opts.dry_run,
@@ -298,6 +275,51 @@ impl Engine {
             "cycle done"
         );
         report
+    }
+
+    /// Renders one spec and diffs/applies it.
+    async fn process(
+        &self,
+        item: Item<'_>,
+        fetched: &Fetched,
+        caps: &SinkCapabilities,
+        dry_run: bool,
+    ) -> (SpecReport, Option<RestartRequest>, bool) {
+        match item {
+            Item::Spec(es) => {
+                let target = es.target_ref();
+                let report = SpecReport::pending("ExternalSecret", es.namespace(), es.name(), target.to_string());
+                let desired = self
+                    .spec_store(es)
+                    .and_then(|store| render::render(es, &store, fetched, &self.key));
+                let policy = es.spec.target.deletion_policy;
+                let removal = (policy == DeletionPolicy::Merge).then(|| render::render_removal(es, &self.key));
+                let consumers = es.declared_consumers().unwrap_or_default();
+                self.apply_one(
+                    report,
+                    desired,
+                    consumers,
+                    (policy, Some(target), removal),
+                    caps,
+                    dry_run,
+                )
+                .await
+            }
+            Item::Static(st) => {
+                let t = &st.target;
+                let report = SpecReport::pending(t.kind.to_string(), &t.namespace, &t.name, t.to_string());
+                let desired = render::render_static(st, &self.key);
+                self.apply_one(
+                    report,
+                    desired,
+                    vec![],
+                    (DeletionPolicy::Retain, None, None),
+                    caps,
+                    dry_run,
+                )
+                .await
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
