@@ -524,6 +524,17 @@ fn is_managed(s: &model::Secret) -> bool {
     s.labels.get(MANAGED_BY_KEY).map(String::as_str) == Some(MANAGED_BY_VALUE)
 }
 
+impl GcpSecretManager {
+    /// The current token of one key (a metadata call), remembered with when it was checked.
+    async fn checked_token(&self, i: usize, k: &RemoteKey) -> (usize, Result<Option<ChangeToken>>) {
+        let r = self.token_of(k).await;
+        if let Ok(Some(t)) = &r {
+            self.tokens.lock().expect("tokens lock").insert(k.clone(), (t.clone(), std::time::Instant::now()));
+        }
+        (i, r)
+    }
+}
+
 #[async_trait]
 impl SecretSource for GcpSecretManager {
     fn provider(&self) -> &str {
@@ -623,30 +634,33 @@ impl SecretSource for GcpSecretManager {
         for &i in &order {
             checked[i] = self.budget.try_take();
         }
-        let futures: Vec<_> = keys
-            .iter()
-            .zip(checked)
-            .map(|(k, check)| {
-                let last = known.get(k).map(|(t, _)| t.clone());
-                async move {
-                    if !check {
-                        return Ok(last);
-                    }
-                    let r = self.token_of(k).await;
-                    if let Ok(Some(t)) = &r {
-                        self.tokens
-                            .lock()
-                            .expect("tokens lock")
-                            .insert(k.clone(), (t.clone(), std::time::Instant::now()));
-                    }
-                    r
+        // Keys past the budget answer at once; only the checked ones make calls, at most
+        // DEFAULT_READ_CONCURRENCY at a time (no future per key is built up front).
+        let mut out: Vec<Result<Option<ChangeToken>>> = Vec::with_capacity(keys.len());
+        let mut slots: Vec<usize> = vec![];
+        for (i, (k, check)) in keys.iter().zip(&checked).enumerate() {
+            if *check {
+                slots.push(i);
+                out.push(Ok(None));
+            } else {
+                out.push(Ok(known.get(k).map(|(t, _)| t.clone())));
+            }
+        }
+        let mut pending = slots.into_iter();
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        loop {
+            while in_flight.len() < DEFAULT_READ_CONCURRENCY {
+                match pending.next() {
+                    Some(i) => in_flight.push_back(self.checked_token(i, &keys[i])),
+                    None => break,
                 }
-            })
-            .collect();
-        futures::stream::iter(futures)
-            .buffered(DEFAULT_READ_CONCURRENCY)
-            .collect()
-            .await
+            }
+            match in_flight.next().await {
+                Some((i, r)) => out[i] = r,
+                None => break,
+            }
+        }
+        out
     }
 
     async fn metadata(&self, key: &str) -> Result<BTreeMap<String, String>> {

@@ -142,12 +142,24 @@ pub trait SecretSource: Send + Sync + fmt::Debug {
     /// Reads many values. The default runs [`get`](Self::get) with bounded concurrency;
     /// providers with a batch API override it.
     async fn get_many(&self, keys: &[RemoteKey]) -> Vec<Result<Fetched>> {
-        // Collecting the futures first keeps the stream free of higher-ranked closures.
-        let futures: Vec<_> = keys.iter().map(|k| self.get(k)).collect();
-        futures::stream::iter(futures)
-            .buffered(DEFAULT_READ_CONCURRENCY)
-            .collect()
-            .await
+        // At most DEFAULT_READ_CONCURRENCY futures exist at once (not one per key), and no
+        // closure is held across an await, so the future stays `Send` for spawning callers.
+        let mut out = Vec::with_capacity(keys.len());
+        let mut pending = keys.iter();
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        loop {
+            while in_flight.len() < DEFAULT_READ_CONCURRENCY {
+                match pending.next() {
+                    Some(k) => in_flight.push_back(self.get(k)),
+                    None => break,
+                }
+            }
+            match in_flight.next().await {
+                Some(r) => out.push(r),
+                None => break,
+            }
+        }
+        out
     }
 
     /// Names matching a query (`dataFrom.find`).
