@@ -634,7 +634,7 @@ fn print_naive_ratios(runs: &[Run]) {
 
 /// Targets not met today, reported but not failing the smoke pass (each has a cause in
 /// BENCHMARKS.md). Remove an entry once its cause is fixed, so the smoke pass guards it.
-const KNOWN_GAPS: &[&str] = &["first cycle: provider calls <= 1.1 x minimum (gcp"];
+const KNOWN_GAPS: &[&str] = &[];
 
 fn main() {
     if let Ok(config) = std::env::var(CHILD_ENV) {
