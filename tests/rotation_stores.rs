@@ -19,7 +19,11 @@ fn plan(prefix: &str) -> RotationPlan {
 }
 
 async fn ensure_rules(name: &str, writer: Arc<dyn SecretWriter>, prefix: &str) {
-    let id = StoreId { kind: StoreKind::ClusterSecretStore, namespace: None, name: "s".into() };
+    let id = StoreId {
+        kind: StoreKind::ClusterSecretStore,
+        namespace: None,
+        name: "s".into(),
+    };
     let writers = BTreeMap::from([(id, writer.clone())]);
     let plan = plan(prefix);
     let key = FingerprintKey::random();
@@ -29,7 +33,9 @@ async fn ensure_rules(name: &str, writer: Arc<dyn SecretWriter>, prefix: &str) {
         let key = key.clone();
         async move {
             let lookup = move |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
-            let plans = rotation::plan(&plan, &writers, rotate, &lookup, &key).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let plans = rotation::plan(&plan, &writers, rotate, &lookup, &key)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             let actions: Vec<Action> = plans.iter().map(|p| p.action).collect();
             let results = rotation::apply(plans, &writers).await;
             for r in &results {
@@ -38,17 +44,69 @@ async fn ensure_rules(name: &str, writer: Arc<dyn SecretWriter>, prefix: &str) {
             actions
         }
     };
-    assert_eq!(run(false, vec![]).await, [Action::Create, Action::Create, Action::Missing], "{name}: bootstrap");
-    let jwt = writer.get(&RemoteKey::new(format!("{prefix}JWT_SECRET"))).await.unwrap().value;
+    assert_eq!(
+        run(false, vec![]).await,
+        [Action::Create, Action::Create, Action::Missing],
+        "{name}: bootstrap"
+    );
+    let jwt = writer
+        .get(&RemoteKey::new(format!("{prefix}JWT_SECRET")))
+        .await
+        .unwrap()
+        .value;
     assert_eq!(jwt.len(), 64, "{name}");
-    assert_eq!(run(false, vec![]).await, [Action::Keep, Action::Keep, Action::Missing], "{name}: re-run");
-    assert_eq!(run(false, vec![("JWT", "from-env"), ("CLIENT", "abc")]).await, [Action::Update, Action::Keep, Action::Create], "{name}");
-    assert_eq!(writer.get(&RemoteKey::new(format!("{prefix}JWT_SECRET"))).await.unwrap().value.expose(), b"from-env");
-    assert_eq!(run(false, vec![("JWT", "from-env"), ("CLIENT", "abc")]).await, [Action::Keep, Action::Keep, Action::Keep], "{name}");
-    let db = writer.get(&RemoteKey::new(format!("{prefix}DB_PASSWORD"))).await.unwrap().value;
-    assert_eq!(run(true, vec![]).await, [Action::Rotate, Action::Rotate, Action::Keep], "{name}: --rotate");
-    assert_ne!(writer.get(&RemoteKey::new(format!("{prefix}DB_PASSWORD"))).await.unwrap().value, db, "{name}");
-    assert_eq!(writer.get(&RemoteKey::new(format!("{prefix}CLIENT_ID"))).await.unwrap().value.expose(), b"abc");
+    assert_eq!(
+        run(false, vec![]).await,
+        [Action::Keep, Action::Keep, Action::Missing],
+        "{name}: re-run"
+    );
+    assert_eq!(
+        run(false, vec![("JWT", "from-env"), ("CLIENT", "abc")]).await,
+        [Action::Update, Action::Keep, Action::Create],
+        "{name}"
+    );
+    assert_eq!(
+        writer
+            .get(&RemoteKey::new(format!("{prefix}JWT_SECRET")))
+            .await
+            .unwrap()
+            .value
+            .expose(),
+        b"from-env"
+    );
+    assert_eq!(
+        run(false, vec![("JWT", "from-env"), ("CLIENT", "abc")]).await,
+        [Action::Keep, Action::Keep, Action::Keep],
+        "{name}"
+    );
+    let db = writer
+        .get(&RemoteKey::new(format!("{prefix}DB_PASSWORD")))
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(
+        run(true, vec![]).await,
+        [Action::Rotate, Action::Rotate, Action::Keep],
+        "{name}: --rotate"
+    );
+    assert_ne!(
+        writer
+            .get(&RemoteKey::new(format!("{prefix}DB_PASSWORD")))
+            .await
+            .unwrap()
+            .value,
+        db,
+        "{name}"
+    );
+    assert_eq!(
+        writer
+            .get(&RemoteKey::new(format!("{prefix}CLIENT_ID")))
+            .await
+            .unwrap()
+            .value
+            .expose(),
+        b"abc"
+    );
 }
 
 #[tokio::test]
@@ -66,7 +124,11 @@ async fn aws_on_moto() {
 #[tokio::test]
 async fn gcp_on_the_fake() {
     let fake = fakes::gcp::FakeSecretManager::start().await;
-    let source = secretsync::gcp::GcpSecretManagerBuilder::new().with_project_id("p").with_endpoint(fake.url()).build().unwrap();
+    let source = secretsync::gcp::GcpSecretManagerBuilder::new()
+        .with_project_id("p")
+        .with_endpoint(fake.url())
+        .build()
+        .unwrap();
     ensure_rules("gcpsm", Arc::new(source), "").await;
 }
 
@@ -74,13 +136,22 @@ async fn gcp_on_the_fake() {
 async fn doppler_on_the_fake() {
     let fake = fakes::doppler::FakeDoppler::start().await;
     let token = fake.service_token("backend", "prd");
-    let source = secretsync::doppler::DopplerBuilder::new().with_token(token).with_api_host(fake.url()).build().unwrap();
+    let source = secretsync::doppler::DopplerBuilder::new()
+        .with_token(token)
+        .with_api_host(fake.url())
+        .build()
+        .unwrap();
     ensure_rules("doppler", Arc::new(source), "").await;
 }
 
 #[tokio::test]
 async fn file_and_fake() {
     let dir = tempfile::tempdir().unwrap();
-    ensure_rules("file", Arc::new(FileSource::new(dir.path().join("s.yaml"), FileFormat::Yaml)), "").await;
+    ensure_rules(
+        "file",
+        Arc::new(FileSource::new(dir.path().join("s.yaml"), FileFormat::Yaml)),
+        "",
+    )
+    .await;
     ensure_rules("fake", Arc::new(MemorySource::new("fake")), "").await;
 }

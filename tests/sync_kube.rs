@@ -7,7 +7,11 @@ use std::path::PathBuf;
 fn sync_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let p = exe.parent().unwrap().parent().unwrap().join("examples").join("sync");
-    assert!(p.exists(), "{} is missing: `cargo test --features k8s` builds the examples", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: `cargo test --features k8s` builds the examples",
+        p.display()
+    );
     p
 }
 
@@ -29,11 +33,23 @@ async fn sync_once_against_the_fake_api_server() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["writes"], 4, "{report}");
-    for (ns, name) in [("tomoda", "s3-uploader-secret"), ("tomoda", "backend-secrets-dev"), ("data", "postgres-dev-credentials-eso")] {
-        let s = kube.object("v1", "secrets", Some(ns), name).unwrap_or_else(|| panic!("Secret {ns}/{name}"));
-        assert!(s["data"].as_object().is_some_and(|d| !d.is_empty()), "{ns}/{name} has data");
+    for (ns, name) in [
+        ("tomoda", "s3-uploader-secret"),
+        ("tomoda", "backend-secrets-dev"),
+        ("data", "postgres-dev-credentials-eso"),
+    ] {
+        let s = kube
+            .object("v1", "secrets", Some(ns), name)
+            .unwrap_or_else(|| panic!("Secret {ns}/{name}"));
+        assert!(
+            s["data"].as_object().is_some_and(|d| !d.is_empty()),
+            "{ns}/{name} has data"
+        );
     }
-    assert!(kube.object("v1", "configmaps", Some("tomoda"), "backend-config-dev").is_some());
+    assert!(
+        kube.object("v1", "configmaps", Some("tomoda"), "backend-config-dev")
+            .is_some()
+    );
 
     let writes = kube.write_count();
     let out = run().await.unwrap();

@@ -295,7 +295,11 @@ impl AwsSecretsManagerBuilder {
             b.build()
         };
         // Plain http only to loopback (an emulator): values must not cross a network in clear.
-        for (url, what) in [(self.endpoint.as_deref(), "AWS Secrets Manager endpoint"), (base.endpoint_url(), "AWS_ENDPOINT_URL"), (self.sts_endpoint.as_deref(), "AWS STS endpoint")] {
+        for (url, what) in [
+            (self.endpoint.as_deref(), "AWS Secrets Manager endpoint"),
+            (base.endpoint_url(), "AWS_ENDPOINT_URL"),
+            (self.sts_endpoint.as_deref(), "AWS STS endpoint"),
+        ] {
             if let Some(url) = url {
                 secrets_core::net::check_endpoint(url, what)?;
             }

@@ -287,7 +287,11 @@ mod tests {
         ));
         assert!(ok().with_api_host("ftp://x").build().is_err());
         assert!(ok().with_api_host("api.example.test").build().is_ok());
-        let e = ok().with_api_host("http://example.com").build().unwrap_err().to_string();
+        let e = ok()
+            .with_api_host("http://example.com")
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("loopback"), "the token never travels in clear: {e}");
         assert!(ok().with_api_host("http://127.0.0.1:9").build().is_ok());
     }

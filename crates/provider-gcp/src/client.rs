@@ -529,7 +529,10 @@ impl GcpSecretManager {
     async fn checked_token(&self, i: usize, k: &RemoteKey) -> (usize, Result<Option<ChangeToken>>) {
         let r = self.token_of(k).await;
         if let Ok(Some(t)) = &r {
-            self.tokens.lock().expect("tokens lock").insert(k.clone(), (t.clone(), std::time::Instant::now()));
+            self.tokens
+                .lock()
+                .expect("tokens lock")
+                .insert(k.clone(), (t.clone(), std::time::Instant::now()));
         }
         (i, r)
     }
