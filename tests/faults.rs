@@ -10,11 +10,9 @@
 //! crates/secrets-core/tests/engine.rs; these are the same promises over the wire.)
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fakes::doppler::FakeDoppler;
@@ -35,70 +33,10 @@ use secretsync::{SecretSink, SecretSource, SecretValue, SecretWriter, TargetRef,
 // ---------------------------------------------------------------------------------------
 // moto, started once per test binary (as crates/provider-aws/tests/common does).
 
-struct Moto {
-    url: String,
-    _child: Option<Mutex<(Child, ChildStdin)>>,
-}
-
-static MOTO: OnceLock<Moto> = OnceLock::new();
-
-fn moto_answers(url: &str) -> bool {
-    let host = url.trim_start_matches("http://");
-    let Ok(mut s) = TcpStream::connect(host) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let req = format!("GET /moto-api/data.json HTTP/1.0\r\nHost: {host}\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200")
-}
-
-/// moto's URL: `SECRETSYNC_MOTO_URL`, else `.venv/bin/moto_server` on a free port. Panics
-/// (fails the test) when moto cannot be used: a test that cannot run never passes.
+/// moto's server (`fakes::moto`: `SECRETSYNC_MOTO_URL`, else `.venv/bin/moto_server` for this
+/// test binary; a test that cannot reach it fails).
 fn moto_url() -> String {
-    MOTO.get_or_init(|| {
-        if let Ok(url) = std::env::var("SECRETSYNC_MOTO_URL") {
-            let url = url.trim_end_matches('/').to_string();
-            assert!(moto_answers(&url), "SECRETSYNC_MOTO_URL={url} does not answer");
-            return Moto { url, _child: None };
-        }
-        let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
-        assert!(
-            bin.exists(),
-            "moto is not installed at {}: run scripts/setup-test-env.sh",
-            bin.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        // The shell is a watchdog: when this process exits (however), stdin closes and
-        // moto is stopped.
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & p=$!; read _unused; kill $p"#)
-            .arg(&bin)
-            .arg(port.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start moto_server");
-        let stdin = child.stdin.take().expect("piped");
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !moto_answers(&url) {
-            assert!(Instant::now() < deadline, "moto did not answer on {url} within 60 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto {
-            url,
-            _child: Some(Mutex::new((child, stdin))),
-        }
-    })
-    .url
-    .clone()
+    fakes::moto::Moto::shared().url().to_string()
 }
 
 fn aws_builder(endpoint: &str) -> AwsSecretsManagerBuilder {
