@@ -7,5 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# Some tests drive the example binaries (run, sync) as a user would: build them first.
+cargo build --workspace --all-features --examples
 cargo test --workspace --all-features --all-targets "$@"
 cargo test --workspace --all-features --doc
