@@ -590,7 +590,7 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                 _ => return Err(format!("{f}: first argument must be a number")),
             };
             if n > MAX_INDENT {
-                return Err(format!("{f}: width {n} is over the limit of {MAX_INDENT}"));
+                return Err(format!("{f}: width over the limit of {MAX_INDENT}"));
             }
             let n = n as usize;
             let s = text_str(&args[1], ctx, f)?;
@@ -687,7 +687,12 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                         }
                     }
                     Some(o) => {
-                        return Err(format!("printf: unsupported verb `%{o}` (%s %v %d %q %%)"));
+                        // Echo the verb only when the format is the template's own literal: a
+                        // format computed from data would leak a character of a value.
+                        return Err(match &args[0] {
+                            Val::Lit(_) => format!("printf: unsupported verb `%{o}` (%s %v %d %q %%)"),
+                            _ => "printf: unsupported verb in a format taken from data (%s %v %d %q %%)".to_string(),
+                        });
                     }
                     None => return Err("printf: format ends with `%`".into()),
                 }

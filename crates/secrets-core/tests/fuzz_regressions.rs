@@ -81,3 +81,15 @@ fn a_pathological_property_is_refused_at_once() {
         b"1"
     );
 }
+
+/// Review finding: `printf` echoed an unsupported verb, and its format may come from data
+/// (`{{ printf .a }}`), so one character of a value could reach an error.
+#[test]
+fn printf_error_does_not_echo_a_verb_from_data() {
+    let mut c = TemplateContext::new();
+    c.insert("fmt".into(), SecretValue::from("%Z"));
+    let err = Template::parse("{{ printf .fmt }}").unwrap().render(&c).unwrap_err();
+    assert!(err.contains("unsupported verb") && !err.contains("%Z"), "{err}");
+    let err = Template::parse(r#"{{ printf "%Z" }}"#).unwrap().render(&c).unwrap_err();
+    assert!(err.contains("`%Z`"), "a literal format is quoted to help: {err}");
+}
