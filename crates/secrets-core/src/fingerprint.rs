@@ -20,7 +20,11 @@ pub const FINGERPRINT_KEY_ENV: &str = "SECRETSYNC_FINGERPRINT_KEY";
 /// The HMAC key of fingerprints. Processes that must agree on fingerprints (an operator
 /// and a `rotate` run verifying it) share one through [`FINGERPRINT_KEY_ENV`].
 #[derive(Clone)]
-pub struct FingerprintKey(Zeroizing<Vec<u8>>);
+pub struct FingerprintKey {
+    /// The HMAC state after the key block, computed once: every fingerprint starts here.
+    /// The key's bytes themselves are zeroized once it is computed.
+    keyed: Hmac<Sha256>,
+}
 
 impl fmt::Debug for FingerprintKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -34,14 +38,19 @@ impl FingerprintKey {
         if bytes.len() < 16 {
             return Err(Error::invalid("fingerprint key: needs at least 16 bytes"));
         }
-        Ok(Self(Zeroizing::new(bytes)))
+        Ok(Self::keyed(Zeroizing::new(bytes)))
+    }
+
+    fn keyed(key: Zeroizing<Vec<u8>>) -> Self {
+        let keyed = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
+        Self { keyed }
     }
 
     /// A fresh random key: fingerprints then only compare within this process.
     pub fn random() -> Self {
         let mut k = vec![0u8; 32];
         rand::rng().fill_bytes(&mut k);
-        Self(Zeroizing::new(k))
+        Self::keyed(Zeroizing::new(k))
     }
 
     /// The key from [`FINGERPRINT_KEY_ENV`] (hex or base64), or a random one when unset.
@@ -62,12 +71,25 @@ impl FingerprintKey {
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length")
+        self.keyed.clone()
     }
 
     /// Fingerprint of a map plus any non-secret attributes (type, labels...) that a target
     /// must also match.
     pub fn fingerprint(&self, data: &SecretMap, attributes: &[(&str, &str)]) -> Fingerprint {
+        let mut attrs: Vec<_> = attributes.iter().map(|(k, v)| (("", *k), *v)).collect();
+        attrs.sort();
+        self.fingerprint_sorted(data, attrs.len(), attrs.into_iter())
+    }
+
+    /// [`FingerprintKey::fingerprint`] with attributes whose names come in two parts
+    /// (`"label:"`, `"app"`), already sorted by the joined name: no name is built.
+    pub(crate) fn fingerprint_sorted<'a>(
+        &self,
+        data: &SecretMap,
+        count: usize,
+        attributes: impl Iterator<Item = ((&'a str, &'a str), &'a str)>,
+    ) -> Fingerprint {
         let mut mac = self.mac();
         // Length-prefixed fields make the encoding unambiguous.
         let mut put = |b: &[u8]| {
@@ -75,13 +97,18 @@ impl FingerprintKey {
             mac.update(b);
         };
         put(b"secretsync/v1");
-        let mut attrs: Vec<_> = attributes.to_vec();
-        attrs.sort();
-        put(&(attrs.len() as u64).to_be_bytes());
-        for (k, v) in attrs {
-            put(k.as_bytes());
-            put(v.as_bytes());
+        put(&(count as u64).to_be_bytes());
+        for ((prefix, k), v) in attributes {
+            mac.update(&((prefix.len() + k.len()) as u64).to_be_bytes());
+            mac.update(prefix.as_bytes());
+            mac.update(k.as_bytes());
+            mac.update(&(v.len() as u64).to_be_bytes());
+            mac.update(v.as_bytes());
         }
+        let mut put = |b: &[u8]| {
+            mac.update(&(b.len() as u64).to_be_bytes());
+            mac.update(b);
+        };
         put(&(data.len() as u64).to_be_bytes());
         for (k, v) in data.iter() {
             put(k.as_bytes());

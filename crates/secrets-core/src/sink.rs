@@ -31,12 +31,19 @@ pub enum TargetKind {
     ConfigMap,
 }
 
-impl fmt::Display for TargetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl TargetKind {
+    /// `Secret` or `ConfigMap`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
             TargetKind::Secret => "Secret",
             TargetKind::ConfigMap => "ConfigMap",
-        })
+        }
+    }
+}
+
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -212,6 +219,8 @@ impl SinkCapabilities {
 /// - `apply` with `CreationPolicy::Merge` on a missing target fails with
 ///   [`crate::Error::NotFound`]; with `CreationPolicy::None` it writes nothing.
 /// - `delete` returns whether something was deleted.
+/// - `compare` agrees with `read` followed by [`crate::engine::target_matches`]; a sink
+///   overrides it only to compare without copying the target out (the in-memory sink).
 /// - Values never appear in errors or logs.
 #[async_trait]
 pub trait SecretSink: Send + Sync + fmt::Debug {
@@ -225,6 +234,37 @@ pub trait SecretSink: Send + Sync + fmt::Debug {
     async fn apply(&self, desired: &DesiredTarget) -> Result<ApplyOutcome>;
     /// Deletes the target.
     async fn delete(&self, target: &TargetRef) -> Result<bool>;
+    /// Whether the target already holds `desired` (so no write is needed), and what it
+    /// holds when it does not. The engine calls this once per target per cycle.
+    async fn compare(&self, desired: &DesiredTarget) -> Result<Compared> {
+        Ok(Compared::of(
+            desired,
+            self.read(&desired.target).await?,
+            &self.capabilities(),
+        ))
+    }
+}
+
+/// What a target holds, compared with its desired state ([`SecretSink::compare`]).
+#[derive(Debug, Clone)]
+pub enum Compared {
+    /// The target does not exist.
+    Missing,
+    /// It holds the desired state: nothing to write.
+    Matches,
+    /// It holds something else.
+    Differs(TargetState),
+}
+
+impl Compared {
+    /// The comparison of a read target with `desired`.
+    pub fn of(desired: &DesiredTarget, current: Option<TargetState>, caps: &SinkCapabilities) -> Self {
+        match current {
+            None => Compared::Missing,
+            Some(cur) if crate::engine::target_matches(desired, &cur, caps) => Compared::Matches,
+            Some(cur) => Compared::Differs(cur),
+        }
+    }
 }
 
 /// A workload that reads a target.
@@ -284,6 +324,9 @@ macro_rules! forward_sink {
             }
             async fn delete(&self, target: &TargetRef) -> Result<bool> {
                 (**self).delete(target).await
+            }
+            async fn compare(&self, desired: &DesiredTarget) -> Result<Compared> {
+                (**self).compare(desired).await
             }
         }
 

@@ -154,6 +154,7 @@ impl Template {
                     write_val(&v, ctx, &mut out)?;
                 }
             }
+            within_limit(out.len(), "the template")?;
         }
         Ok(SecretValue::new(std::mem::take(&mut *out)))
     }
@@ -398,10 +399,23 @@ impl Parser {
     }
 }
 
+/// Every text a template builds, intermediate or final, stays under the 1 MiB target limit:
+/// a chain of `replace` or a `printf` of many arguments must fail cleanly, not exhaust memory.
+fn within_limit(len: usize, what: &str) -> Result<(), String> {
+    if len > crate::engine::MAX_TARGET_BYTES {
+        return Err(format!("{what}: the text would be over the 1 MiB target limit"));
+    }
+    Ok(())
+}
+
 fn eval_pipeline(p: &Pipeline, ctx: &TemplateContext) -> Result<Val, String> {
     let mut piped: Option<Val> = None;
     for cmd in &p.0 {
-        piped = Some(eval_command(cmd, ctx, piped.take())?);
+        let v = eval_command(cmd, ctx, piped.take())?;
+        if let Val::Text(t) = &v {
+            within_limit(t.len(), "a pipeline")?;
+        }
+        piped = Some(v);
     }
     Ok(piped.expect("a pipeline has at least one command"))
 }
@@ -581,6 +595,13 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                 text_str(&args[1], ctx, f)?,
                 text_str(&args[2], ctx, f)?,
             );
+            // Size the result before building it: `replace` multiplies the text's length.
+            let hits = if old.is_empty() {
+                s.chars().count() + 1
+            } else {
+                s.matches(old.as_str()).count()
+            };
+            within_limit(s.len().saturating_add(hits.saturating_mul(new.len())), f)?;
             Ok(t(s.replace(old.as_str(), new.as_str()).into_bytes()))
         }
         "indent" | "nindent" => {
@@ -685,6 +706,7 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
                         } else {
                             write_val(a, ctx, &mut out)?;
                         }
+                        within_limit(out.len(), f)?;
                     }
                     Some(o) => {
                         // Echo the verb only when the format is the template's own literal: a

@@ -93,3 +93,39 @@ fn printf_error_does_not_echo_a_verb_from_data() {
     let err = Template::parse(r#"{{ printf "%Z" }}"#).unwrap().render(&c).unwrap_err();
     assert!(err.contains("`%Z`"), "a literal format is quoted to help: {err}");
 }
+
+/// Target `template`, oom-3fc16eb5…: a chain of `replace "-" "<text with many dashes>"`
+/// multiplies the text's length at every step; the fuzzer's run passed 2 GiB of memory.
+/// Fixed: `replace` sizes its result before building it, and every text a template builds
+/// (a pipeline's result, a `printf`, the whole output) stays under the 1 MiB target limit.
+#[test]
+fn templates_that_grow_without_bound_are_errors_not_out_of_memory() {
+    let grow = r#"{{ .a | replace "-" "----------" }}"#.to_string();
+    let mut chained = String::from("{{ \"-\"");
+    for _ in 0..40 {
+        chained.push_str(r#" | replace "-" "--------""#);
+    }
+    chained.push_str(" }}");
+    let mut b64 = String::from("{{ .a");
+    for _ in 0..80 {
+        b64.push_str(" | b64enc");
+    }
+    b64.push_str(" }}");
+    let many = format!(
+        "{{{{ printf \"{}\" {} }}}}",
+        "%s".repeat(2000),
+        "(.a | replace \"\" \"xxxxxxxxxxxxxxxxxxxx\") ".repeat(2000)
+    );
+    let actions = "{{ .big }}".repeat(3);
+    let mut c = ctx();
+    c.insert("big".into(), SecretValue::from("x".repeat(600 * 1024)));
+    for src in [chained.as_str(), b64.as_str(), many.as_str(), actions.as_str()] {
+        let t = Template::parse(src).expect("parses");
+        let err = t.render(&c).expect_err("over the limit");
+        assert!(err.contains("1 MiB target limit"), "{err}");
+        assert_no_canary(&err, "the error");
+    }
+    // A template that stays small still renders.
+    let t = Template::parse(&grow).expect("parses");
+    assert!(t.render(&ctx()).is_ok());
+}

@@ -33,11 +33,14 @@ use crate::registry::BuiltStore;
 use crate::sink::*;
 use crate::source::{ChangeToken, FindQuery, RemoteKey, SecretSource};
 use crate::value::SecretValue;
-use render::{Fetched, find_query, is_metadata, remote_key};
+use render::{Fetched, KeyMap, StoreFetched, find_query, is_metadata};
+
+/// An ExternalSecret and its store (resolved once a cycle).
+type SpecAt<'a> = (&'a ExternalSecret, Result<StoreId, SpecError>);
 
 /// One thing a cycle writes: an ExternalSecret's target or a plain ConfigMap/Secret.
 enum Item<'a> {
-    Spec(&'a ExternalSecret),
+    Spec(SpecAt<'a>),
     Static(&'a crate::manifest::StaticTarget),
 }
 
@@ -83,7 +86,7 @@ pub struct Engine {
     restarter: Option<Arc<dyn Restarter>>,
     key: FingerprintKey,
     config: EngineConfig,
-    cache: Mutex<HashMap<(StoreId, RemoteKey), Cached>>,
+    cache: Mutex<HashMap<StoreId, KeyMap<Cached>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -168,7 +171,7 @@ impl Engine {
                 not_found: true,
             })?;
         let store = self.spec_store(es)?;
-        let fetched = self.fetch(&[es]).await.0;
+        let fetched = self.fetch(&[(es, Ok(store.clone()))]).await.0;
         render::render(es, &store, &fetched, &self.key)
     }
 
@@ -199,10 +202,11 @@ impl Engine {
     /// Runs one cycle over the manifests' ExternalSecrets (and static targets).
     pub async fn run(&self, manifests: &Manifests, opts: &CycleOptions) -> CycleReport {
         let start = Instant::now();
-        let specs: Vec<&ExternalSecret> = manifests
+        let specs: Vec<SpecAt<'_>> = manifests
             .external_secrets
             .iter()
             .filter(|es| opts.only.as_ref().is_none_or(|o| o.contains(&es.id())))
+            .map(|es| (es, self.spec_store(es)))
             .collect();
         let calls_before = self.api_calls();
         let (fetched, values_read) = self.fetch(&specs).await;
@@ -213,15 +217,14 @@ impl Engine {
         // plain loop over an async method (no closures held across awaits) keeps the future
         // `Send` for callers that spawn it.
         let mut items: Vec<Item<'_>> = Vec::with_capacity(specs.len() + manifests.static_targets.len());
-        for es in &specs {
-            items.push(Item::Spec(es));
+        for spec in specs {
+            items.push(Item::Spec(spec));
         }
         if opts.only.is_none() {
             for st in &manifests.static_targets {
                 items.push(Item::Static(st));
             }
         }
-        let caps = self.sink.capabilities();
         let limit = self.config.sink_concurrency.max(1);
         let mut results: Vec<(SpecReport, Option<RestartRequest>, bool)> = Vec::with_capacity(items.len());
         let mut pending = items.into_iter();
@@ -229,7 +232,7 @@ impl Engine {
         loop {
             while in_flight.len() < limit {
                 match pending.next() {
-                    Some(item) => in_flight.push_back(self.process(item, &fetched, &caps, opts.dry_run)),
+                    Some(item) => in_flight.push_back(self.process(item, &fetched, opts.dry_run)),
                     None => break,
                 }
             }
@@ -243,6 +246,7 @@ impl Engine {
             dry_run: opts.dry_run,
             provider_calls,
             values_read,
+            specs: Vec::with_capacity(results.len()),
             ..Default::default()
         };
         let mut restarts = vec![];
@@ -282,42 +286,25 @@ impl Engine {
         &self,
         item: Item<'_>,
         fetched: &Fetched,
-        caps: &SinkCapabilities,
         dry_run: bool,
     ) -> (SpecReport, Option<RestartRequest>, bool) {
         match item {
-            Item::Spec(es) => {
+            Item::Spec((es, store)) => {
                 let target = es.target_ref();
                 let report = SpecReport::pending("ExternalSecret", es.namespace(), es.name(), target.to_string());
-                let desired = self
-                    .spec_store(es)
-                    .and_then(|store| render::render(es, &store, fetched, &self.key));
+                let desired = store.and_then(|store| render::render(es, &store, fetched, &self.key));
                 let policy = es.spec.target.deletion_policy;
                 let removal = (policy == DeletionPolicy::Merge).then(|| render::render_removal(es, &self.key));
                 let consumers = es.declared_consumers().unwrap_or_default();
-                self.apply_one(
-                    report,
-                    desired,
-                    consumers,
-                    (policy, Some(target), removal),
-                    caps,
-                    dry_run,
-                )
-                .await
+                self.apply_one(report, desired, consumers, (policy, Some(target), removal), dry_run)
+                    .await
             }
             Item::Static(st) => {
                 let t = &st.target;
                 let report = SpecReport::pending(t.kind.to_string(), &t.namespace, &t.name, t.to_string());
                 let desired = render::render_static(st, &self.key);
-                self.apply_one(
-                    report,
-                    desired,
-                    vec![],
-                    (DeletionPolicy::Retain, None, None),
-                    caps,
-                    dry_run,
-                )
-                .await
+                self.apply_one(report, desired, vec![], (DeletionPolicy::Retain, None, None), dry_run)
+                    .await
             }
         }
     }
@@ -329,7 +316,6 @@ impl Engine {
         desired: Result<DesiredTarget, SpecError>,
         consumers: Vec<ConsumerRef>,
         (deletion, target, removal): (DeletionPolicy, Option<TargetRef>, Option<DesiredTarget>),
-        caps: &SinkCapabilities,
         dry_run: bool,
     ) -> (SpecReport, Option<RestartRequest>, bool) {
         let desired = match desired {
@@ -338,8 +324,8 @@ impl Engine {
             Err(e) if e.not_found && deletion == DeletionPolicy::Merge && removal.is_some() => {
                 report.message = format!("remote secret gone; removing our keys ({})", e.message);
                 let removal = removal.expect("checked");
-                match self.sink.read(&removal.target).await {
-                    Ok(Some(cur)) if !target_matches(&removal, &cur, caps) => removal,
+                match self.sink.compare(&removal).await {
+                    Ok(Compared::Differs(_)) => removal,
                     Ok(_) => {
                         report.status = SyncStatus::SecretSynced;
                         report.outcome = Outcome::Unchanged;
@@ -387,7 +373,7 @@ impl Engine {
         };
         report.fingerprint = Some(desired.fingerprint.short());
         report.keys = desired.data.keys().cloned().collect();
-        let current = match self.sink.read(&desired.target).await {
+        let current = match self.sink.compare(&desired).await {
             Ok(c) => c,
             Err(e) => {
                 report.message = e.to_string();
@@ -395,29 +381,29 @@ impl Engine {
                 return (report, None, false);
             }
         };
-        let unchanged = current.as_ref().is_some_and(|c| target_matches(&desired, c, caps));
-        report.previous_fingerprint = match &current {
-            _ if unchanged => report.fingerprint.clone(),
-            // Only computed when the target is about to change: it costs a copy of the data.
-            Some(cur) => Some(
+        let unchanged = matches!(current, Compared::Matches);
+        report.previous_fingerprint = match current {
+            Compared::Matches => report.fingerprint.clone(),
+            // Only computed when the target is about to change.
+            Compared::Differs(cur) => Some(
                 render::fingerprint_of(
                     &DesiredTarget {
-                        data: cur.data.clone(),
-                        secret_type: cur.secret_type.clone(),
+                        data: cur.data,
+                        secret_type: cur.secret_type,
                         ..desired.clone()
                     },
                     &self.key,
                 )
                 .short(),
             ),
-            None => None,
+            Compared::Missing => None,
         };
         if unchanged || desired.creation_policy == CreationPolicy::None {
             report.status = SyncStatus::SecretSynced;
             report.outcome = Outcome::Unchanged;
             return (report, None, false);
         }
-        let would = if current.is_some() {
+        let would = if report.previous_fingerprint.is_some() {
             Outcome::Updated
         } else {
             Outcome::Created
@@ -457,24 +443,25 @@ impl Engine {
     }
 
     /// Fetches every distinct remote value the specs need, per store, stores in parallel.
-    async fn fetch(&self, specs: &[&ExternalSecret]) -> (Fetched, u64) {
+    async fn fetch<'a>(&self, specs: &'a [SpecAt<'a>]) -> (Fetched, u64) {
+        /// What one store must give, borrowed from the specs and deduplicated.
         #[derive(Default)]
-        struct Needs {
-            values: BTreeSet<RemoteKey>,
-            metadata: BTreeSet<String>,
+        struct Needs<'a> {
+            values: BTreeSet<(&'a str, Option<&'a str>)>,
+            metadata: BTreeSet<&'a str>,
             finds: BTreeSet<FindQuery>,
         }
-        let mut needs: BTreeMap<StoreId, Needs> = BTreeMap::new();
-        for es in specs {
-            let Ok(store) = self.spec_store(es) else {
+        let mut needs: BTreeMap<&StoreId, Needs<'a>> = BTreeMap::new();
+        for (es, store) in specs {
+            let Ok(store) = store else {
                 continue;
             };
             let n = needs.entry(store).or_default();
-            let mut add = |r: &crate::manifest::RemoteRef| {
+            let mut add = |r: &'a crate::manifest::RemoteRef| {
                 if is_metadata(r) {
-                    n.metadata.insert(r.key.clone());
+                    n.metadata.insert(r.key.as_str());
                 } else {
-                    n.values.insert(remote_key(r));
+                    n.values.insert((r.key.as_str(), r.version.as_deref()));
                 }
             };
             for d in &es.spec.data {
@@ -490,24 +477,39 @@ impl Engine {
             }
         }
         let jobs = needs.into_iter().map(|(id, n)| {
-            let source = self.stores[&id].source.clone();
+            let source = self.stores[id].source.clone();
+            let keys: BTreeSet<RemoteKey> = n
+                .values
+                .into_iter()
+                .map(|(key, version)| RemoteKey {
+                    key: key.to_string(),
+                    version: version.map(str::to_string),
+                })
+                .collect();
+            let metadata: Vec<String> = n.metadata.into_iter().map(str::to_string).collect();
             async move {
-                let work = self.fetch_store(&id, source.as_ref(), n.values, n.metadata, n.finds);
+                let work = self.fetch_store(id, source.as_ref(), keys, metadata, n.finds);
                 match tokio::time::timeout(self.config.fetch_timeout, work).await {
-                    Ok(r) => (id, Ok(r)),
+                    Ok((f, read)) => (id.clone(), f, read),
                     Err(_) => {
                         let message = format!(
                             "fetch from {id} timed out after {}s",
                             self.config.fetch_timeout.as_secs()
                         );
+                        // Every spec of this store fails; its targets keep their data.
+                        let error = SpecError {
+                            message,
+                            retryable: true,
+                            retry_after: None,
+                            not_found: false,
+                        };
                         (
-                            id,
-                            Err(SpecError {
-                                message,
-                                retryable: true,
-                                retry_after: None,
-                                not_found: false,
-                            }),
+                            id.clone(),
+                            StoreFetched {
+                                error: Some(error),
+                                ..Default::default()
+                            },
+                            0,
                         )
                     }
                 }
@@ -516,39 +518,9 @@ impl Engine {
         let results = futures::future::join_all(jobs).await;
         let mut fetched = Fetched::default();
         let mut read = 0;
-        for (id, r) in results {
-            match r {
-                Ok((f, n)) => {
-                    read += n;
-                    fetched.values.extend(f.values);
-                    fetched.metadata.extend(f.metadata);
-                    fetched.finds.extend(f.finds);
-                }
-                Err(e) => {
-                    // Every spec of this store fails; its targets keep their data.
-                    for es in specs {
-                        if self.spec_store(es).ok().as_ref() == Some(&id) {
-                            for d in &es.spec.data {
-                                fetched
-                                    .values
-                                    .insert((id.clone(), remote_key(&d.remote_ref)), Err(e.clone()));
-                                fetched
-                                    .metadata
-                                    .insert((id.clone(), d.remote_ref.key.clone()), Err(e.clone()));
-                            }
-                            for df in &es.spec.data_from {
-                                if let Some(x) = &df.extract {
-                                    fetched.values.insert((id.clone(), remote_key(x)), Err(e.clone()));
-                                    fetched.metadata.insert((id.clone(), x.key.clone()), Err(e.clone()));
-                                }
-                                if let Some(f) = &df.find {
-                                    fetched.finds.insert((id.clone(), find_query(f)), Err(e.clone()));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        for (id, f, n) in results {
+            read += n;
+            fetched.stores.insert(id, f);
         }
         (fetched, read)
     }
@@ -558,10 +530,10 @@ impl Engine {
         id: &StoreId,
         source: &dyn SecretSource,
         mut keys: BTreeSet<RemoteKey>,
-        metadata: BTreeSet<String>,
+        metadata: Vec<String>,
         finds: BTreeSet<FindQuery>,
-    ) -> (Fetched, u64) {
-        let mut out = Fetched::default();
+    ) -> (StoreFetched, u64) {
+        let mut out = StoreFetched::default();
         for q in finds {
             let r = source
                 .find(&q)
@@ -570,7 +542,7 @@ impl Engine {
             if let Ok(names) = &r {
                 keys.extend(names.iter().map(|n| RemoteKey::new(n.clone())));
             }
-            out.finds.insert((id.clone(), q), r);
+            out.finds.insert(q, r);
         }
         let keys: Vec<RemoteKey> = keys.into_iter().collect();
         let mut to_read: Vec<(RemoteKey, Option<ChangeToken>)> = vec![];
@@ -578,8 +550,10 @@ impl Engine {
         // to `get_many`, whose version becomes its token.
         let (keys, uncached): (Vec<RemoteKey>, Vec<RemoteKey>) = if source.capabilities().change_tokens {
             let cache = self.cache.lock().expect("lock");
-            keys.into_iter()
-                .partition(|k| cache.contains_key(&(id.clone(), k.clone())))
+            match cache.get(id) {
+                Some(cached) => keys.into_iter().partition(|k| cached.contains(k)),
+                None => (vec![], keys),
+            }
         } else {
             (vec![], keys)
         };
@@ -587,18 +561,19 @@ impl Engine {
         if !keys.is_empty() {
             let tokens = source.change_tokens(&keys).await;
             let cache = self.cache.lock().expect("lock");
+            let cached = cache.get(id);
             for (k, t) in keys.into_iter().zip(tokens) {
                 match t {
-                    Ok(Some(token)) => match cache.get(&(id.clone(), k.clone())) {
+                    Ok(Some(token)) => match cached.and_then(|c| c.get(&k.key, k.version.as_deref())) {
                         Some(c) if c.token == token => {
-                            out.values.insert((id.clone(), k), Ok(c.value.clone()));
+                            out.values.insert(k, Ok(c.value.clone()));
                         }
                         _ => to_read.push((k, Some(token))),
                     },
                     Ok(None) => to_read.push((k, None)),
                     Err(e) => {
                         let e = SpecError::from_error(&e.context(format!("remote key `{}` in {id}", k.key)));
-                        out.values.insert((id.clone(), k), Err(e));
+                        out.values.insert(k, Err(e));
                     }
                 }
             }
@@ -608,24 +583,25 @@ impl Engine {
         if !read_keys.is_empty() {
             let results = source.get_many(&read_keys).await;
             let mut cache = self.cache.lock().expect("lock");
+            let cache = cache.entry(id.clone()).or_default();
             for ((k, token), r) in to_read.into_iter().zip(results) {
                 match r {
                     Ok(f) => {
                         if let Some(token) = token.or(f.version.clone()) {
                             cache.insert(
-                                (id.clone(), k.clone()),
+                                k.clone(),
                                 Cached {
                                     token,
                                     value: f.value.clone(),
                                 },
                             );
                         }
-                        out.values.insert((id.clone(), k), Ok(f.value));
+                        out.values.insert(k, Ok(f.value));
                     }
                     Err(e) => {
-                        cache.remove(&(id.clone(), k.clone()));
+                        cache.remove(&k);
                         let e = SpecError::from_error(&e.context(format!("remote key `{}` in {id}", k.key)));
-                        out.values.insert((id.clone(), k), Err(e));
+                        out.values.insert(k, Err(e));
                     }
                 }
             }
@@ -636,7 +612,7 @@ impl Engine {
                 .await
                 .map(|m| SecretValue::from(serde_json::to_string(&m).expect("a string map serializes")))
                 .map_err(|e| SpecError::from_error(&e.context(format!("metadata of remote key `{key}` in {id}"))));
-            out.metadata.insert((id.clone(), key), r);
+            out.metadata.insert(key, r);
         }
         (out, n)
     }

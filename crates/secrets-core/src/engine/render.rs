@@ -49,19 +49,59 @@ impl SpecError {
     }
 }
 
-/// Everything fetched in a cycle, keyed by store.
-#[derive(Debug, Default)]
-pub(crate) struct Fetched {
-    pub values: HashMap<(StoreId, RemoteKey), Result<SecretValue, SpecError>>,
-    pub metadata: HashMap<(StoreId, String), Result<SecretValue, SpecError>>,
-    pub finds: HashMap<(StoreId, FindQuery), Result<Vec<String>, SpecError>>,
+/// Values by remote key and version, looked up by borrowed name and version: the per-spec
+/// lookups of a cycle (thousands) build no keys.
+#[derive(Debug)]
+pub(crate) struct KeyMap<V>(HashMap<String, Vec<(Option<String>, V)>>);
+
+impl<V> Default for KeyMap<V> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
 }
 
-pub(crate) fn remote_key(r: &RemoteRef) -> RemoteKey {
-    RemoteKey {
-        key: r.key.clone(),
-        version: r.version.clone(),
+impl<V> KeyMap<V> {
+    pub fn get(&self, key: &str, version: Option<&str>) -> Option<&V> {
+        self.0
+            .get(key)?
+            .iter()
+            .find(|(v, _)| v.as_deref() == version)
+            .map(|(_, x)| x)
     }
+    pub fn contains(&self, k: &RemoteKey) -> bool {
+        self.get(&k.key, k.version.as_deref()).is_some()
+    }
+    pub fn insert(&mut self, k: RemoteKey, value: V) {
+        let versions = self.0.entry(k.key).or_default();
+        match versions.iter_mut().find(|(v, _)| *v == k.version) {
+            Some(slot) => slot.1 = value,
+            None => versions.push((k.version, value)),
+        }
+    }
+    pub fn remove(&mut self, k: &RemoteKey) {
+        if let Some(versions) = self.0.get_mut(&k.key) {
+            versions.retain(|(v, _)| *v != k.version);
+            if versions.is_empty() {
+                self.0.remove(&k.key);
+            }
+        }
+    }
+}
+
+/// Everything fetched in a cycle, by store.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    pub stores: HashMap<StoreId, StoreFetched>,
+}
+
+/// What one store gave in a cycle.
+#[derive(Debug, Default)]
+pub(crate) struct StoreFetched {
+    /// The whole fetch failed (e.g. timed out): every lookup gives this error.
+    pub error: Option<SpecError>,
+    pub values: KeyMap<Result<SecretValue, SpecError>>,
+    pub metadata: HashMap<String, Result<SecretValue, SpecError>>,
+    pub finds: HashMap<FindQuery, Result<Vec<String>, SpecError>>,
 }
 
 pub(crate) fn is_metadata(r: &RemoteRef) -> bool {
@@ -76,19 +116,40 @@ pub(crate) fn find_query(f: &crate::manifest::Find) -> FindQuery {
     }
 }
 
-impl Fetched {
-    fn value(&self, store: &StoreId, r: &RemoteRef) -> Result<SecretValue, SpecError> {
-        if is_metadata(r) {
-            return self
-                .metadata
-                .get(&(store.clone(), r.key.clone()))
-                .cloned()
-                .unwrap_or_else(|| Err(missing()));
+impl StoreFetched {
+    fn lookup<'a, V>(&'a self, found: Option<&'a Result<V, SpecError>>) -> Result<&'a V, SpecError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
         }
-        self.values
-            .get(&(store.clone(), remote_key(r)))
-            .cloned()
-            .unwrap_or_else(|| Err(missing()))
+        match found {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(missing()),
+        }
+    }
+    fn value(&self, r: &RemoteRef) -> Result<&SecretValue, SpecError> {
+        if is_metadata(r) {
+            return self.lookup(self.metadata.get(&r.key));
+        }
+        self.lookup(self.values.get(&r.key, r.version.as_deref()))
+    }
+    fn named(&self, name: &str) -> Result<&SecretValue, SpecError> {
+        self.lookup(self.values.get(name, None))
+    }
+    fn found(&self, q: &FindQuery) -> Result<&Vec<String>, SpecError> {
+        self.lookup(self.finds.get(q))
+    }
+}
+
+/// What a lookup gives for a store that was not fetched at all.
+static NOT_FETCHED: std::sync::LazyLock<StoreFetched> = std::sync::LazyLock::new(|| StoreFetched {
+    error: Some(missing()),
+    ..Default::default()
+});
+
+impl Fetched {
+    fn store(&self, id: &StoreId) -> &StoreFetched {
+        self.stores.get(id).unwrap_or(&NOT_FETCHED)
     }
 }
 
@@ -101,24 +162,27 @@ fn missing() -> SpecError {
     }
 }
 
-/// One `remoteRef` / `extract` value after property and decoding.
-fn resolve(r: &RemoteRef, v: SecretValue, loc: &Location, path: &str) -> Result<SecretValue, SpecError> {
+/// One `spec.data[i].remoteRef` value after property and decoding. Error paths are built
+/// only on error: this runs for every entry of every spec, every cycle.
+fn resolve(r: &RemoteRef, v: &SecretValue, loc: &Location, i: usize) -> Result<SecretValue, SpecError> {
+    let path = |field: &str| format!("spec.data[{i}].remoteRef.{field}");
     let v = match &r.property {
         Some(p) if !p.is_empty() => {
-            values::get_property(&v, p, &r.key).map_err(|e| SpecError::invalid(loc, &format!("{path}.property"), &e))?
+            values::get_property(v, p, &r.key).map_err(|e| SpecError::invalid(loc, &path("property"), &e))?
         }
-        _ => v,
+        _ => v.clone(),
     };
-    let v = values::decode(
-        v,
-        r.decoding_strategy.unwrap_or_default(),
-        &format!("remote key `{}`", r.key),
-    )
-    .map_err(|e| SpecError::invalid(loc, &format!("{path}.decodingStrategy"), &e))?;
+    let strategy = r.decoding_strategy.unwrap_or_default();
+    let v = if strategy == crate::manifest::DecodingStrategy::None {
+        v
+    } else {
+        values::decode(v, strategy, &format!("remote key `{}`", r.key))
+            .map_err(|e| SpecError::invalid(loc, &path("decodingStrategy"), &e))?
+    };
     if r.null_byte_policy.as_deref() == Some("Fail") && v.expose().contains(&0) {
         return Err(SpecError::invalid(
             loc,
-            &format!("{path}.nullBytePolicy"),
+            &path("nullBytePolicy"),
             &Error::invalid(format!("remote key `{}` contains a NUL byte", r.key)),
         ));
     }
@@ -126,18 +190,18 @@ fn resolve(r: &RemoteRef, v: SecretValue, loc: &Location, path: &str) -> Result<
 }
 
 /// The data of an ExternalSecret, before templates.
-fn collect_data(es: &ExternalSecret, store: &StoreId, f: &Fetched) -> Result<SecretMap, SpecError> {
+fn collect_data(es: &ExternalSecret, f: &StoreFetched) -> Result<SecretMap, SpecError> {
     let loc = &es.origin;
     let mut data = SecretMap::new();
     for (i, df) in es.spec.data_from.iter().enumerate() {
         let p = format!("spec.dataFrom[{i}]");
         let mut part = SecretMap::new();
         if let Some(x) = &df.extract {
-            let raw = f.value(store, x).map_err(|e| e.at(loc, &format!("{p}.extract.key")))?;
+            let raw = f.value(x).map_err(|e| e.at(loc, &format!("{p}.extract.key")))?;
             let raw = match &x.property {
-                Some(prop) if !prop.is_empty() => values::get_property(&raw, prop, &x.key)
+                Some(prop) if !prop.is_empty() => values::get_property(raw, prop, &x.key)
                     .map_err(|e| SpecError::invalid(loc, &format!("{p}.extract.property"), &e))?,
-                _ => raw,
+                _ => raw.clone(),
             };
             let all =
                 values::extract_all(&raw, &x.key).map_err(|e| SpecError::invalid(loc, &format!("{p}.extract"), &e))?;
@@ -151,24 +215,17 @@ fn collect_data(es: &ExternalSecret, store: &StoreId, f: &Fetched) -> Result<Sec
                 );
             }
         } else if let Some(find) = &df.find {
-            let q = find_query(find);
             let names = f
-                .finds
-                .get(&(store.clone(), q))
-                .cloned()
-                .unwrap_or_else(|| Err(missing()))
+                .found(&find_query(find))
                 .map_err(|e| e.at(loc, &format!("{p}.find")))?;
             let strategy = find.decoding_strategy.unwrap_or_default();
             for name in names {
                 let v = f
-                    .values
-                    .get(&(store.clone(), RemoteKey::new(name.clone())))
-                    .cloned()
-                    .unwrap_or_else(|| Err(missing()))
+                    .named(name)
                     .map_err(|e| e.at(loc, &format!("{p}.find (remote key `{name}`)")))?;
-                let v = values::decode(v, strategy, &format!("remote key `{name}`"))
+                let v = values::decode(v.clone(), strategy, &format!("remote key `{name}`"))
                     .map_err(|e| SpecError::invalid(loc, &format!("{p}.find.decodingStrategy"), &e))?;
-                part.insert(name, v);
+                part.insert(name.clone(), v);
             }
         }
         let part = values::rewrite_keys(part, &df.rewrite, &p)
@@ -182,11 +239,10 @@ fn collect_data(es: &ExternalSecret, store: &StoreId, f: &Fetched) -> Result<Sec
         data.extend(part);
     }
     for (i, d) in es.spec.data.iter().enumerate() {
-        let p = format!("spec.data[{i}].remoteRef");
         let v = f
-            .value(store, &d.remote_ref)
-            .map_err(|e| e.at(loc, &format!("{p}.key")))?;
-        data.insert(d.secret_key.clone(), resolve(&d.remote_ref, v, loc, &p)?);
+            .value(&d.remote_ref)
+            .map_err(|e| e.at(loc, &format!("spec.data[{i}].remoteRef.key")))?;
+        data.insert(d.secret_key.clone(), resolve(&d.remote_ref, v, loc, i)?);
     }
     Ok(data)
 }
@@ -199,7 +255,7 @@ pub(crate) fn render(
     key: &FingerprintKey,
 ) -> Result<DesiredTarget, SpecError> {
     let loc = &es.origin;
-    let mut data = collect_data(es, store, f)?;
+    let mut data = collect_data(es, f.store(store))?;
     let t = &es.spec.target;
     let tpl = t.template.as_ref();
     if let Some(tpl) = tpl
@@ -357,20 +413,25 @@ fn finish(mut d: DesiredTarget, key: &FingerprintKey) -> DesiredTarget {
 }
 
 /// Fingerprint of data plus type, labels and annotations (except the fingerprint itself).
+///
+/// The attributes are named `annotation:<k>`, `kind`, `label:<k>` and `type`; listed in
+/// that order, each map in key order, they are sorted by name, as the fingerprint wants.
 pub(crate) fn fingerprint_of(d: &DesiredTarget, key: &FingerprintKey) -> crate::Fingerprint {
-    let mut attrs: Vec<(String, String)> = vec![("kind".into(), d.target.kind.to_string())];
-    if let Some(t) = &d.secret_type {
-        attrs.push(("type".into(), t.clone()));
-    }
-    attrs.extend(d.labels.iter().map(|(k, v)| (format!("label:{k}"), v.clone())));
-    attrs.extend(
+    let annotations = || {
         d.annotations
             .iter()
             .filter(|(k, _)| *k != FINGERPRINT_ANNOTATION)
-            .map(|(k, v)| (format!("annotation:{k}"), v.clone())),
-    );
-    let refs: Vec<(&str, &str)> = attrs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    key.fingerprint(&d.data, &refs)
+            .map(|(k, v)| (("annotation:", k.as_str()), v.as_str()))
+    };
+    let kind = d.target.kind.as_str();
+    let labels = d.labels.iter().map(|(k, v)| (("label:", k.as_str()), v.as_str()));
+    let secret_type = d.secret_type.iter().map(|t| (("", "type"), t.as_str()));
+    let count = annotations().count() + 1 + d.labels.len() + usize::from(d.secret_type.is_some());
+    let attrs = annotations()
+        .chain(std::iter::once((("", "kind"), kind)))
+        .chain(labels)
+        .chain(secret_type);
+    key.fingerprint_sorted(&d.data, count, attrs)
 }
 
 /// Whether the target already holds the desired state, so no write is needed.
@@ -401,4 +462,60 @@ pub fn target_matches(d: &DesiredTarget, cur: &TargetState, caps: &SinkCapabilit
         .filter(|(k, _)| *k != FINGERPRINT_ANNOTATION)
         .all(|(k, v)| cur.annotations.get(k) == Some(v));
     type_ok && labels_ok && ann_ok && (!caps.immutable || cur.immutable == d.immutable || cur.immutable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The allocation-free encoding gives the same fingerprint as the general one, so
+    /// fingerprints recorded by earlier versions still compare.
+    #[test]
+    fn fingerprint_of_matches_the_general_encoding() {
+        let key = FingerprintKey::from_bytes(vec![3; 32]).expect("key");
+        let mut data = SecretMap::new();
+        data.insert("password", SecretValue::from("p"));
+        data.insert("user", SecretValue::from("u"));
+        for (secret_type, kind) in [
+            (Some("Opaque".to_string()), TargetKind::Secret),
+            (None, TargetKind::ConfigMap),
+        ] {
+            let d = DesiredTarget {
+                target: TargetRef {
+                    kind,
+                    namespace: "ns".into(),
+                    name: "t".into(),
+                },
+                data: data.clone(),
+                secret_type: secret_type.clone(),
+                labels: [("app".to_string(), "x".to_string()), ("z".into(), "1".into())].into(),
+                annotations: [
+                    ("a/b".to_string(), "v".to_string()),
+                    (FINGERPRINT_ANNOTATION.into(), "ignored".into()),
+                    ("zz".into(), "w".into()),
+                ]
+                .into(),
+                creation_policy: CreationPolicy::Owner,
+                deletion_policy: DeletionPolicy::Retain,
+                immutable: false,
+                owner: None,
+                fingerprint: key.fingerprint(&SecretMap::new(), &[]),
+            };
+            let mut attrs = vec![
+                ("kind".to_string(), kind.to_string()),
+                ("label:app".into(), "x".into()),
+                ("label:z".into(), "1".into()),
+                ("annotation:a/b".into(), "v".into()),
+                ("annotation:zz".into(), "w".into()),
+            ];
+            if let Some(t) = &secret_type {
+                attrs.push(("type".into(), t.clone()));
+            }
+            let refs: Vec<(&str, &str)> = attrs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            assert_eq!(fingerprint_of(&d, &key), key.fingerprint(&data, &refs));
+            let mut other = d.clone();
+            other.labels.insert("app".into(), "y".into());
+            assert_ne!(fingerprint_of(&other, &key), fingerprint_of(&d, &key));
+        }
+    }
 }

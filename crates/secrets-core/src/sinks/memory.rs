@@ -51,6 +51,15 @@ impl SecretSink for MemorySink {
     async fn read(&self, target: &TargetRef) -> Result<Option<TargetState>> {
         Ok(self.get(target))
     }
+    /// Compares in place: an unchanged target is not copied.
+    async fn compare(&self, desired: &DesiredTarget) -> Result<Compared> {
+        let targets = self.targets.lock().expect("lock");
+        Ok(match targets.get(&desired.target) {
+            None => Compared::Missing,
+            Some(cur) if crate::engine::target_matches(desired, cur, &self.capabilities()) => Compared::Matches,
+            Some(cur) => Compared::Differs(cur.clone()),
+        })
+    }
     async fn apply(&self, desired: &DesiredTarget) -> Result<ApplyOutcome> {
         let mut t = self.targets.lock().expect("lock");
         let current = t.get(&desired.target).cloned();
