@@ -172,7 +172,7 @@ impl Engine {
             })?;
         let store = self.spec_store(es)?;
         let fetched = self.fetch(&[(es, Ok(store.clone()))]).await.0;
-        render::render(es, &store, &fetched, &self.key)
+        render::render(es, es.target_ref(), &store, &fetched, &self.key)
     }
 
     fn spec_store(&self, es: &ExternalSecret) -> Result<StoreId, SpecError> {
@@ -292,7 +292,7 @@ impl Engine {
             Item::Spec((es, store)) => {
                 let target = es.target_ref();
                 let report = SpecReport::pending("ExternalSecret", es.namespace(), es.name(), target.to_string());
-                let desired = store.and_then(|store| render::render(es, &store, fetched, &self.key));
+                let desired = store.and_then(|store| render::render(es, target.clone(), &store, fetched, &self.key));
                 let policy = es.spec.target.deletion_policy;
                 let removal = (policy == DeletionPolicy::Merge).then(|| render::render_removal(es, &self.key));
                 let consumers = es.declared_consumers().unwrap_or_default();
@@ -301,7 +301,7 @@ impl Engine {
             }
             Item::Static(st) => {
                 let t = &st.target;
-                let report = SpecReport::pending(t.kind.to_string(), &t.namespace, &t.name, t.to_string());
+                let report = SpecReport::pending(t.kind.as_str(), &t.namespace, &t.name, t.to_string());
                 let desired = render::render_static(st, &self.key);
                 self.apply_one(report, desired, vec![], (DeletionPolicy::Retain, None, None), dry_run)
                     .await
@@ -447,7 +447,8 @@ impl Engine {
         /// What one store must give, borrowed from the specs and deduplicated.
         #[derive(Default)]
         struct Needs<'a> {
-            values: BTreeSet<(&'a str, Option<&'a str>)>,
+            /// Sorted and deduplicated below (cheaper than a set for thousands of refs).
+            values: Vec<(&'a str, Option<&'a str>)>,
             metadata: BTreeSet<&'a str>,
             finds: BTreeSet<FindQuery>,
         }
@@ -461,7 +462,7 @@ impl Engine {
                 if is_metadata(r) {
                     n.metadata.insert(r.key.as_str());
                 } else {
-                    n.values.insert((r.key.as_str(), r.version.as_deref()));
+                    n.values.push((r.key.as_str(), r.version.as_deref()));
                 }
             };
             for d in &es.spec.data {
@@ -476,8 +477,10 @@ impl Engine {
                 }
             }
         }
-        let jobs = needs.into_iter().map(|(id, n)| {
+        let jobs = needs.into_iter().map(|(id, mut n)| {
             let source = self.stores[id].source.clone();
+            n.values.sort_unstable();
+            n.values.dedup();
             let keys: BTreeSet<RemoteKey> = n
                 .values
                 .into_iter()

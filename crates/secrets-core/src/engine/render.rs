@@ -50,9 +50,16 @@ impl SpecError {
 }
 
 /// Values by remote key and version, looked up by borrowed name and version: the per-spec
-/// lookups of a cycle (thousands) build no keys.
+/// lookups of a cycle (thousands) build no keys, and a key read at one version (nearly
+/// all) costs no allocation beyond its name.
 #[derive(Debug)]
-pub(crate) struct KeyMap<V>(HashMap<String, Vec<(Option<String>, V)>>);
+pub(crate) struct KeyMap<V>(HashMap<String, Versions<V>>);
+
+#[derive(Debug)]
+enum Versions<V> {
+    One(Option<String>, V),
+    Many(Vec<(Option<String>, V)>),
+}
 
 impl<V> Default for KeyMap<V> {
     fn default() -> Self {
@@ -62,28 +69,51 @@ impl<V> Default for KeyMap<V> {
 
 impl<V> KeyMap<V> {
     pub fn get(&self, key: &str, version: Option<&str>) -> Option<&V> {
-        self.0
-            .get(key)?
-            .iter()
-            .find(|(v, _)| v.as_deref() == version)
-            .map(|(_, x)| x)
+        match self.0.get(key)? {
+            Versions::One(v, x) => (v.as_deref() == version).then_some(x),
+            Versions::Many(all) => all.iter().find(|(v, _)| v.as_deref() == version).map(|(_, x)| x),
+        }
     }
     pub fn contains(&self, k: &RemoteKey) -> bool {
         self.get(&k.key, k.version.as_deref()).is_some()
     }
     pub fn insert(&mut self, k: RemoteKey, value: V) {
-        let versions = self.0.entry(k.key).or_default();
-        match versions.iter_mut().find(|(v, _)| *v == k.version) {
-            Some(slot) => slot.1 = value,
-            None => versions.push((k.version, value)),
+        use std::collections::hash_map::Entry;
+        let slot = match self.0.entry(k.key) {
+            Entry::Vacant(e) => {
+                e.insert(Versions::One(k.version, value));
+                return;
+            }
+            Entry::Occupied(e) => e.into_mut(),
+        };
+        match slot {
+            Versions::One(v, x) if *v == k.version => *x = value,
+            Versions::Many(all) => match all.iter_mut().find(|(v, _)| *v == k.version) {
+                Some(found) => found.1 = value,
+                None => all.push((k.version, value)),
+            },
+            Versions::One(..) => {
+                let Versions::One(v, x) = std::mem::replace(slot, Versions::Many(Vec::with_capacity(2))) else {
+                    unreachable!("matched One above")
+                };
+                if let Versions::Many(all) = slot {
+                    all.push((v, x));
+                    all.push((k.version, value));
+                }
+            }
         }
     }
     pub fn remove(&mut self, k: &RemoteKey) {
-        if let Some(versions) = self.0.get_mut(&k.key) {
-            versions.retain(|(v, _)| *v != k.version);
-            if versions.is_empty() {
-                self.0.remove(&k.key);
+        let empty = match self.0.get_mut(&k.key) {
+            Some(Versions::One(v, _)) => *v == k.version,
+            Some(Versions::Many(all)) => {
+                all.retain(|(v, _)| *v != k.version);
+                all.is_empty()
             }
+            None => false,
+        };
+        if empty {
+            self.0.remove(&k.key);
         }
     }
 }
@@ -250,6 +280,7 @@ fn collect_data(es: &ExternalSecret, f: &StoreFetched) -> Result<SecretMap, Spec
 /// Renders an ExternalSecret into its desired target.
 pub(crate) fn render(
     es: &ExternalSecret,
+    target: TargetRef,
     store: &StoreId,
     f: &Fetched,
     key: &FingerprintKey,
@@ -286,7 +317,6 @@ pub(crate) fn render(
             ));
         }
     }
-    let target = es.target_ref();
     let size = data.byte_size();
     if size > MAX_TARGET_BYTES {
         return Err(SpecError::invalid(
@@ -467,6 +497,28 @@ pub fn target_matches(d: &DesiredTarget, cur: &TargetState, caps: &SinkCapabilit
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_map_keeps_versions_apart() {
+        let mut m = KeyMap::default();
+        m.insert(RemoteKey::new("a"), 1);
+        m.insert(RemoteKey::with_version("a", "v2"), 2);
+        m.insert(RemoteKey::with_version("a", "v3"), 3);
+        m.insert(RemoteKey::new("a"), 10);
+        m.insert(RemoteKey::with_version("b", "v1"), 4);
+        assert_eq!(m.get("a", None), Some(&10));
+        assert_eq!(m.get("a", Some("v2")), Some(&2));
+        assert_eq!(m.get("a", Some("v3")), Some(&3));
+        assert_eq!(m.get("b", None), None);
+        assert_eq!(m.get("b", Some("v1")), Some(&4));
+        m.remove(&RemoteKey::with_version("a", "v2"));
+        assert_eq!(m.get("a", Some("v2")), None);
+        assert_eq!(m.get("a", None), Some(&10));
+        m.remove(&RemoteKey::new("b"));
+        assert_eq!(m.get("b", Some("v1")), Some(&4), "another version stays");
+        m.remove(&RemoteKey::with_version("b", "v1"));
+        assert!(!m.contains(&RemoteKey::with_version("b", "v1")));
+    }
 
     /// The allocation-free encoding gives the same fingerprint as the general one, so
     /// fingerprints recorded by earlier versions still compare.

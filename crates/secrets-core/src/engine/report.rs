@@ -35,7 +35,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct SpecReport {
     /// `ExternalSecret`, `ConfigMap` or `Secret` (static targets).
-    pub kind: String,
+    pub kind: &'static str,
     /// Name.
     pub name: String,
     /// Namespace.
@@ -68,9 +68,9 @@ pub struct SpecReport {
 
 impl SpecReport {
     /// A report for a spec that has not synced yet: an error until proven otherwise.
-    pub fn pending(kind: impl Into<String>, namespace: &str, name: &str, target: String) -> Self {
+    pub fn pending(kind: &'static str, namespace: &str, name: &str, target: String) -> Self {
         Self {
-            kind: kind.into(),
+            kind,
             name: name.to_string(),
             namespace: namespace.to_string(),
             target,

@@ -1,7 +1,7 @@
 //! An in-memory sink with every capability: what `run` collects into a child's environment,
 //! and what engine tests write to.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,7 +13,7 @@ use crate::sink::*;
 /// Targets held in memory, with the same Merge semantics as the folder sink.
 #[derive(Debug, Default)]
 pub struct MemorySink {
-    targets: Mutex<BTreeMap<TargetRef, TargetState>>,
+    targets: Mutex<HashMap<TargetRef, TargetState>>,
     writes: AtomicU64,
 }
 
@@ -34,9 +34,11 @@ impl MemorySink {
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
     }
-    /// All targets.
+    /// All targets, in order.
     pub fn targets(&self) -> Vec<TargetRef> {
-        self.targets.lock().expect("lock").keys().cloned().collect()
+        let mut all: Vec<TargetRef> = self.targets.lock().expect("lock").keys().cloned().collect();
+        all.sort();
+        all
     }
 }
 
