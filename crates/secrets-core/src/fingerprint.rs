@@ -139,11 +139,13 @@ pub struct Fingerprint([u8; 32]);
 impl Fingerprint {
     /// Full hex form.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut buf = [0u8; 64];
+        hex_into(&self.0, &mut buf)
     }
     /// First 12 hex digits, enough to tell versions apart in a report.
     pub fn short(&self) -> String {
-        hex::encode(&self.0[..6])
+        let mut buf = [0u8; 12];
+        hex_into(&self.0[..6], &mut buf)
     }
     /// Parses the form written by `Display`.
     pub fn parse(s: &str) -> Option<Fingerprint> {
@@ -154,9 +156,19 @@ impl Fingerprint {
     }
 }
 
+/// Lowercase hex of `bytes` through a stack buffer of twice their length (one allocation,
+/// where `hex::encode` collects characters one by one).
+fn hex_into(bytes: &[u8], buf: &mut [u8]) -> String {
+    hex::encode_to_slice(bytes, buf).expect("the buffer is twice the input");
+    std::str::from_utf8(buf).expect("hex is ASCII").to_string()
+}
+
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "hmac-sha256:{}", self.to_hex())
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut buf).expect("the buffer is twice the input");
+        f.write_str("hmac-sha256:")?;
+        f.write_str(std::str::from_utf8(&buf).expect("hex is ASCII"))
     }
 }
 

@@ -38,6 +38,23 @@ use render::{Fetched, KeyMap, StoreFetched, find_query, is_metadata};
 /// An ExternalSecret and its store (resolved once a cycle).
 type SpecAt<'a> = (&'a ExternalSecret, Result<StoreId, SpecError>);
 
+/// One rendered item: its report so far, and what the diff and apply need.
+struct Job {
+    report: SpecReport,
+    input: JobInput,
+}
+
+struct JobInput {
+    desired: Result<DesiredTarget, SpecError>,
+    /// Consumers declared on the spec, restarted when the target changes.
+    consumers: Vec<ConsumerRef>,
+    deletion: DeletionPolicy,
+    /// The target (for deletionPolicy Delete); `None` for static targets.
+    target: Option<TargetRef>,
+    /// What deletionPolicy Merge applies when the remote secret is gone.
+    removal: Option<DesiredTarget>,
+}
+
 /// One thing a cycle writes: an ExternalSecret's target or a plain ConfigMap/Secret.
 enum Item<'a> {
     Spec(SpecAt<'a>),
@@ -282,139 +299,158 @@ impl Engine {
     }
 
     /// Renders one spec and diffs/applies it.
+    ///
+    /// The rendered state lives in one heap allocation that the diff and apply borrow, so the
+    /// future of each spec in flight stays small (it is moved into the in-flight set).
     async fn process(
         &self,
         item: Item<'_>,
         fetched: &Fetched,
         dry_run: bool,
     ) -> (SpecReport, Option<RestartRequest>, bool) {
+        let mut job = Box::new(self.prepare(item, fetched));
+        let Job { report, input } = &mut *job;
+        let (restart, wrote) = self.apply_one(report, input, dry_run).await;
+        (job.report, restart, wrote)
+    }
+
+    /// Renders one item: what `apply_one` needs, and its report so far.
+    fn prepare(&self, item: Item<'_>, fetched: &Fetched) -> Job {
         match item {
             Item::Spec((es, store)) => {
                 let target = es.target_ref();
                 let report = SpecReport::pending("ExternalSecret", es.namespace(), es.name(), target.to_string());
                 let desired = store.and_then(|store| render::render(es, target.clone(), &store, fetched, &self.key));
-                let policy = es.spec.target.deletion_policy;
-                let removal = (policy == DeletionPolicy::Merge).then(|| render::render_removal(es, &self.key));
-                let consumers = es.declared_consumers().unwrap_or_default();
-                self.apply_one(report, desired, consumers, (policy, Some(target), removal), dry_run)
-                    .await
+                let deletion = es.spec.target.deletion_policy;
+                let removal = (deletion == DeletionPolicy::Merge).then(|| render::render_removal(es, &self.key));
+                Job {
+                    report,
+                    input: JobInput {
+                        desired,
+                        consumers: es.declared_consumers().unwrap_or_default(),
+                        deletion,
+                        target: Some(target),
+                        removal,
+                    },
+                }
             }
             Item::Static(st) => {
                 let t = &st.target;
-                let report = SpecReport::pending(t.kind.as_str(), &t.namespace, &t.name, t.to_string());
-                let desired = render::render_static(st, &self.key);
-                self.apply_one(report, desired, vec![], (DeletionPolicy::Retain, None, None), dry_run)
-                    .await
+                Job {
+                    report: SpecReport::pending(t.kind.as_str(), &t.namespace, &t.name, t.to_string()),
+                    input: JobInput {
+                        desired: render::render_static(st, &self.key),
+                        consumers: vec![],
+                        deletion: DeletionPolicy::Retain,
+                        target: None,
+                        removal: None,
+                    },
+                }
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Diffs one rendered item with its target and writes it when it differs; fills in the
+    /// report. Returns the restart it calls for and whether it wrote.
     async fn apply_one(
         &self,
-        mut report: SpecReport,
-        desired: Result<DesiredTarget, SpecError>,
-        consumers: Vec<ConsumerRef>,
-        (deletion, target, removal): (DeletionPolicy, Option<TargetRef>, Option<DesiredTarget>),
+        report: &mut SpecReport,
+        input: &JobInput,
         dry_run: bool,
-    ) -> (SpecReport, Option<RestartRequest>, bool) {
-        let desired = match desired {
+    ) -> (Option<RestartRequest>, bool) {
+        let desired = match &input.desired {
             Ok(d) => d,
             // The remote secret is gone: deletionPolicy Merge removes only our keys.
-            Err(e) if e.not_found && deletion == DeletionPolicy::Merge && removal.is_some() => {
+            Err(e) if e.not_found && input.deletion == DeletionPolicy::Merge && input.removal.is_some() => {
                 report.message = format!("remote secret gone; removing our keys ({})", e.message);
-                let removal = removal.expect("checked");
-                match self.sink.compare(&removal).await {
+                let removal = input.removal.as_ref().expect("checked");
+                match self.sink.compare(removal).await {
                     Ok(Compared::Differs(_)) => removal,
                     Ok(_) => {
                         report.status = SyncStatus::SecretSynced;
                         report.outcome = Outcome::Unchanged;
-                        return (report, None, false);
+                        return (None, false);
                     }
                     Err(re) => {
                         report.message = re.to_string();
                         report.retryable = re.is_retryable();
-                        return (report, None, false);
+                        return (None, false);
                     }
                 }
             }
             Err(e) => {
                 // The remote secret is gone: honour deletionPolicy Delete.
                 if e.not_found
-                    && deletion == DeletionPolicy::Delete
-                    && let Some(t) = target
+                    && input.deletion == DeletionPolicy::Delete
+                    && let Some(t) = &input.target
                 {
                     if dry_run {
                         report.status = SyncStatus::SecretSynced;
                         report.outcome = Outcome::Deleted;
                         report.changed = true;
-                        return (report, None, false);
+                        return (None, false);
                     }
-                    return match self.sink.delete(&t).await {
+                    return match self.sink.delete(t).await {
                         Ok(deleted) => {
                             report.status = SyncStatus::SecretSynced;
                             report.outcome = if deleted { Outcome::Deleted } else { Outcome::Unchanged };
                             report.changed = deleted;
                             report.message = format!("remote secret gone ({})", e.message);
-                            (report, None, deleted)
+                            (None, deleted)
                         }
                         Err(de) => {
                             report.message = de.to_string();
                             report.retryable = de.is_retryable();
-                            (report, None, false)
+                            (None, false)
                         }
                     };
                 }
-                report.message = e.message;
+                report.message = e.message.clone();
                 report.retryable = e.retryable;
                 report.retry_after = e.retry_after;
-                return (report, None, false);
+                return (None, false);
             }
         };
         report.fingerprint = Some(desired.fingerprint.short());
         report.keys = desired.data.keys().cloned().collect();
-        let current = match self.sink.compare(&desired).await {
-            Ok(c) => c,
-            Err(e) => {
-                report.message = e.to_string();
-                report.retryable = e.is_retryable();
-                return (report, None, false);
-            }
-        };
-        let unchanged = matches!(current, Compared::Matches);
-        report.previous_fingerprint = match current {
-            Compared::Matches => report.fingerprint.clone(),
+        let (exists, unchanged) = match self.sink.compare(desired).await {
+            Ok(Compared::Matches) => (true, true),
+            Ok(Compared::Missing) => (false, false),
             // Only computed when the target is about to change.
-            Compared::Differs(cur) => Some(
-                render::fingerprint_of(
+            Ok(Compared::Differs(cur)) => {
+                let fp = render::fingerprint_of(
                     &DesiredTarget {
                         data: cur.data,
                         secret_type: cur.secret_type,
                         ..desired.clone()
                     },
                     &self.key,
-                )
-                .short(),
-            ),
-            Compared::Missing => None,
+                );
+                report.previous_fingerprint = Some(fp.short());
+                (true, false)
+            }
+            Err(e) => {
+                report.message = e.to_string();
+                report.retryable = e.is_retryable();
+                return (None, false);
+            }
         };
+        if unchanged {
+            report.previous_fingerprint = report.fingerprint.clone();
+        }
         if unchanged || desired.creation_policy == CreationPolicy::None {
             report.status = SyncStatus::SecretSynced;
             report.outcome = Outcome::Unchanged;
-            return (report, None, false);
+            return (None, false);
         }
-        let would = if report.previous_fingerprint.is_some() {
-            Outcome::Updated
-        } else {
-            Outcome::Created
-        };
+        let would = if exists { Outcome::Updated } else { Outcome::Created };
         if dry_run {
             report.status = SyncStatus::SecretSynced;
             report.outcome = would;
             report.changed = true;
-            return (report, None, false);
+            return (None, false);
         }
-        match self.sink.apply(&desired).await {
+        match self.sink.apply(desired).await {
             Ok(outcome) => {
                 report.status = SyncStatus::SecretSynced;
                 report.outcome = match outcome {
@@ -425,15 +461,15 @@ impl Engine {
                 report.changed = outcome != ApplyOutcome::Unchanged;
                 let restart = (outcome == ApplyOutcome::Updated).then(|| RestartRequest {
                     target: desired.target.clone(),
-                    declared: consumers,
+                    declared: input.consumers.clone(),
                 });
-                (report, restart, outcome != ApplyOutcome::Unchanged)
+                (restart, outcome != ApplyOutcome::Unchanged)
             }
             Err(e) => {
                 report.message = format!("{}: {e}", desired.target);
                 report.retryable = e.is_retryable();
                 report.retry_after = e.retry_after();
-                (report, None, false)
+                (None, false)
             }
         }
     }
