@@ -164,7 +164,7 @@ mod tests {
 
     fn report(ns: &str, name: &str, ok: bool, retry_after: Option<Duration>) -> SpecReport {
         SpecReport {
-            kind: "ExternalSecret".into(),
+            kind: "ExternalSecret",
             name: name.into(),
             namespace: ns.into(),
             target: String::new(),
