@@ -23,8 +23,8 @@ pub mod testkit;
 pub use error::{Error, Location, Result, ResultExt};
 pub use fingerprint::{Fingerprint, FingerprintKey};
 pub use sink::{
-    ApplyOutcome, ConsumerRef, CreationPolicy, DeletionPolicy, DesiredTarget, OwnerRef, RestartRequest, Restarter,
-    SecretSink, SinkCapabilities, TargetKind, TargetRef, TargetState,
+    ApplyOutcome, Compared, ConsumerRef, CreationPolicy, DeletionPolicy, DesiredTarget, OwnerRef, RestartRequest,
+    Restarter, SecretSink, SinkCapabilities, TargetKind, TargetRef, TargetState,
 };
 pub use source::{
     CallStats, ChangeToken, Fetched, FindQuery, RemoteDescription, RemoteKey, SecretSource, SecretSourceExt,

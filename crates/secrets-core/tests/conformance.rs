@@ -53,19 +53,20 @@ async fn file_source_passes_for_each_format() {
 async fn folder_and_memory_sinks_pass_every_behaviour() {
     let dir = tempfile::tempdir().unwrap();
     let folder = FolderSink::new(dir.path());
-    assert_eq!(run_sink_suite(&folder, "ns", &unique_prefix("f")).await, 8);
+    assert_eq!(run_sink_suite(&folder, "ns", &unique_prefix("f")).await, 9);
     let boxed: Box<dyn SecretSink> = Box::new(FolderSink::new(dir.path().join("boxed")));
-    assert_eq!(run_sink_suite(boxed.as_ref(), "ns", &unique_prefix("b")).await, 8);
+    assert_eq!(run_sink_suite(boxed.as_ref(), "ns", &unique_prefix("b")).await, 9);
     let arc: Arc<dyn SecretSink> = Arc::new(MemorySink::new());
-    assert_eq!(run_sink_suite(&arc, "ns", &unique_prefix("m")).await, 8);
+    assert_eq!(run_sink_suite(&arc, "ns", &unique_prefix("m")).await, 9);
 }
 
 #[tokio::test]
 async fn dotenv_sink_passes_what_applies() {
     let dir = tempfile::tempdir().unwrap();
     let sink = DotenvSink::new(format!("{}/{{namespace}}/{{name}}.env", dir.path().display()));
-    // No merge, no metadata, no binary: read-missing, create, replace, none, delete, canary.
-    assert_eq!(run_sink_suite(&sink, "ns", &unique_prefix("d")).await, 6);
+    // No merge, no metadata, no binary: read-missing, create, replace, none, delete, canary,
+    // compare.
+    assert_eq!(run_sink_suite(&sink, "ns", &unique_prefix("d")).await, 7);
     let arc: Arc<dyn SecretSink> = Arc::new(sink);
-    assert_eq!(run_sink_suite(&arc, "ns2", &unique_prefix("d")).await, 6);
+    assert_eq!(run_sink_suite(&arc, "ns2", &unique_prefix("d")).await, 7);
 }

@@ -1,7 +1,9 @@
 //! [`KubeSink`]: Secrets and ConfigMaps written by server-side apply.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -9,8 +11,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use secrets_core::sink::{MANAGED_BY_LABEL, MANAGED_BY_LABEL_VALUE};
 use secrets_core::{
-    ApplyOutcome, CreationPolicy, DesiredTarget, Error, Result, SecretMap, SecretSink, SecretValue, SinkCapabilities,
-    TargetKind, TargetRef, TargetState,
+    ApplyOutcome, Compared, CreationPolicy, DesiredTarget, Error, Result, SecretMap, SecretSink, SecretValue,
+    SinkCapabilities, TargetKind, TargetRef, TargetState,
 };
 use serde_json::{Map, Value, json};
 
@@ -33,12 +35,19 @@ fn b64() -> base64::engine::GeneralPurpose {
 /// exactly our keys, labels and annotations, so what we applied before and no longer
 /// desire is removed by the API server, and fields other managers own are left alone.
 /// `apply` reads the target first and sends nothing when it already holds the desired
-/// state.
+/// state; right after `compare` found the target different (the engine's order), it uses
+/// what `compare` read instead of reading again.
 #[derive(Clone)]
 pub struct KubeSink {
     client: kube::Client,
     field_manager: String,
+    /// Targets `compare` just read and found different, for the `apply` that follows.
+    compared: Arc<Mutex<HashMap<TargetRef, (Instant, Option<DynamicObject>)>>>,
 }
+
+/// How long what `compare` read stands in for a read by `apply`. The engine applies right
+/// after comparing; older reads are not trusted.
+const COMPARED_FOR: Duration = Duration::from_secs(1);
 
 impl fmt::Debug for KubeSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,6 +85,7 @@ impl KubeSink {
         Self {
             client,
             field_manager: FIELD_MANAGER.to_string(),
+            compared: Arc::default(),
         }
     }
 
@@ -118,13 +128,34 @@ impl KubeSink {
         Api::namespaced_with(self.client.clone(), &t.namespace, &api_resource(t.kind))
     }
 
-    async fn current(&self, t: &TargetRef, manager: &str) -> Result<Option<Current>> {
-        let obj = self
-            .api(t)
+    async fn get(&self, t: &TargetRef) -> Result<Option<DynamicObject>> {
+        self.api(t)
             .get_opt(&t.name)
             .await
-            .map_err(|e| from_kube(e, &format!("reading {t}")))?;
+            .map_err(|e| from_kube(e, &format!("reading {t}")))
+    }
+
+    async fn current(&self, t: &TargetRef, manager: &str) -> Result<Option<Current>> {
+        let obj = match self.just_compared(t) {
+            Some(obj) => obj,
+            None => self.get(t).await?,
+        };
         obj.map(|o| decode(t, &o, manager)).transpose()
+    }
+
+    /// What `compare` read of `t` less than [`COMPARED_FOR`] ago, taken (used once).
+    fn just_compared(&self, t: &TargetRef) -> Option<Option<DynamicObject>> {
+        let (at, obj) = self.compared.lock().expect("lock").remove(t)?;
+        (at.elapsed() < COMPARED_FOR).then_some(obj)
+    }
+
+    fn remember_compared(&self, t: &TargetRef, obj: Option<DynamicObject>) {
+        let mut compared = self.compared.lock().expect("lock");
+        // Reads never followed by an apply (dry runs) must not pile up.
+        if compared.len() >= 256 {
+            compared.retain(|_, (at, _)| at.elapsed() < COMPARED_FOR);
+        }
+        compared.insert(t.clone(), (Instant::now(), obj));
     }
 
     /// The owner reference of an Owner target: the ExternalSecret's uid from the desired
@@ -357,7 +388,27 @@ impl SecretSink for KubeSink {
 
     async fn read(&self, target: &TargetRef) -> Result<Option<TargetState>> {
         check_target(target)?;
-        Ok(self.current(target, &self.field_manager).await?.map(|c| c.state))
+        let obj = self.get(target).await?;
+        Ok(obj
+            .map(|o| decode(target, &o, &self.field_manager))
+            .transpose()?
+            .map(|c| c.state))
+    }
+
+    async fn compare(&self, desired: &DesiredTarget) -> Result<Compared> {
+        let t = &desired.target;
+        check_target(t)?;
+        let obj = self.get(t).await?;
+        let state = obj
+            .as_ref()
+            .map(|o| decode(t, o, &self.field_manager))
+            .transpose()?
+            .map(|c| c.state);
+        let compared = Compared::of(desired, state, &self.capabilities());
+        if !matches!(compared, Compared::Matches) {
+            self.remember_compared(t, obj);
+        }
+        Ok(compared)
     }
 
     async fn apply(&self, d: &DesiredTarget) -> Result<ApplyOutcome> {

@@ -10,7 +10,9 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use secrets_core::sink::{FINGERPRINT_ANNOTATION, MANAGED_BY_LABEL};
 use secrets_core::testkit::conformance::{self, Ran};
 use secrets_core::testkit::{desired, map};
-use secrets_core::{ApplyOutcome, CreationPolicy, OwnerRef, SecretSink, SecretValue, TargetKind, TargetRef};
+use secrets_core::{
+    ApplyOutcome, Compared, CreationPolicy, OwnerRef, SecretSink, SecretValue, TargetKind, TargetRef,
+};
 use serde_json::json;
 use sink_k8s::{KubeCredentials, KubeExternalSecrets, KubeSink};
 
@@ -60,8 +62,39 @@ async fn conformance_suite() {
         conformance::sink_values_not_in_debug_or_errors(s, ns, &p).await,
         Ran::Passed
     );
+    assert_eq!(conformance::sink_compare_agrees_with_read(s, ns, &p).await, Ran::Passed);
     // And the runner, in another namespace: every behaviour applies.
-    assert_eq!(conformance::run_sink_suite(s, "conformance-2", &prefix()).await, 8);
+    assert_eq!(conformance::run_sink_suite(s, "conformance-2", &prefix()).await, 9);
+}
+
+/// The engine compares, then applies what differs: the target is read once for both, so a
+/// created or updated Orphan target costs one GET and one PATCH, an unchanged one one GET.
+#[tokio::test]
+async fn a_write_after_compare_reads_the_target_once() {
+    let (fake, sink) = setup().await;
+    let t = TargetRef::secret("prod", "read-once");
+    let path = "/api/v1/namespaces/prod/secrets/read-once";
+    let counts = |fake: &FakeKube| {
+        let log = fake.requests();
+        let n = |m: &str| log.iter().filter(|r| r.method == m && r.path == path).count();
+        (n("GET"), n("PATCH"), log.len())
+    };
+    for (round, data) in [("create", "1"), ("update", "2")] {
+        fake.clear_requests();
+        let d = desired(t.clone(), map(&[("A", data)]), CreationPolicy::Orphan);
+        assert!(!matches!(sink.compare(&d).await.unwrap(), Compared::Matches), "{round}");
+        sink.apply(&d).await.unwrap();
+        assert_eq!(counts(&fake), (1, 1, 2), "{round}: {:?}", fake.requests());
+    }
+    fake.clear_requests();
+    let d = desired(t.clone(), map(&[("A", "2")]), CreationPolicy::Orphan);
+    assert!(matches!(sink.compare(&d).await.unwrap(), Compared::Matches));
+    assert_eq!(counts(&fake), (1, 0, 1));
+    // Without a compare just before, apply reads for itself.
+    fake.clear_requests();
+    let d = desired(t.clone(), map(&[("A", "3")]), CreationPolicy::Orphan);
+    sink.apply(&d).await.unwrap();
+    assert_eq!(counts(&fake), (1, 1, 2));
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{CANARY, assert_no_canary, desired, map};
 use crate::error::Error;
-use crate::sink::{ApplyOutcome, CreationPolicy, SecretSink, TargetKind, TargetRef};
+use crate::sink::{ApplyOutcome, Compared, CreationPolicy, SecretSink, TargetKind, TargetRef};
 use crate::source::{FindQuery, RemoteKey, SecretWriter, WriteOutcome, WriteRequest};
 use crate::value::SecretValue;
 
@@ -485,6 +485,39 @@ pub async fn sink_values_not_in_debug_or_errors(s: &dyn SecretSink, ns: &str, pr
     Ran::Passed
 }
 
+/// `compare` agrees with `read` and [`crate::engine::target_matches`]: missing, matching,
+/// then differing (with what `read` gives), and an `apply` right after a differing
+/// `compare` writes the new state (sinks may reuse what `compare` read).
+pub async fn sink_compare_agrees_with_read(s: &dyn SecretSink, ns: &str, prefix: &str) -> Ran {
+    if !s.capabilities().readable {
+        return Ran::NotApplicable;
+    }
+    let caps = s.capabilities();
+    let t = target(ns, &format!("{prefix}-compare"));
+    let first = desired(t.clone(), map(&[("A", "1")]), CreationPolicy::Owner);
+    assert!(matches!(s.compare(&first).await.expect("compare"), Compared::Missing));
+    assert_eq!(s.apply(&first).await.expect("apply"), ApplyOutcome::Created);
+    assert!(matches!(s.compare(&first).await.expect("compare"), Compared::Matches));
+    let cur = s.read(&t).await.expect("read").expect("exists");
+    assert!(crate::engine::target_matches(&first, &cur, &caps));
+
+    let second = desired(t.clone(), map(&[("A", "2"), ("B", "3")]), CreationPolicy::Owner);
+    match s.compare(&second).await.expect("compare") {
+        Compared::Differs(held) => assert_eq!(held.data, cur.data, "compare gives what the target holds"),
+        other => panic!("a changed value must differ, got {other:?}"),
+    }
+    assert_eq!(s.apply(&second).await.expect("apply"), ApplyOutcome::Updated);
+    assert_eq!(s.read(&t).await.expect("read").expect("exists").data, second.data);
+    assert!(matches!(s.compare(&second).await.expect("compare"), Compared::Matches));
+    // A compare not followed by an apply (a dry run) leaves nothing that a later apply of
+    // other data would get wrong.
+    let third = desired(t.clone(), map(&[("A", "4")]), CreationPolicy::Owner);
+    assert!(matches!(s.compare(&third).await.expect("compare"), Compared::Differs(_)));
+    assert_eq!(s.apply(&first).await.expect("apply"), ApplyOutcome::Updated);
+    assert_eq!(s.read(&t).await.expect("read").expect("exists").data, first.data);
+    Ran::Passed
+}
+
 /// Runs every sink behaviour; returns how many applied.
 pub async fn run_sink_suite(s: &dyn SecretSink, ns: &str, prefix: &str) -> usize {
     let results = [
@@ -496,6 +529,7 @@ pub async fn run_sink_suite(s: &dyn SecretSink, ns: &str, prefix: &str) -> usize
         sink_creation_policy_none_writes_nothing(s, ns, prefix).await,
         sink_delete(s, ns, prefix).await,
         sink_values_not_in_debug_or_errors(s, ns, prefix).await,
+        sink_compare_agrees_with_read(s, ns, prefix).await,
     ];
     results.iter().filter(|r| **r == Ran::Passed).count()
 }
