@@ -42,8 +42,11 @@ pub struct KubeSink {
     client: kube::Client,
     field_manager: String,
     /// Targets `compare` just read and found different, for the `apply` that follows.
-    compared: Arc<Mutex<HashMap<TargetRef, (Instant, Option<DynamicObject>)>>>,
+    compared: Arc<Mutex<HashMap<TargetRef, JustRead>>>,
 }
+
+/// A target as `compare` read it (`None`: missing), and when.
+type JustRead = (Instant, Option<DynamicObject>);
 
 /// How long what `compare` read stands in for a read by `apply`. The engine applies right
 /// after comparing; older reads are not trusted.
