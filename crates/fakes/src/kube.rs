@@ -34,8 +34,12 @@
 //!
 //! `?dryRun=All` writes are validated and answered but not stored.
 //!
+//! - Namespaces carry the label `kubernetes.io/metadata.name` with their name, as the API
+//!   server sets it.
+//!
 //! Divergences worth knowing: namespaces need not exist before objects are created in
-//! them; no defaulting of workload fields; no admission, RBAC, finalizers or garbage
+//! them, and deleting one removes it at once (no `Terminating` phase) without deleting
+//! what is in it; no defaulting of workload fields; no admission, RBAC, finalizers or garbage
 //! collection (deleting an owner leaves its dependents); JSON patch is refused (415).
 
 // Handlers return the HTTP error response itself as the error: it is built once and sent.
@@ -64,6 +68,9 @@ pub const MAX_DATA_BYTES: usize = 1024 * 1024;
 /// A request header naming the client that sent it, recorded in [`RequestRecord::client`]
 /// (tests with several clients, e.g. controller replicas, tell their requests apart).
 pub const CLIENT_HEADER: &str = "x-fake-client";
+
+/// The label the API server puts on every Namespace, set to its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// History of watch events kept for watches that resume from a `resourceVersion`.
 const HISTORY: usize = 10_000;
@@ -1706,6 +1713,22 @@ impl Shared {
         old: Option<Stored>,
     ) -> Response {
         let res = &RESOURCES[key.rid];
+        if res.kind == "Namespace" {
+            // The API server labels every Namespace with its name (and keeps it so), which
+            // is how selectors pick namespaces by name.
+            let meta = new
+                .as_object_mut()
+                .expect("objects are maps")
+                .entry("metadata")
+                .or_insert_with(|| json!({}));
+            if let Some(meta) = meta.as_object_mut() {
+                let labels = meta.entry("labels").or_insert_with(|| json!({}));
+                if !labels.is_object() {
+                    *labels = json!({});
+                }
+                labels[NAMESPACE_NAME_LABEL] = json!(key.name);
+            }
+        }
         if res.kind == "Secret" {
             fold_string_data(&mut new);
             if new.get("type").is_none_or(Value::is_null) {

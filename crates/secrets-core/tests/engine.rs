@@ -322,3 +322,62 @@ async fn deletion_policy_merge_removes_only_our_keys_when_the_remote_is_gone() {
     let r = engine.run(&m, &CycleOptions::default()).await;
     assert_eq!(r.writes, 0, "already removed: nothing more to write");
 }
+
+#[tokio::test]
+async fn a_cluster_external_secret_syncs_one_target_per_listed_namespace() {
+    let mem = MemorySource::new("fake");
+    mem.set("db-password", "pw1");
+    let source = Arc::new(CountingSource::new(mem));
+    let sink = Arc::new(MemorySink::new());
+    let engine = engine_with(source.clone(), sink.clone());
+    let ces = "---\napiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: db-everywhere, annotations: {force-sync: '7'}}\nspec:\n  externalSecretName: db\n  externalSecretMetadata:\n    labels: {team: payments}\n    annotations: {note: shared}\n  namespaces: [a, b]\n  externalSecretSpec:\n    secretStoreRef: {name: mem, kind: ClusterSecretStore}\n    target: {name: db-credentials}\n    data:\n      - {secretKey: PASSWORD, remoteRef: {key: db-password}}\n";
+    let m = load(&[ces.to_string()]);
+    let (errors, _) = secrets_core::manifest::validate(&m, Default::default());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(m.cluster_external_secrets.len(), 1);
+    let ids: Vec<String> = m.external_secrets.iter().map(|e| e.id().to_string()).collect();
+    assert_eq!(
+        ids,
+        ["a/db", "b/db"],
+        "one ExternalSecret per namespace, named externalSecretName"
+    );
+    for es in &m.external_secrets {
+        assert_eq!(es.metadata.labels.get("team").map(String::as_str), Some("payments"));
+        assert_eq!(es.metadata.annotations.get("note").map(String::as_str), Some("shared"));
+        assert_eq!(es.force_sync_token(), Some("7"), "force-sync is passed on, as ESO does");
+    }
+
+    let r = engine.run(&m, &CycleOptions::default()).await;
+    assert!(r.all_synced(), "{}", r.to_text());
+    assert_eq!(r.writes, 2);
+    assert_eq!(source.reads_of(&RemoteKey::new("db-password")), 1, "one fetch for both");
+    for ns in ["a", "b"] {
+        let t = sink
+            .get(&TargetRef::secret(ns, "db-credentials"))
+            .expect("a target per namespace");
+        assert_eq!(t.data.get("PASSWORD").unwrap().expose(), b"pw1");
+    }
+    assert_eq!(sink.targets().len(), 2, "exactly the two listed namespaces");
+}
+
+/// A cycle's error about an ExternalSecret expanded from a ClusterExternalSecret names the
+/// ClusterExternalSecret's field (`spec.externalSecretSpec.…`), not a field it lacks.
+#[tokio::test]
+async fn errors_of_an_expanded_external_secret_name_the_cluster_external_secret_field() {
+    let mem = MemorySource::new("fake");
+    mem.set("db", "not json");
+    let sink = Arc::new(MemorySink::new());
+    let engine = engine_with(Arc::new(mem), sink.clone());
+    let ces = "---\napiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: db-everywhere}\nspec:\n  namespaces: [a]\n  externalSecretSpec:\n    secretStoreRef: {name: mem, kind: ClusterSecretStore}\n    target: {name: db-credentials}\n    data:\n      - {secretKey: PASSWORD, remoteRef: {key: db, property: password}}\n";
+    let m = load(&[ces.to_string()]);
+    let r = engine.run(&m, &CycleOptions::default()).await;
+    let failed: Vec<_> = r.failed().collect();
+    assert_eq!(failed.len(), 1, "{}", r.to_text());
+    let msg = &failed[0].message;
+    assert!(
+        msg.contains("spec.externalSecretSpec.data[0].remoteRef.property")
+            && msg.contains("document 2 (ClusterExternalSecret db-everywhere)"),
+        "{msg}"
+    );
+    assert!(sink.targets().is_empty(), "nothing written");
+}

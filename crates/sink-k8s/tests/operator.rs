@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use fakes::kube::{FakeKube, RequestRecord};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use secrets_core::manifest::Store;
 use secrets_core::registry::{BuiltStore, CredentialResolver, Registry, SourceFactory};
@@ -464,29 +464,236 @@ async fn a_failing_spec_reports_secret_synced_error_without_values() {
     ctl.stop().await;
 }
 
+async fn create_namespace(client: &kube::Client, name: &str, labels: Value) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+async fn relabel_namespace(client: &kube::Client, name: &str, labels: Value) {
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Namespaces that hold an ExternalSecret `name`, sorted.
+async fn namespaces_with_es(client: &kube::Client, name: &str) -> Vec<String> {
+    let all = eso(client, "ExternalSecret", "externalsecrets", None)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let mut out: Vec<String> = all
+        .items
+        .into_iter()
+        .filter(|e| e.metadata.name.as_deref() == Some(name))
+        .filter_map(|e| e.metadata.namespace)
+        .collect();
+    out.sort();
+    out
+}
+
+fn ready_of(status: &Value) -> Option<Value> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_external_secrets_are_reported_as_not_supported() {
+async fn cluster_external_secrets_provision_selected_namespaces_and_follow_their_labels() {
     let fake = FakeKube::start().await;
     let client = fake.client();
-    let (_source, registry) = remote();
+    let (source, registry) = remote();
+    source.inner().set("db-password", "pw1");
+    create_store(&client, "store").await;
+    create_namespace(&client, "team-a", json!({"team": "payments"})).await;
+    create_namespace(&client, "team-b", json!({"team": "payments", "env": "prod"})).await;
+    create_namespace(&client, "team-dev", json!({"team": "payments", "env": "dev"})).await;
+    create_namespace(&client, "other", json!({"team": "search"})).await;
+    create_namespace(&client, "listed", json!({})).await;
+    let ces_api = eso(&client, "ClusterExternalSecret", "clusterexternalsecrets", None);
+    let ces_spec = json!({
+        "externalSecretName": "db",
+        "externalSecretMetadata": {"labels": {"app": "billing"}, "annotations": {"note": "from-ces"}},
+        "namespaceSelectors": [{
+            "matchLabels": {"team": "payments"},
+            "matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["dev"]}],
+        }],
+        "namespaces": ["listed"],
+        "refreshTime": "1s",
+        "externalSecretSpec": {
+            "refreshInterval": "1h",
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": "store"},
+            "target": {"name": "db-credentials"},
+            "data": [{"secretKey": "PASSWORD", "remoteRef": {"key": "db-password"}}],
+        },
+    });
     create(
-        &eso(&client, "ClusterExternalSecret", "clusterexternalsecrets", None),
+        &ces_api,
         json!({
             "apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
-            "metadata": {"name": "everywhere"},
-            "spec": {"namespaces": ["a"], "externalSecretSpec": {"secretStoreRef": {"name": "s", "kind": "ClusterSecretStore"}}},
+            "metadata": {"name": "db-everywhere"},
+            "spec": ces_spec,
+        }),
+    )
+    .await;
+    // An invalid one (a field we do not support) creates nothing and says why.
+    create(
+        &ces_api,
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
+            "metadata": {"name": "broken"},
+            "spec": {
+                "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["listed"]}]},
+                "externalSecretSpec": {
+                    "secretStoreRef": {"kind": "ClusterSecretStore", "name": "store"},
+                    "data": [{"secretKey": "K", "remoteRef": {"key": "db-password"}, "sourceRef": {"storeRef": {"name": "store"}}}],
+                },
+            },
         }),
     )
     .await;
     let ctl = Running::start(client.clone(), registry, config("solo"));
-    let api = eso(&client, "ClusterExternalSecret", "clusterexternalsecrets", None);
-    let cond = eventually(Duration::from_secs(10), "a NotSupported condition", async || {
-        let o = api.get("everywhere").await.unwrap();
-        o.data["status"]["conditions"].as_array()?.first().cloned()
+
+    // ExternalSecrets in exactly the listed and the selected namespaces, owned by the
+    // ClusterExternalSecret, with its metadata and spec; then their Secrets.
+    let want = ["listed", "team-a", "team-b"];
+    eventually(Duration::from_secs(10), "the ExternalSecrets", async || {
+        (namespaces_with_es(&client, "db").await == want).then_some(())
     })
     .await;
-    assert_eq!(cond["reason"], "NotSupported");
-    assert_eq!(cond["status"], "False");
+    let ces = ces_api.get("db-everywhere").await.unwrap();
+    for ns in want {
+        let es = eso(&client, "ExternalSecret", "externalsecrets", Some(ns))
+            .get("db")
+            .await
+            .unwrap();
+        let owner = &es.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("ClusterExternalSecret", "db-everywhere", Some(true))
+        );
+        assert_eq!(Some(owner.uid.clone()), ces.metadata.uid);
+        assert_eq!(es.metadata.labels.as_ref().unwrap()["app"], "billing");
+        assert_eq!(es.metadata.annotations.as_ref().unwrap()["note"], "from-ces");
+        assert_eq!(es.data["spec"], ces_spec["externalSecretSpec"]);
+        let v = eventually(Duration::from_secs(10), "the Secret", async || {
+            secret_value(&client, ns, "db-credentials", "PASSWORD").await
+        })
+        .await;
+        assert_eq!(v, "pw1");
+    }
+    for ns in ["team-dev", "other"] {
+        assert_eq!(secret_value(&client, ns, "db-credentials", "PASSWORD").await, None);
+    }
+    let status = eventually(Duration::from_secs(5), "Ready=True", async || {
+        let status = ces_api.get("db-everywhere").await.unwrap().data["status"].clone();
+        (ready_of(&status)?["status"] == "True").then_some(status)
+    })
+    .await;
+    assert_eq!(status["externalSecretName"], "db");
+    assert_eq!(status["provisionedNamespaces"], json!(want));
+    assert!(status["failedNamespaces"].is_null(), "{status}");
+
+    let broken = eventually(Duration::from_secs(5), "the invalid one's status", async || {
+        let status = ces_api.get("broken").await.unwrap().data["status"].clone();
+        ready_of(&status)
+    })
+    .await;
+    assert_eq!(broken["status"], "False");
+    let message = broken["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.externalSecretSpec.data[0].sourceRef: not supported yet"),
+        "{message}"
+    );
+    assert!(namespaces_with_es(&client, "broken").await.is_empty());
+
+    // Settled: re-evaluations every second write nothing.
+    fake.clear_requests();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let es_writes: Vec<RequestRecord> = fake
+        .writes()
+        .into_iter()
+        .filter(|r| r.path.contains("/externalsecrets/") && !r.path.ends_with("/status"))
+        .collect();
+    assert!(
+        es_writes.is_empty(),
+        "no re-apply of unchanged ExternalSecrets: {es_writes:?}"
+    );
+    assert!(
+        !fake
+            .writes()
+            .iter()
+            .any(|r| r.path.contains("/clusterexternalsecrets/")),
+        "no rewrite of an unchanged status"
+    );
+
+    // A namespace that stops matching loses its ExternalSecret; the status follows.
+    relabel_namespace(&client, "team-b", json!({"team": "search"})).await;
+    eventually(Duration::from_secs(5), "team-b's ExternalSecret deleted", async || {
+        (namespaces_with_es(&client, "db").await == ["listed", "team-a"]).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(5), "the status without team-b", async || {
+        let status = ces_api.get("db-everywhere").await.unwrap().data["status"].clone();
+        (status["provisionedNamespaces"] == json!(["listed", "team-a"])).then_some(())
+    })
+    .await;
+
+    // An ExternalSecret of that name that someone else made is left alone, and its
+    // namespace is reported failed.
+    create_namespace(&client, "foreign", json!({})).await;
+    let foreign_api = eso(&client, "ExternalSecret", "externalsecrets", Some("foreign"));
+    create(
+        &foreign_api,
+        external_secret("foreign", "db", "store", "1h", &[("MINE", "db-password")]),
+    )
+    .await;
+    let before = foreign_api.get("db").await.unwrap();
+    relabel_namespace(&client, "foreign", json!({"team": "payments"})).await;
+    let status = eventually(Duration::from_secs(5), "foreign in failedNamespaces", async || {
+        let status = ces_api.get("db-everywhere").await.unwrap().data["status"].clone();
+        status["failedNamespaces"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+            .then_some(status)
+    })
+    .await;
+    assert_eq!(
+        status["failedNamespaces"],
+        json!([{"namespace": "foreign", "reason": "external secret already exists in namespace"}])
+    );
+    assert_eq!(
+        ready_of(&status).unwrap(),
+        json!({"type": "Ready", "status": "False", "message": "one or more namespaces failed"})
+    );
+    assert_eq!(status["provisionedNamespaces"], json!(["listed", "team-a"]));
+    let after = foreign_api.get("db").await.unwrap();
+    assert_eq!(after.data["spec"], before.data["spec"]);
+    assert_eq!(after.metadata.labels, before.metadata.labels);
+    assert!(after.metadata.owner_references.is_none(), "not adopted");
+    assert!(
+        !fake
+            .writes()
+            .iter()
+            .any(|r| r.path == "/apis/external-secrets.io/v1/namespaces/foreign/externalsecrets/db"),
+        "the foreign ExternalSecret is never written"
+    );
+
+    // Deleting the ClusterExternalSecret deletes its ExternalSecrets, not the foreign one.
+    ces_api.delete("db-everywhere", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(5), "its ExternalSecrets deleted", async || {
+        (namespaces_with_es(&client, "db").await == ["foreign"]).then_some(())
+    })
+    .await;
     ctl.stop().await;
 }
 
@@ -524,12 +731,32 @@ async fn only_the_leader_writes_and_the_other_takes_over_when_it_stops() {
     create_store(&admin, "store").await;
     let es_api = eso(&admin, "ExternalSecret", "externalsecrets", Some("app"));
     create(&es_api, external_secret("app", "es", "store", "1h", &[("K", "k")])).await;
+    // A ClusterExternalSecret too: its ExternalSecret and status are the leader's writes.
+    create_namespace(&admin, "app", json!({})).await;
+    create(
+        &eso(&admin, "ClusterExternalSecret", "clusterexternalsecrets", None),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
+            "metadata": {"name": "from-ces"},
+            "spec": {"namespaces": ["app"], "externalSecretSpec": {
+                "secretStoreRef": {"kind": "ClusterSecretStore", "name": "store"},
+                "data": [{"secretKey": "K", "remoteRef": {"key": "k"}}],
+            }},
+        }),
+    )
+    .await;
 
     let a = Running::start(fake.named_client("a"), registry.clone(), ha_config("a", lease));
     let b = Running::start(fake.named_client("b"), registry.clone(), ha_config("b", lease));
     eventually(Duration::from_secs(10), "the Secret", async || {
         secret_value(&admin, "app", "es", "K").await
     })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the ClusterExternalSecret's Secret",
+        async || secret_value(&admin, "app", "from-ces", "K").await,
+    )
     .await;
     // Let both run a few lease periods side by side.
     tokio::time::sleep(Duration::from_secs(2)).await;

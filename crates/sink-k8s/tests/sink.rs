@@ -10,9 +10,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use secrets_core::sink::{FINGERPRINT_ANNOTATION, MANAGED_BY_LABEL};
 use secrets_core::testkit::conformance::{self, Ran};
 use secrets_core::testkit::{desired, map};
-use secrets_core::{
-    ApplyOutcome, Compared, CreationPolicy, OwnerRef, SecretSink, SecretValue, TargetKind, TargetRef,
-};
+use secrets_core::{ApplyOutcome, Compared, CreationPolicy, OwnerRef, SecretSink, SecretValue, TargetKind, TargetRef};
 use serde_json::json;
 use sink_k8s::{KubeCredentials, KubeExternalSecrets, KubeSink};
 

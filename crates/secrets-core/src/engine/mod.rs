@@ -194,19 +194,19 @@ impl Engine {
 
     fn spec_store(&self, es: &ExternalSecret) -> Result<StoreId, SpecError> {
         let id = es.store_id().ok_or_else(|| SpecError {
-            message: format!("{}: missing secretStoreRef", es.origin.field("spec.secretStoreRef")),
+            message: format!("{}: missing secretStoreRef", es.field("spec.secretStoreRef")),
             retryable: false,
             retry_after: None,
             not_found: false,
         })?;
         if let Some(e) = self.store_errors.get(&id) {
-            return Err(e.at(&es.origin, "spec.secretStoreRef.name"));
+            return Err(e.at(es, "spec.secretStoreRef.name"));
         }
         if !self.stores.contains_key(&id) {
             return Err(SpecError {
                 message: format!(
                     "{}: missing store: {id} is not in the given manifests",
-                    es.origin.field("spec.secretStoreRef.name")
+                    es.field("spec.secretStoreRef.name")
                 ),
                 retryable: false,
                 retry_after: None,

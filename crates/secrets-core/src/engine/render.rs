@@ -38,13 +38,13 @@ impl SpecError {
             not_found: e.is_not_found(),
         }
     }
-    pub(crate) fn at(&self, loc: &Location, field: &str) -> Self {
+    pub(crate) fn at(&self, loc: &impl Place, field: &str) -> Self {
         Self {
-            message: format!("{}: {}", loc.field(field), self.message),
+            message: format!("{}: {}", loc.place(field), self.message),
             ..self.clone()
         }
     }
-    pub(crate) fn invalid(loc: &Location, field: &str, e: &Error) -> Self {
+    pub(crate) fn invalid(loc: &impl Place, field: &str, e: &Error) -> Self {
         Self::from_error(e).at(loc, field)
     }
 }
@@ -115,6 +115,24 @@ impl<V> KeyMap<V> {
         if empty {
             self.0.remove(&k.key);
         }
+    }
+}
+
+/// What errors name: a field of a document. An ExternalSecret expanded from a
+/// ClusterExternalSecret names the ClusterExternalSecret's field that gave it.
+pub(crate) trait Place {
+    fn place(&self, field: &str) -> Location;
+}
+
+impl Place for Location {
+    fn place(&self, field: &str) -> Location {
+        self.field(field)
+    }
+}
+
+impl Place for ExternalSecret {
+    fn place(&self, field: &str) -> Location {
+        self.field(field)
     }
 }
 
@@ -194,7 +212,7 @@ fn missing() -> SpecError {
 
 /// One `spec.data[i].remoteRef` value after property and decoding. Error paths are built
 /// only on error: this runs for every entry of every spec, every cycle.
-fn resolve(r: &RemoteRef, v: &SecretValue, loc: &Location, i: usize) -> Result<SecretValue, SpecError> {
+fn resolve(r: &RemoteRef, v: &SecretValue, loc: &ExternalSecret, i: usize) -> Result<SecretValue, SpecError> {
     let path = |field: &str| format!("spec.data[{i}].remoteRef.{field}");
     let v = match &r.property {
         Some(p) if !p.is_empty() => {
@@ -221,7 +239,7 @@ fn resolve(r: &RemoteRef, v: &SecretValue, loc: &Location, i: usize) -> Result<S
 
 /// The data of an ExternalSecret, before templates.
 fn collect_data(es: &ExternalSecret, f: &StoreFetched) -> Result<SecretMap, SpecError> {
-    let loc = &es.origin;
+    let loc = es;
     let mut data = SecretMap::new();
     for (i, df) in es.spec.data_from.iter().enumerate() {
         let p = format!("spec.dataFrom[{i}]");
@@ -285,7 +303,7 @@ pub(crate) fn render(
     f: &Fetched,
     key: &FingerprintKey,
 ) -> Result<DesiredTarget, SpecError> {
-    let loc = &es.origin;
+    let loc = es;
     let mut data = collect_data(es, f.store(store))?;
     let t = &es.spec.target;
     let tpl = t.template.as_ref();

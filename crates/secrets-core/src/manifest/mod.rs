@@ -1,9 +1,16 @@
-//! ESO manifests: load multi-document YAML files of SecretStore, ClusterSecretStore and
-//! ExternalSecret (`external-secrets.io/v1` and `v1beta1`), plus plain `v1` ConfigMaps and
-//! Secrets that are synced as they are.
+//! ESO manifests: load multi-document YAML files of SecretStore, ClusterSecretStore,
+//! ExternalSecret and ClusterExternalSecret (`external-secrets.io/v1` and `v1beta1`), plus
+//! plain `v1` ConfigMaps and Secrets that are synced as they are.
 //!
 //! Loading collects every problem it finds, each naming the file, the document and the
 //! field path; it never stops at the first.
+//!
+//! A ClusterExternalSecret expands into one ExternalSecret per namespace of its
+//! `spec.namespaces` (named `spec.externalSecretName` or after it, labelled and annotated
+//! from `spec.externalSecretMetadata`), so everything downstream sees plain ExternalSecrets;
+//! errors about them still name the ClusterExternalSecret's document and fields. Namespace
+//! selectors need the Namespaces of a cluster: without one (file mode) they are an error, and
+//! the operator resolves them (see [`ClusterExternalSecret::selects`]).
 
 pub mod model;
 mod validate;
@@ -17,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use model::*;
-pub use validate::{ValidateOptions, is_valid_object_name, validate};
+pub use validate::{ValidateOptions, check_external_secret, is_valid_object_name, validate};
 
 use crate::error::{Error, Location, redact_quoted};
 use crate::sink::{ConsumerRef, TargetKind, TargetRef};
@@ -33,6 +40,9 @@ pub const FORCE_SYNC_ANNOTATION: &str = "force-sync";
 pub const RESTART_ANNOTATION: &str = "secretsync.io/restart";
 /// Default `refreshInterval` (ESO's).
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default `refreshTime` of a ClusterExternalSecret: how often its namespaces are
+/// re-evaluated.
+pub const DEFAULT_CES_REFRESH_TIME: Duration = Duration::from_secs(60);
 
 /// SecretStore or ClusterSecretStore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,8 +127,24 @@ pub struct ExternalSecret {
     pub metadata: ObjectMeta,
     /// Spec.
     pub spec: ExternalSecretSpec,
-    /// Where it was read from.
+    /// Where it was read from (for one expanded from a ClusterExternalSecret, that
+    /// document).
     pub origin: Location,
+    /// The ClusterExternalSecret it was expanded from, if any.
+    pub expanded_from: Option<ExpandedFrom>,
+}
+
+/// Where an ExternalSecret expanded from a ClusterExternalSecret came from: errors about it
+/// name the ClusterExternalSecret's fields ([`ExternalSecret::field`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpandedFrom {
+    /// The ClusterExternalSecret's name.
+    pub cluster_external_secret: String,
+    /// Index of its namespace in `spec.namespaces`.
+    pub namespace_index: usize,
+    /// Whether `spec.externalSecretName` gave its name (else the ClusterExternalSecret's
+    /// name did).
+    pub named_by_spec: bool,
 }
 
 /// `namespace/name` of a spec: how reports and errors name it.
@@ -137,6 +163,37 @@ impl fmt::Display for SpecId {
 }
 
 impl ExternalSecret {
+    /// The path, in the document it came from, of the field at `path` of this
+    /// ExternalSecret: `path` itself, or for one expanded from a ClusterExternalSecret the
+    /// field that gave it (`spec.x` → `spec.externalSecretSpec.x`, `metadata.name` →
+    /// `spec.externalSecretName`, `metadata.labels.x` → `spec.externalSecretMetadata.labels.x`,
+    /// `metadata.namespace` → `spec.namespaces[i]`).
+    pub fn field_path(&self, path: &str) -> String {
+        let Some(from) = &self.expanded_from else {
+            return path.to_string();
+        };
+        if let Some(rest) = path.strip_prefix("spec")
+            && (rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+        {
+            return format!("spec.externalSecretSpec{rest}");
+        }
+        match path {
+            "metadata.name" if from.named_by_spec => "spec.externalSecretName".to_string(),
+            "metadata.name" => path.to_string(),
+            "metadata.namespace" => format!("spec.namespaces[{}]", from.namespace_index),
+            _ => match path.strip_prefix("metadata.") {
+                Some(rest) if rest.starts_with("labels") || rest.starts_with("annotations") => {
+                    format!("spec.externalSecretMetadata.{rest}")
+                }
+                _ => path.to_string(),
+            },
+        }
+    }
+    /// Where the field at `path` of this ExternalSecret is: its document and
+    /// [`field_path`](Self::field_path).
+    pub fn field(&self, path: &str) -> Location {
+        self.origin.field(self.field_path(path))
+    }
     /// Namespace (`default` when absent).
     pub fn namespace(&self) -> &str {
         self.metadata.namespace.as_deref().unwrap_or("default")
@@ -259,15 +316,156 @@ pub struct StaticTarget {
     pub origin: Location,
 }
 
+/// A loaded ClusterExternalSecret.
+#[derive(Debug, Clone)]
+pub struct ClusterExternalSecret {
+    /// `external-secrets.io/v1` or `v1beta1`.
+    pub api_version: String,
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: ClusterExternalSecretSpec,
+    /// Where it was read from.
+    pub origin: Location,
+}
+
+impl ClusterExternalSecret {
+    /// Parses one ClusterExternalSecret document, as the loader does and as the operator
+    /// does with one read from a cluster: the model (unknown fields are errors), the name,
+    /// `refreshTime`, the namespace names and the selectors. Namespaces are not resolved and
+    /// `externalSecretSpec` is checked only by the model here; [`check_spec`](Self::check_spec)
+    /// checks the rest. `location` names the document in errors.
+    pub fn parse(value: Value, location: &Location) -> Result<ClusterExternalSecret, Error> {
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let doc: Document<ClusterExternalSecretSpec> = typed(value, location)?;
+        require_name(&doc.metadata, location)?;
+        let ces = ClusterExternalSecret {
+            api_version,
+            metadata: doc.metadata,
+            spec: doc.spec,
+            origin: location.clone(),
+        };
+        if let Err(e) = ces.refresh_time() {
+            return Err(Error::manifest(location.field("spec.refreshTime"), e));
+        }
+        for (i, ns) in ces.spec.namespaces.iter().enumerate() {
+            if ns.len() > 63 || ns.contains('.') || !is_valid_object_name(ns) {
+                return Err(Error::manifest(
+                    location.field(format!("spec.namespaces[{i}]")),
+                    format!("`{ns}` is not a valid namespace name (lowercase RFC 1123 label, at most 63 characters)"),
+                ));
+            }
+        }
+        for (path, selector) in ces.selectors() {
+            if let Some((sub, problem)) = selector.problem() {
+                return Err(Error::manifest(location.field(format!("{path}.{sub}")), problem));
+            }
+        }
+        Ok(ces)
+    }
+
+    /// Name.
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// The name of the ExternalSecrets it creates: `spec.externalSecretName`, else its own.
+    pub fn external_secret_name(&self) -> &str {
+        self.spec
+            .external_secret_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.metadata.name)
+    }
+
+    /// `refreshTime` (default 1m); `None` means no periodic re-evaluation (`0`).
+    pub fn refresh_time(&self) -> Result<Option<Duration>, String> {
+        match &self.spec.refresh_time {
+            None => Ok(Some(DEFAULT_CES_REFRESH_TIME)),
+            Some(s) => crate::duration::parse_go_duration(s).map(|d| (!d.is_zero()).then_some(d)),
+        }
+    }
+
+    /// Its namespace selectors with their field paths: the deprecated `namespaceSelector`
+    /// first, then `namespaceSelectors`.
+    pub fn selectors(&self) -> Vec<(String, &LabelSelector)> {
+        let single = self
+            .spec
+            .namespace_selector
+            .as_ref()
+            .map(|s| ("spec.namespaceSelector".to_string(), s));
+        single
+            .into_iter()
+            .chain(
+                self.spec
+                    .namespace_selectors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (format!("spec.namespaceSelectors[{i}]"), s)),
+            )
+            .collect()
+    }
+
+    /// Whether the namespace `name` with `labels` gets an ExternalSecret: listed in
+    /// `spec.namespaces` or matched by any selector (ESO ORs them). The caller skips
+    /// namespaces being deleted.
+    pub fn selects(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.spec.namespaces.iter().any(|n| n == name) || self.selectors().iter().any(|(_, s)| s.matches(labels))
+    }
+
+    /// The ExternalSecret it creates in `namespace`; `namespace_index` is the namespace's
+    /// index in `spec.namespaces`, for errors (0 for a namespace found by a selector). Its
+    /// annotations carry the ClusterExternalSecret's `force-sync`, as ESO's do.
+    pub fn external_secret(&self, namespace: &str, namespace_index: usize) -> ExternalSecret {
+        let md = self.spec.external_secret_metadata.clone().unwrap_or_default();
+        let mut annotations = md.annotations;
+        if let Some(v) = self.metadata.annotations.get(FORCE_SYNC_ANNOTATION) {
+            annotations.insert(FORCE_SYNC_ANNOTATION.to_string(), v.clone());
+        }
+        ExternalSecret {
+            api_version: self.api_version.clone(),
+            metadata: ObjectMeta {
+                name: self.external_secret_name().to_string(),
+                namespace: Some(namespace.to_string()),
+                labels: md.labels,
+                annotations,
+                ..ObjectMeta::default()
+            },
+            spec: self.spec.external_secret_spec.clone(),
+            origin: self.origin.clone(),
+            expanded_from: Some(ExpandedFrom {
+                cluster_external_secret: self.metadata.name.clone(),
+                namespace_index,
+                named_by_spec: self.spec.external_secret_name.as_deref().is_some_and(|n| !n.is_empty()),
+            }),
+        }
+    }
+
+    /// Every problem of `externalSecretSpec`, `externalSecretName` and
+    /// `externalSecretMetadata` that [`validate`] finds in an ExternalSecret without looking
+    /// at stores, named by this document's fields. What the operator checks before it
+    /// creates ExternalSecrets.
+    pub fn check_spec(&self) -> Vec<Error> {
+        let ns = self.spec.namespaces.first().map_or("default", String::as_str);
+        check_external_secret(&self.external_secret(ns, 0))
+    }
+}
+
 /// Everything loaded from a set of files.
 #[derive(Debug, Clone, Default)]
 pub struct Manifests {
     /// Stores.
     pub stores: Vec<Store>,
-    /// ExternalSecrets.
+    /// ExternalSecrets, including those expanded from ClusterExternalSecrets.
     pub external_secrets: Vec<ExternalSecret>,
     /// Plain ConfigMaps and Secrets.
     pub static_targets: Vec<StaticTarget>,
+    /// ClusterExternalSecrets, as loaded (already expanded into `external_secrets`).
+    pub cluster_external_secrets: Vec<ClusterExternalSecret>,
 }
 
 impl Manifests {
@@ -280,6 +478,7 @@ impl Manifests {
         self.stores.extend(other.stores);
         self.external_secrets.extend(other.external_secrets);
         self.static_targets.extend(other.static_targets);
+        self.cluster_external_secrets.extend(other.cluster_external_secrets);
     }
 }
 
@@ -452,9 +651,29 @@ fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> R
                     metadata: doc.metadata,
                     spec: doc.spec,
                     origin: location,
+                    expanded_from: None,
                 });
             }
-            "ClusterExternalSecret" | "PushSecret" | "ClusterPushSecret" => {
+            "ClusterExternalSecret" => {
+                let ces = ClusterExternalSecret::parse(value, &location)?;
+                if let Some((path, _)) = ces.selectors().first() {
+                    return Err(Error::manifest(
+                        location.field(path.clone()),
+                        "namespace selectors need a cluster's Namespaces: run the operator, or list the namespaces in spec.namespaces",
+                    ));
+                }
+                if ces.spec.namespaces.is_empty() {
+                    return Err(Error::manifest(
+                        location.field("spec.namespaces"),
+                        "no namespaces: nothing to sync (without a cluster, spec.namespaces lists them)",
+                    ));
+                }
+                for (i, ns) in ces.spec.namespaces.iter().enumerate() {
+                    out.external_secrets.push(ces.external_secret(ns, i));
+                }
+                out.cluster_external_secrets.push(ces);
+            }
+            "PushSecret" | "ClusterPushSecret" => {
                 return Err(Error::manifest(
                     location.field("kind"),
                     format!("{}kind {kind}", model::NOT_SUPPORTED_PREFIX),
@@ -464,7 +683,7 @@ fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> R
                 return Err(Error::manifest(
                     location.field("kind"),
                     format!(
-                        "unknown kind `{kind}` in {API_GROUP} (expected SecretStore, ClusterSecretStore or ExternalSecret)"
+                        "unknown kind `{kind}` in {API_GROUP} (expected SecretStore, ClusterSecretStore, ExternalSecret or ClusterExternalSecret)"
                     ),
                 ));
             }
@@ -479,7 +698,7 @@ fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> R
     Err(Error::manifest(
         location.field("kind"),
         format!(
-            "unknown kind `{kind}` (apiVersion `{api_version}`): secretsync reads {API_GROUP} SecretStore, ClusterSecretStore and ExternalSecret, and v1 ConfigMap and Secret"
+            "unknown kind `{kind}` (apiVersion `{api_version}`): secretsync reads {API_GROUP} SecretStore, ClusterSecretStore, ExternalSecret and ClusterExternalSecret, and v1 ConfigMap and Secret"
         ),
     ))
 }
@@ -633,4 +852,116 @@ fn load_static(value: Value, kind: &str, location: &Location) -> Result<StaticTa
         immutable: doc.immutable,
         origin: location.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const CES: &str = "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: db}\nspec:\n  namespaces: [listed]\n  namespaceSelector: {matchLabels: {legacy: 'yes'}}\n  namespaceSelectors:\n    - matchLabels: {team: payments}\n      matchExpressions:\n        - {key: env, operator: NotIn, values: [dev]}\n    - matchExpressions:\n        - {key: shared, operator: Exists}\n        - {key: private, operator: DoesNotExist}\n  externalSecretSpec:\n    secretStoreRef: {name: s, kind: ClusterSecretStore}\n    data:\n      - {secretKey: A, remoteRef: {key: a}}\n";
+
+    fn parse(text: &str) -> Result<ClusterExternalSecret, Error> {
+        let value: Value = serde_yaml::from_str(text).unwrap();
+        ClusterExternalSecret::parse(value, &Location::default())
+    }
+
+    #[test]
+    fn namespaces_are_the_listed_ones_or_any_selector_match() {
+        let ces = parse(CES).unwrap();
+        assert_eq!(ces.selectors().len(), 3);
+        assert_eq!(ces.refresh_time(), Ok(Some(DEFAULT_CES_REFRESH_TIME)));
+        assert!(ces.selects("listed", &labels(&[])));
+        assert!(ces.selects("x", &labels(&[("legacy", "yes")])));
+        assert!(
+            ces.selects("x", &labels(&[("team", "payments")])),
+            "NotIn holds when unset"
+        );
+        assert!(ces.selects("x", &labels(&[("team", "payments"), ("env", "prod")])));
+        assert!(!ces.selects("x", &labels(&[("team", "payments"), ("env", "dev")])));
+        assert!(ces.selects("x", &labels(&[("shared", "")])));
+        assert!(!ces.selects("x", &labels(&[("shared", "1"), ("private", "1")])));
+        assert!(!ces.selects("x", &labels(&[("team", "other")])));
+        assert!(
+            LabelSelector::default().matches(&labels(&[])),
+            "an empty selector matches all"
+        );
+        let in_ = LabelSelector {
+            match_expressions: vec![LabelSelectorRequirement {
+                key: "env".into(),
+                operator: LabelSelectorOperator::In,
+                values: vec!["prod".into(), "staging".into()],
+            }],
+            ..LabelSelector::default()
+        };
+        assert!(in_.matches(&labels(&[("env", "staging")])));
+        assert!(!in_.matches(&labels(&[])));
+        assert!(ces.check_spec().is_empty(), "{:?}", ces.check_spec());
+    }
+
+    #[test]
+    fn expanded_external_secrets_name_the_cluster_external_secret_fields() {
+        let ces = parse(CES).unwrap();
+        let es = ces.external_secret("listed", 0);
+        assert_eq!(es.id().to_string(), "listed/db");
+        assert_eq!(
+            es.field_path("spec.data[0].sourceRef"),
+            "spec.externalSecretSpec.data[0].sourceRef"
+        );
+        assert_eq!(es.field_path("spec"), "spec.externalSecretSpec");
+        assert_eq!(es.field_path("metadata.name"), "metadata.name");
+        assert_eq!(es.field_path("metadata.namespace"), "spec.namespaces[0]");
+        assert_eq!(
+            es.field_path("metadata.annotations.force-sync"),
+            "spec.externalSecretMetadata.annotations.force-sync"
+        );
+        let named = parse(&CES.replace(
+            "  namespaces: [listed]",
+            "  externalSecretName: creds\n  namespaces: [listed]",
+        ))
+        .unwrap();
+        let es = named.external_secret("other", 3);
+        assert_eq!(es.id().to_string(), "other/creds");
+        assert_eq!(es.field_path("metadata.name"), "spec.externalSecretName");
+        assert_eq!(es.field_path("metadata.namespace"), "spec.namespaces[3]");
+        // A plain ExternalSecret's paths are its own.
+        let plain = ExternalSecret {
+            expanded_from: None,
+            ..es
+        };
+        assert_eq!(plain.field_path("spec.data"), "spec.data");
+    }
+
+    #[test]
+    fn a_problem_shared_by_every_namespace_is_reported_once() {
+        let text = "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: s}\nspec: {provider: {fake: {data: []}}}\n---\napiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: db}\nspec:\n  namespaces: [a, b, c]\n  externalSecretSpec:\n    secretStoreRef: {name: s, kind: ClusterSecretStore}\n    refreshInterval: often\n    data:\n      - {secretKey: A, remoteRef: {key: a}, sourceRef: {storeRef: {name: s}}}\n";
+        let loaded = load_str(text, "ces.yaml");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        assert_eq!(loaded.manifests.external_secrets.len(), 3);
+        let (errors, _) = validate(&loaded.manifests, ValidateOptions::default());
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "ces.yaml: document 2 (ClusterExternalSecret db): spec.externalSecretSpec.refreshInterval: invalid duration `often`: expected a number",
+                "ces.yaml: document 2 (ClusterExternalSecret db): spec.externalSecretSpec.data[0].sourceRef: not supported yet: spec.externalSecretSpec.data[0].sourceRef",
+            ]
+        );
+        // The operator's check of the same spec, before any namespace is known.
+        let ces = &loaded.manifests.cluster_external_secrets[0];
+        let checked: Vec<String> = ces.check_spec().iter().map(ToString::to_string).collect();
+        assert_eq!(checked, errors);
+    }
+
+    #[test]
+    fn refresh_time_zero_means_no_periodic_re_evaluation() {
+        let ces = parse(&CES.replace("  namespaces: [listed]", "  refreshTime: 0s\n  namespaces: [listed]")).unwrap();
+        assert_eq!(ces.refresh_time(), Ok(None));
+        let ces =
+            parse(&CES.replace("  namespaces: [listed]", "  refreshTime: 1h30m\n  namespaces: [listed]")).unwrap();
+        assert_eq!(ces.refresh_time(), Ok(Some(Duration::from_secs(5400))));
+    }
 }

@@ -762,3 +762,123 @@ pub struct RewriteTransform {
     /// Go template over `.value`.
     pub template: String,
 }
+
+// ---------------------------------------------------------------- cluster external secrets
+
+/// `spec` of a ClusterExternalSecret: one ExternalSecret per selected namespace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterExternalSecretSpec {
+    /// The spec of every ExternalSecret created.
+    pub external_secret_spec: ExternalSecretSpec,
+    /// Name of the ExternalSecrets (default: the ClusterExternalSecret's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_secret_name: Option<String>,
+    /// Labels and annotations of the ExternalSecrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_secret_metadata: Option<ExternalSecretMetadata>,
+    /// Deprecated single selector of namespaces (ORed with the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Selectors of namespaces, ORed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespace_selectors: Vec<LabelSelector>,
+    /// Namespaces by name (ORed with the selectors).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Go duration between re-evaluations of the namespaces (default 1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_time: Option<String>,
+}
+
+/// ESO `externalSecretMetadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalSecretMetadata {
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A Kubernetes label selector (`metav1.LabelSelector`): every `matchLabels` pair and every
+/// expression must hold; an empty selector matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelector {
+    /// Labels that must have these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    /// Set-based requirements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+/// One `matchExpressions` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelectorRequirement {
+    /// Label key.
+    pub key: String,
+    /// How the key relates to the values.
+    pub operator: LabelSelectorOperator,
+    /// Values: non-empty for `In` and `NotIn`, empty for `Exists` and `DoesNotExist`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// A `matchExpressions` operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LabelSelectorOperator {
+    /// The label is set to one of the values.
+    #[default]
+    In,
+    /// The label is unset or set to none of the values.
+    NotIn,
+    /// The label is set.
+    Exists,
+    /// The label is unset.
+    DoesNotExist,
+}
+
+impl LabelSelector {
+    /// Whether an object with these labels matches (Kubernetes' `LabelSelectorAsSelector`).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|e| {
+                let got = labels.get(&e.key);
+                match e.operator {
+                    LabelSelectorOperator::In => got.is_some_and(|g| e.values.contains(g)),
+                    LabelSelectorOperator::NotIn => got.is_none_or(|g| !e.values.contains(g)),
+                    LabelSelectorOperator::Exists => got.is_some(),
+                    LabelSelectorOperator::DoesNotExist => got.is_none(),
+                }
+            })
+    }
+
+    /// The first requirement Kubernetes would refuse, as (field path under the selector,
+    /// problem): `In`/`NotIn` without values, `Exists`/`DoesNotExist` with values, an empty key.
+    pub fn problem(&self) -> Option<(String, String)> {
+        for (i, e) in self.match_expressions.iter().enumerate() {
+            if e.key.is_empty() {
+                return Some((format!("matchExpressions[{i}].key"), "empty key".into()));
+            }
+            let wants_values = matches!(e.operator, LabelSelectorOperator::In | LabelSelectorOperator::NotIn);
+            if wants_values && e.values.is_empty() {
+                return Some((
+                    format!("matchExpressions[{i}].values"),
+                    format!("operator {:?} needs at least one value", e.operator),
+                ));
+            }
+            if !wants_values && !e.values.is_empty() {
+                return Some((
+                    format!("matchExpressions[{i}].values"),
+                    format!("operator {:?} takes no values", e.operator),
+                ));
+            }
+        }
+        None
+    }
+}

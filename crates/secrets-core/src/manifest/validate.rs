@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::NOT_SUPPORTED_PREFIX as NS;
-use super::{Manifests, ProviderSpec, StoreKind};
+use super::{ExternalSecret, Manifests, ProviderSpec, StoreKind};
 use crate::error::{Error, Location};
 use crate::template::Template;
 use crate::values::is_valid_secret_key;
@@ -24,7 +24,7 @@ impl Default for ValidateOptions {
     }
 }
 
-fn not_supported(loc: &Location, path: &str, what: &str) -> Error {
+fn store_not_supported(loc: &Location, path: &str, what: &str) -> Error {
     Error::manifest(
         loc.field(path),
         format!(
@@ -36,6 +36,12 @@ fn not_supported(loc: &Location, path: &str, what: &str) -> Error {
             }
         ),
     )
+}
+
+/// "not supported yet: <field path>" for a field of an ExternalSecret, named by the document
+/// it came from.
+fn not_supported(es: &ExternalSecret, path: &str, what: &str) -> Error {
+    store_not_supported(&es.origin, &es.field_path(path), what)
 }
 
 /// Checks every store and ExternalSecret; returns (errors, warnings).
@@ -60,7 +66,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                 ));
             }
             if c.namespace_selector.is_some() {
-                errors.push(not_supported(
+                errors.push(store_not_supported(
                     loc,
                     &format!("spec.conditions[{i}].namespaceSelector"),
                     "use namespaces or namespaceRegexes",
@@ -84,7 +90,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
         match &s.spec.provider {
             ProviderSpec::Aws(a) => {
                 if a.service != "SecretsManager" {
-                    errors.push(not_supported(
+                    errors.push(store_not_supported(
                         loc,
                         "spec.provider.aws.service",
                         &format!("service `{}`; only SecretsManager", a.service),
@@ -96,7 +102,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                     .as_ref()
                     .is_some_and(|a| a.workload_identity_federation.is_some())
                 {
-                    errors.push(not_supported(
+                    errors.push(store_not_supported(
                         loc,
                         "spec.provider.gcpsm.auth.workloadIdentityFederation",
                         "",
@@ -130,215 +136,49 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
     let mut seen_specs = BTreeSet::new();
     let mut targets: BTreeMap<crate::sink::TargetRef, (String, bool)> = BTreeMap::new();
     for es in &m.external_secrets {
-        let loc = &es.origin;
-        let spec = &es.spec;
         if !seen_specs.insert(es.id()) {
+            // One expanded from a ClusterExternalSecret collides through its namespace entry.
+            let at = if es.expanded_from.is_some() {
+                "metadata.namespace"
+            } else {
+                "metadata.name"
+            };
             errors.push(Error::manifest(
-                loc.field("metadata.name"),
+                es.field(at),
                 format!("duplicate ExternalSecret {}", es.id()),
             ));
         }
-        match &spec.secret_store_ref {
-            None => errors.push(Error::manifest(
-                loc.field("spec.secretStoreRef"),
-                "missing secretStoreRef",
-            )),
-            Some(r) => {
-                if let Some(k) = &r.kind
-                    && k != "SecretStore"
-                    && k != "ClusterSecretStore"
-                {
+        if check_store_ref(es, &mut errors) {
+            let id = es.store_id().expect("secretStoreRef is set");
+            match m.store(&id) {
+                None => {
+                    let msg = format!("missing store: {id} is not in the given manifests");
+                    if opts.missing_store_is_error {
+                        errors.push(Error::manifest(es.field("spec.secretStoreRef.name"), msg));
+                    } else {
+                        warnings.push(format!("{}: {msg}", es.field("spec.secretStoreRef.name")));
+                    }
+                }
+                Some(store) if !store.allows_namespace(es.namespace()) => {
                     errors.push(Error::manifest(
-                        loc.field("spec.secretStoreRef.kind"),
-                        format!("unknown store kind `{k}` (SecretStore, ClusterSecretStore)"),
+                        es.field("spec.secretStoreRef.name"),
+                        format!(
+                            "{id} does not allow namespace `{}` (its spec.conditions)",
+                            es.namespace()
+                        ),
                     ));
                 }
-                let id = es.store_id().expect("secretStoreRef is set");
-                match m.store(&id) {
-                    None => {
-                        let msg = format!("missing store: {id} is not in the given manifests");
-                        if opts.missing_store_is_error {
-                            errors.push(Error::manifest(loc.field("spec.secretStoreRef.name"), msg));
-                        } else {
-                            warnings.push(format!("{}: {msg}", loc.field("spec.secretStoreRef.name")));
-                        }
-                    }
-                    Some(store) if !store.allows_namespace(es.namespace()) => {
-                        errors.push(Error::manifest(
-                            loc.field("spec.secretStoreRef.name"),
-                            format!(
-                                "{id} does not allow namespace `{}` (its spec.conditions)",
-                                es.namespace()
-                            ),
-                        ));
-                    }
-                    Some(_) => {}
-                }
+                Some(_) => {}
             }
         }
-        if let Err(e) = es.refresh_interval() {
-            errors.push(Error::manifest(loc.field("spec.refreshInterval"), e));
-        }
-        if let Err(e) = es.declared_consumers() {
-            errors.push(Error::manifest(
-                loc.field(format!("metadata.annotations.{}", super::RESTART_ANNOTATION)),
-                e,
-            ));
-        }
-        let t = &spec.target;
-        if let Some(name) = &t.name
-            && !is_valid_object_name(name)
-        {
-            errors.push(Error::manifest(
-                loc.field("spec.target.name"),
-                format!("`{name}` is not a valid object name (lowercase RFC 1123 subdomain)"),
-            ));
-        }
-        if !is_valid_object_name(es.name()) {
-            errors.push(Error::manifest(
-                loc.field("metadata.name"),
-                format!(
-                    "`{}` is not a valid object name (lowercase RFC 1123 subdomain)",
-                    es.name()
-                ),
-            ));
-        }
-        if let Some(mf) = &t.manifest
-            && (mf.api_version != "v1" || (mf.kind != "ConfigMap" && mf.kind != "Secret"))
-        {
-            errors.push(not_supported(
-                loc,
-                "spec.target.manifest",
-                &format!("{} {}; only v1 ConfigMap", mf.api_version, mf.kind),
-            ));
-        }
-        if let Some(tpl) = &t.template {
-            if let Some(v) = &tpl.engine_version
-                && v != "v2"
-            {
-                errors.push(not_supported(
-                    loc,
-                    "spec.target.template.engineVersion",
-                    &format!("`{v}`; only v2"),
-                ));
-            }
-            if !tpl.template_from.is_empty() {
-                errors.push(not_supported(loc, "spec.target.template.templateFrom", ""));
-            }
-            if let Some(p) = &tpl.merge_policy
-                && p != "Replace"
-                && p != "Merge"
-            {
-                errors.push(Error::manifest(
-                    loc.field("spec.target.template.mergePolicy"),
-                    format!("unknown mergePolicy `{p}` (Replace, Merge)"),
-                ));
-            }
-            if let Some(md) = &tpl.metadata
-                && !md.finalizers.is_empty()
-            {
-                errors.push(not_supported(loc, "spec.target.template.metadata.finalizers", ""));
-            }
-            for (k, src) in &tpl.data {
-                if !is_valid_secret_key(k) {
-                    errors.push(Error::manifest(
-                        loc.field(format!("spec.target.template.data.{k}")),
-                        format!("key `{k}` does not match [-._a-zA-Z0-9]+"),
-                    ));
-                }
-                if let Err(e) = Template::parse(src) {
-                    errors.push(Error::manifest(loc.field(format!("spec.target.template.data.{k}")), e));
-                }
-            }
-        }
-        let mut keys = BTreeSet::new();
-        for (i, d) in spec.data.iter().enumerate() {
-            let p = format!("spec.data[{i}]");
-            if !is_valid_secret_key(&d.secret_key) {
-                errors.push(Error::manifest(
-                    loc.field(format!("{p}.secretKey")),
-                    format!("key `{}` does not match [-._a-zA-Z0-9]+", d.secret_key),
-                ));
-            }
-            if !keys.insert(d.secret_key.as_str()) {
-                errors.push(Error::manifest(
-                    loc.field(format!("{p}.secretKey")),
-                    format!("duplicate secretKey `{}`", d.secret_key),
-                ));
-            }
-            if d.source_ref.is_some() {
-                errors.push(not_supported(loc, &format!("{p}.sourceRef"), ""));
-            }
-            check_remote_ref(&d.remote_ref, loc, &format!("{p}.remoteRef"), &mut errors);
-        }
-        if spec.data.is_empty() && spec.data_from.is_empty() && t.template.as_ref().is_none_or(|t| t.data.is_empty()) {
-            errors.push(Error::manifest(
-                loc.field("spec"),
-                "no data, dataFrom or template.data: nothing to sync",
-            ));
-        }
-        for (i, df) in spec.data_from.iter().enumerate() {
-            let p = format!("spec.dataFrom[{i}]");
-            if df.source_ref.is_some() {
-                errors.push(not_supported(loc, &format!("{p}.sourceRef"), ""));
-            }
-            match (&df.extract, &df.find) {
-                (Some(x), None) => check_remote_ref(x, loc, &format!("{p}.extract"), &mut errors),
-                (None, Some(f)) => {
-                    if f.name.is_none() && f.path.is_none() && f.tags.is_empty() {
-                        errors.push(Error::manifest(
-                            loc.field(format!("{p}.find")),
-                            "find needs name, path or tags",
-                        ));
-                    }
-                    if let Some(n) = &f.name
-                        && let Err(e) = regex::Regex::new(&n.regexp)
-                    {
-                        errors.push(Error::manifest(
-                            loc.field(format!("{p}.find.name.regexp")),
-                            crate::values::one_line_regex_error(&n.regexp, &e),
-                        ));
-                    }
-                    if f.conversion_strategy.as_deref().is_some_and(|c| c != "Default") {
-                        errors.push(not_supported(
-                            loc,
-                            &format!("{p}.find.conversionStrategy"),
-                            "only Default",
-                        ));
-                    }
-                }
-                _ => errors.push(Error::manifest(loc.field(p.clone()), "exactly one of extract and find")),
-            }
-            for (j, rw) in df.rewrite.iter().enumerate() {
-                let rp = format!("{p}.rewrite[{j}]");
-                if rw.merge.is_some() {
-                    errors.push(not_supported(loc, &format!("{rp}.merge"), ""));
-                    continue;
-                }
-                match (&rw.regexp, &rw.transform) {
-                    (Some(r), None) => {
-                        if let Err(e) = regex::Regex::new(&r.source) {
-                            errors.push(Error::manifest(
-                                loc.field(format!("{rp}.regexp.source")),
-                                crate::values::one_line_regex_error(&r.source, &e),
-                            ));
-                        }
-                    }
-                    (None, Some(tf)) => {
-                        if let Err(e) = Template::parse(&tf.template) {
-                            errors.push(Error::manifest(loc.field(format!("{rp}.transform.template")), e));
-                        }
-                    }
-                    _ => errors.push(Error::manifest(loc.field(rp), "exactly one of regexp and transform")),
-                }
-            }
-        }
+        check_spec(es, &mut errors);
+        let t = &es.spec.target;
         let target = es.target_ref();
         let merge = t.creation_policy == crate::sink::CreationPolicy::Merge;
         if t.creation_policy != crate::sink::CreationPolicy::None {
             match targets.get(&target) {
                 Some((other, other_merge)) if !(merge && *other_merge) => errors.push(Error::manifest(
-                    loc.field("spec.target.name"),
+                    es.field("spec.target.name"),
                     format!("{target} is also written by ExternalSecret {other}; only Merge targets may be shared"),
                 )),
                 _ => {
@@ -347,24 +187,224 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
             }
         }
     }
+    // The ExternalSecrets of one ClusterExternalSecret share its fields: say each problem
+    // of them once.
+    let mut said = BTreeSet::new();
+    errors.retain(|e| said.insert(e.to_string()));
     (errors, warnings)
 }
 
-fn check_remote_ref(r: &super::RemoteRef, loc: &Location, p: &str, errors: &mut Vec<Error>) {
+/// The checks of one ExternalSecret that need no other document (everything [`validate`]
+/// checks but its store, duplicates and shared targets), named by the fields of the
+/// document it came from ([`ExternalSecret::field`]).
+pub fn check_external_secret(es: &ExternalSecret) -> Vec<Error> {
+    let mut errors = vec![];
+    check_store_ref(es, &mut errors);
+    check_spec(es, &mut errors);
+    errors
+}
+
+/// `secretStoreRef` is there and of a known kind; whether it is there.
+fn check_store_ref(es: &ExternalSecret, errors: &mut Vec<Error>) -> bool {
+    match &es.spec.secret_store_ref {
+        None => {
+            errors.push(Error::manifest(
+                es.field("spec.secretStoreRef"),
+                "missing secretStoreRef",
+            ));
+            false
+        }
+        Some(r) => {
+            if let Some(k) = &r.kind
+                && k != "SecretStore"
+                && k != "ClusterSecretStore"
+            {
+                errors.push(Error::manifest(
+                    es.field("spec.secretStoreRef.kind"),
+                    format!("unknown store kind `{k}` (SecretStore, ClusterSecretStore)"),
+                ));
+            }
+            true
+        }
+    }
+}
+
+fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
+    let spec = &es.spec;
+    if let Err(e) = es.refresh_interval() {
+        errors.push(Error::manifest(es.field("spec.refreshInterval"), e));
+    }
+    if let Err(e) = es.declared_consumers() {
+        errors.push(Error::manifest(
+            es.field(&format!("metadata.annotations.{}", super::RESTART_ANNOTATION)),
+            e,
+        ));
+    }
+    let t = &spec.target;
+    if let Some(name) = &t.name
+        && !is_valid_object_name(name)
+    {
+        errors.push(Error::manifest(
+            es.field("spec.target.name"),
+            format!("`{name}` is not a valid object name (lowercase RFC 1123 subdomain)"),
+        ));
+    }
+    if !is_valid_object_name(es.name()) {
+        errors.push(Error::manifest(
+            es.field("metadata.name"),
+            format!(
+                "`{}` is not a valid object name (lowercase RFC 1123 subdomain)",
+                es.name()
+            ),
+        ));
+    }
+    if let Some(mf) = &t.manifest
+        && (mf.api_version != "v1" || (mf.kind != "ConfigMap" && mf.kind != "Secret"))
+    {
+        errors.push(not_supported(
+            es,
+            "spec.target.manifest",
+            &format!("{} {}; only v1 ConfigMap", mf.api_version, mf.kind),
+        ));
+    }
+    if let Some(tpl) = &t.template {
+        if let Some(v) = &tpl.engine_version
+            && v != "v2"
+        {
+            errors.push(not_supported(
+                es,
+                "spec.target.template.engineVersion",
+                &format!("`{v}`; only v2"),
+            ));
+        }
+        if !tpl.template_from.is_empty() {
+            errors.push(not_supported(es, "spec.target.template.templateFrom", ""));
+        }
+        if let Some(p) = &tpl.merge_policy
+            && p != "Replace"
+            && p != "Merge"
+        {
+            errors.push(Error::manifest(
+                es.field("spec.target.template.mergePolicy"),
+                format!("unknown mergePolicy `{p}` (Replace, Merge)"),
+            ));
+        }
+        if let Some(md) = &tpl.metadata
+            && !md.finalizers.is_empty()
+        {
+            errors.push(not_supported(es, "spec.target.template.metadata.finalizers", ""));
+        }
+        for (k, src) in &tpl.data {
+            if !is_valid_secret_key(k) {
+                errors.push(Error::manifest(
+                    es.field(&format!("spec.target.template.data.{k}")),
+                    format!("key `{k}` does not match [-._a-zA-Z0-9]+"),
+                ));
+            }
+            if let Err(e) = Template::parse(src) {
+                errors.push(Error::manifest(es.field(&format!("spec.target.template.data.{k}")), e));
+            }
+        }
+    }
+    let mut keys = BTreeSet::new();
+    for (i, d) in spec.data.iter().enumerate() {
+        let p = format!("spec.data[{i}]");
+        if !is_valid_secret_key(&d.secret_key) {
+            errors.push(Error::manifest(
+                es.field(&format!("{p}.secretKey")),
+                format!("key `{}` does not match [-._a-zA-Z0-9]+", d.secret_key),
+            ));
+        }
+        if !keys.insert(d.secret_key.as_str()) {
+            errors.push(Error::manifest(
+                es.field(&format!("{p}.secretKey")),
+                format!("duplicate secretKey `{}`", d.secret_key),
+            ));
+        }
+        if d.source_ref.is_some() {
+            errors.push(not_supported(es, &format!("{p}.sourceRef"), ""));
+        }
+        check_remote_ref(&d.remote_ref, es, &format!("{p}.remoteRef"), errors);
+    }
+    if spec.data.is_empty() && spec.data_from.is_empty() && t.template.as_ref().is_none_or(|t| t.data.is_empty()) {
+        errors.push(Error::manifest(
+            es.field("spec"),
+            "no data, dataFrom or template.data: nothing to sync",
+        ));
+    }
+    for (i, df) in spec.data_from.iter().enumerate() {
+        let p = format!("spec.dataFrom[{i}]");
+        if df.source_ref.is_some() {
+            errors.push(not_supported(es, &format!("{p}.sourceRef"), ""));
+        }
+        match (&df.extract, &df.find) {
+            (Some(x), None) => check_remote_ref(x, es, &format!("{p}.extract"), errors),
+            (None, Some(f)) => {
+                if f.name.is_none() && f.path.is_none() && f.tags.is_empty() {
+                    errors.push(Error::manifest(
+                        es.field(&format!("{p}.find")),
+                        "find needs name, path or tags",
+                    ));
+                }
+                if let Some(n) = &f.name
+                    && let Err(e) = regex::Regex::new(&n.regexp)
+                {
+                    errors.push(Error::manifest(
+                        es.field(&format!("{p}.find.name.regexp")),
+                        crate::values::one_line_regex_error(&n.regexp, &e),
+                    ));
+                }
+                if f.conversion_strategy.as_deref().is_some_and(|c| c != "Default") {
+                    errors.push(not_supported(
+                        es,
+                        &format!("{p}.find.conversionStrategy"),
+                        "only Default",
+                    ));
+                }
+            }
+            _ => errors.push(Error::manifest(es.field(&p), "exactly one of extract and find")),
+        }
+        for (j, rw) in df.rewrite.iter().enumerate() {
+            let rp = format!("{p}.rewrite[{j}]");
+            if rw.merge.is_some() {
+                errors.push(not_supported(es, &format!("{rp}.merge"), ""));
+                continue;
+            }
+            match (&rw.regexp, &rw.transform) {
+                (Some(r), None) => {
+                    if let Err(e) = regex::Regex::new(&r.source) {
+                        errors.push(Error::manifest(
+                            es.field(&format!("{rp}.regexp.source")),
+                            crate::values::one_line_regex_error(&r.source, &e),
+                        ));
+                    }
+                }
+                (None, Some(tf)) => {
+                    if let Err(e) = Template::parse(&tf.template) {
+                        errors.push(Error::manifest(es.field(&format!("{rp}.transform.template")), e));
+                    }
+                }
+                _ => errors.push(Error::manifest(es.field(&rp), "exactly one of regexp and transform")),
+            }
+        }
+    }
+}
+
+fn check_remote_ref(r: &super::RemoteRef, es: &ExternalSecret, p: &str, errors: &mut Vec<Error>) {
     if let Some(prop) = &r.property
         && let Err(e) = crate::values::check_property(prop)
     {
-        errors.push(Error::manifest(loc.field(format!("{p}.property")), e.to_string()));
+        errors.push(Error::manifest(es.field(&format!("{p}.property")), e.to_string()));
     }
     if r.key.is_empty() {
-        errors.push(Error::manifest(loc.field(format!("{p}.key")), "empty key"));
+        errors.push(Error::manifest(es.field(&format!("{p}.key")), "empty key"));
     }
     if let Some(m) = &r.metadata_policy
         && m != "None"
         && m != "Fetch"
     {
         errors.push(Error::manifest(
-            loc.field(format!("{p}.metadataPolicy")),
+            es.field(&format!("{p}.metadataPolicy")),
             format!("unknown metadataPolicy `{m}` (None, Fetch)"),
         ));
     }
@@ -372,7 +412,7 @@ fn check_remote_ref(r: &super::RemoteRef, loc: &Location, p: &str, errors: &mut 
         && c != "Default"
     {
         errors.push(not_supported(
-            loc,
+            es,
             &format!("{p}.conversionStrategy"),
             &format!("`{c}`; only Default"),
         ));
@@ -382,7 +422,7 @@ fn check_remote_ref(r: &super::RemoteRef, loc: &Location, p: &str, errors: &mut 
         && n != "Fail"
     {
         errors.push(Error::manifest(
-            loc.field(format!("{p}.nullBytePolicy")),
+            es.field(&format!("{p}.nullBytePolicy")),
             format!("unknown nullBytePolicy `{n}` (Ignore, Fail)"),
         ));
     }

@@ -512,7 +512,10 @@ pub async fn sink_compare_agrees_with_read(s: &dyn SecretSink, ns: &str, prefix:
     // A compare not followed by an apply (a dry run) leaves nothing that a later apply of
     // other data would get wrong.
     let third = desired(t.clone(), map(&[("A", "4")]), CreationPolicy::Owner);
-    assert!(matches!(s.compare(&third).await.expect("compare"), Compared::Differs(_)));
+    assert!(matches!(
+        s.compare(&third).await.expect("compare"),
+        Compared::Differs(_)
+    ));
     assert_eq!(s.apply(&first).await.expect("apply"), ApplyOutcome::Updated);
     assert_eq!(s.read(&t).await.expect("read").expect("exists").data, first.data);
     Ran::Passed

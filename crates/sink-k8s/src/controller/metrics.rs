@@ -69,10 +69,11 @@ pub struct LaneLabels {
     pub lane: String,
 }
 
-/// A status or event write.
+/// A status, event or ExternalSecret write.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiWriteLabels {
-    /// `status` or `event`.
+    /// `status` (of an ExternalSecret or ClusterExternalSecret), `event`, or
+    /// `externalsecret` (an ExternalSecret of a ClusterExternalSecret applied or deleted).
     pub what: String,
     /// `ok` or `error`.
     pub status: String,
@@ -93,7 +94,7 @@ pub struct Metrics {
     pub provider_calls: Family<CallLabels, Counter>,
     /// Target writes.
     pub sink_writes: Family<WriteLabels, Counter>,
-    /// Status and event writes.
+    /// Status, event and ClusterExternalSecrets' ExternalSecret writes.
     pub api_writes: Family<ApiWriteLabels, Counter>,
     /// Engine runs per lane.
     pub batches: Family<LaneLabels, Counter>,
@@ -180,7 +181,7 @@ impl Metrics {
         );
         registry.register(
             "api_writes",
-            "Writes of ExternalSecret status and of Events",
+            "Writes of status, of Events and of ClusterExternalSecrets' ExternalSecrets",
             api_writes.clone(),
         );
         registry.register("reconcile_batches", "Engine runs, by lane", batches.clone());

@@ -3,7 +3,8 @@
 //! [`Controller`] watches `ExternalSecret`, `SecretStore`, `ClusterSecretStore` and
 //! `ClusterExternalSecret` objects of a configurable API group (ESO's own,
 //! `external-secrets.io`, by default), keeps their targets in sync through one shared
-//! [`Engine`], and writes status and Events as ESO does.
+//! [`Engine`], creates the ExternalSecrets of ClusterExternalSecrets, and writes status and
+//! Events as ESO does.
 //!
 //! How it stays fast at thousands of resources:
 //!
@@ -23,10 +24,16 @@
 //! leader stops renewing. Resources can be sharded across replicas by a stable hash of
 //! `namespace/name` ([`ControllerConfig::shards`]), each shard with its own Lease.
 //!
-//! Not supported yet: `ClusterExternalSecret` objects are watched and reported (a log
-//! line, a Warning Event and a `Ready=False` condition with reason `NotSupported`), but
-//! no ExternalSecrets are created from them.
+//! ClusterExternalSecrets are handled as ESO does: Namespaces are watched too, and in every
+//! namespace a ClusterExternalSecret selects (`namespaces`, `namespaceSelectors`, the
+//! deprecated `namespaceSelector`) the leader applies an ExternalSecret owned by it, deletes
+//! the ones in namespaces it no longer selects (and all of them when it is deleted), and
+//! writes ESO's status (`externalSecretName`, `provisionedNamespaces`, `failedNamespaces`,
+//! `Ready`). A ClusterExternalSecret is sharded by a hash of its name (`shard_of("", name)`);
+//! its ExternalSecrets then go through the ExternalSecret path like any other. See the
+//! `cluster` module for the details.
 
+mod cluster;
 mod guard;
 mod http;
 mod lease;
@@ -301,6 +308,7 @@ impl Controller {
         tasks.spawn(shared.clone().leadership_loop());
         tasks.spawn(shared.clone().fast_lane());
         tasks.spawn(shared.clone().periodic_lane());
+        tasks.spawn(shared.clone().ces_lane());
         shutdown.await;
         tracing::info!(identity = %shared.cfg.identity, "shutting down");
         let _ = stop_tx.send(true);

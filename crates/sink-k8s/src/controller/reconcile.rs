@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use super::cluster::{CesEntry, Cleanup, NsEntry};
 use super::guard::{GuardedRestarter, GuardedSink, Tracked};
 use super::metrics::{ApiWriteLabels, BatchTimer, MeteredSource, Metrics, ResourceLabels, unix_now};
 use super::watch::Kind;
@@ -50,21 +51,18 @@ pub(crate) struct StoreEntry {
     pub(crate) parsed: Result<Store, String>,
 }
 
-/// A watched ClusterExternalSecret.
-#[derive(Debug, Clone)]
-pub(crate) struct CesEntry {
-    pub(crate) uid: Option<String>,
-    pub(crate) generation: Option<i64>,
-    pub(crate) reported: bool,
-}
-
 /// Everything the watches saw, and the schedule.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) es: BTreeMap<SpecId, EsEntry>,
     pub(crate) stores: BTreeMap<StoreId, StoreEntry>,
     pub(crate) targets: HashMap<TargetRef, BTreeSet<SpecId>>,
+    /// ClusterExternalSecrets of this replica's shard, by name.
     pub(crate) ces: BTreeMap<String, CesEntry>,
+    /// Every Namespace (the one watched, with `--namespace`), by name.
+    pub(crate) namespaces: BTreeMap<String, NsEntry>,
+    /// Deleted ClusterExternalSecrets whose ExternalSecrets are still to be deleted.
+    pub(crate) ces_cleanups: Vec<Cleanup>,
     pub(crate) sched: Scheduler,
     pub(crate) specs_dirty: bool,
     pub(crate) stores_dirty: bool,
@@ -156,7 +154,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) fast_wake: Notify,
     pub(crate) periodic_wake: Notify,
-    pub(crate) synced: [AtomicBool; 6],
+    pub(crate) ces_wake: Notify,
+    pub(crate) synced: [AtomicBool; 7],
     pub(crate) stats: LaneStats,
     slot: tokio::sync::Mutex<EngineSlot>,
     current: Mutex<Option<Arc<Engine>>>,
@@ -209,6 +208,7 @@ impl Shared {
             state: Mutex::new(State::default()),
             fast_wake: Notify::new(),
             periodic_wake: Notify::new(),
+            ces_wake: Notify::new(),
             synced: Default::default(),
             stats: LaneStats::default(),
             slot: tokio::sync::Mutex::new(EngineSlot::default()),
@@ -226,7 +226,7 @@ impl Shared {
         Kind::ESO.iter().all(|k| self.synced[k.index()].load(Ordering::SeqCst))
     }
 
-    fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         *self.leader_rx.borrow()
     }
 
@@ -237,6 +237,7 @@ impl Shared {
     pub(crate) fn wake_all(&self) {
         self.fast_wake.notify_one();
         self.periodic_wake.notify_one();
+        self.ces_wake.notify_one();
     }
 
     /// Brings provider call counts into the metrics.
@@ -249,7 +250,7 @@ impl Shared {
         }
     }
 
-    async fn wait_ready_leader(&self) {
+    pub(crate) async fn wait_ready_leader(&self) {
         let mut rx = self.leader_rx.clone();
         loop {
             if rx.wait_for(|l| *l).await.is_err() {
@@ -273,8 +274,10 @@ impl Shared {
                 let mut st = self.state.lock().expect("lock");
                 st.sched = Scheduler::new();
                 st.specs_dirty = true;
+                // ClusterExternalSecrets too, every ExternalSecret applied once more.
                 for c in st.ces.values_mut() {
-                    c.reported = false;
+                    c.dirty = true;
+                    c.applied.clear();
                 }
                 drop(st);
                 self.wake_all();
@@ -297,7 +300,6 @@ impl Shared {
             };
             while running.try_join_next().is_some() {}
             let notified = self.fast_wake.notified();
-            self.report_cluster_external_secrets(&mut running);
             let batch = self.pick_fast();
             if batch.is_empty() {
                 drop(permit);
@@ -569,7 +571,7 @@ impl Shared {
         self.wake_all();
     }
 
-    fn es_api(&self, namespace: &str) -> Api<DynamicObject> {
+    pub(crate) fn es_api(&self, namespace: &str) -> Api<DynamicObject> {
         let ar = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk(&self.cfg.group, &self.cfg.version, "ExternalSecret"),
             "externalsecrets",
@@ -726,7 +728,7 @@ impl Shared {
         }
     }
 
-    fn count_api_write(&self, what: &str, ok: bool) {
+    pub(crate) fn count_api_write(&self, what: &str, ok: bool) {
         self.metrics
             .api_writes
             .get_or_create(&ApiWriteLabels {
@@ -734,58 +736,6 @@ impl Shared {
                 status: if ok { "ok" } else { "error" }.to_string(),
             })
             .inc();
-    }
-
-    /// ClusterExternalSecret is not supported yet: say so once per generation (log, Event,
-    /// `Ready=False` with reason `NotSupported`).
-    fn report_cluster_external_secrets(self: &Arc<Self>, running: &mut JoinSet<()>) {
-        let todo: Vec<(String, CesEntry)> = {
-            let mut st = self.state.lock().expect("lock");
-            st.ces
-                .iter_mut()
-                .filter(|(_, c)| !c.reported)
-                .map(|(n, c)| {
-                    c.reported = true;
-                    (n.clone(), c.clone())
-                })
-                .collect()
-        };
-        if todo.is_empty() {
-            return;
-        }
-        let me = self.clone();
-        running.spawn(async move {
-            let ar = ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk(&me.cfg.group, &me.cfg.version, "ClusterExternalSecret"),
-                "clusterexternalsecrets",
-            );
-            let api: Api<DynamicObject> = Api::all_with(me.client.clone(), &ar);
-            let message =
-                "ClusterExternalSecret is not supported yet by secretsync: create the ExternalSecrets per namespace";
-            for (name, c) in todo {
-                tracing::warn!(cluster_external_secret = %name, "{message}");
-                let patch = json!({"status": {"conditions": [{
-                    "type": "Ready", "status": "False", "reason": "NotSupported", "message": message,
-                    "lastTransitionTime": Timestamp::now().to_string(),
-                }]}});
-                let params = PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..PatchParams::default()
-                };
-                if !me.is_leader() {
-                    return;
-                }
-                let r = api.patch_status(&name, &params, &Patch::Merge(&patch)).await;
-                me.count_api_write("status", r.is_ok());
-                me.publish(
-                    &me.reference("ClusterExternalSecret", None, &name, c.uid.clone()),
-                    EventType::Warning,
-                    "NotSupported",
-                    message.to_string(),
-                )
-                .await;
-            }
-        });
     }
 }
 

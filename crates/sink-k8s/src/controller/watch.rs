@@ -1,4 +1,5 @@
-//! Watches: the ESO kinds of the configured group, and the targets we manage.
+//! Watches: the ESO kinds of the configured group, the targets we manage, and Namespaces
+//! (what ClusterExternalSecrets select).
 //!
 //! Every replica watches (followers keep warm caches so a takeover is immediate); only
 //! the leader acts on what it sees.
@@ -18,7 +19,8 @@ use secrets_core::{SecretMap, SecretValue, TargetKind, TargetRef};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use super::reconcile::{CesEntry, EsEntry, ReadyCondition, Shared, StoreEntry};
+use super::cluster::NsEntry;
+use super::reconcile::{EsEntry, ReadyCondition, Shared, StoreEntry};
 
 /// Which watch an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,7 @@ pub(crate) enum Kind {
     ClusterExternalSecret,
     Secret,
     ConfigMap,
+    Namespace,
 }
 
 impl Kind {
@@ -47,6 +50,7 @@ impl Kind {
             Kind::ClusterExternalSecret => "ClusterExternalSecret",
             Kind::Secret => "Secret",
             Kind::ConfigMap => "ConfigMap",
+            Kind::Namespace => "Namespace",
         }
     }
 
@@ -58,11 +62,15 @@ impl Kind {
             Kind::ClusterExternalSecret => "clusterexternalsecrets",
             Kind::Secret => "secrets",
             Kind::ConfigMap => "configmaps",
+            Kind::Namespace => "namespaces",
         }
     }
 
     fn namespaced(self) -> bool {
-        !matches!(self, Kind::ClusterSecretStore | Kind::ClusterExternalSecret)
+        !matches!(
+            self,
+            Kind::ClusterSecretStore | Kind::ClusterExternalSecret | Kind::Namespace
+        )
     }
 
     pub(crate) fn index(self) -> usize {
@@ -124,10 +132,17 @@ fn parse_es(obj: &DynamicObject, version: &str) -> Result<ExternalSecret, String
     let name = obj.metadata.name.clone().unwrap_or_default();
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let m = first_error(load_str(&doc, format!("cluster:ExternalSecret {ns}/{name}")))?;
-    m.external_secrets
+    let es = m
+        .external_secrets
         .into_iter()
         .next()
-        .ok_or_else(|| "not an ExternalSecret".to_string())
+        .ok_or_else(|| "not an ExternalSecret".to_string())?;
+    // The same checks as in file mode (unsupported fields, key rules), so a resource the
+    // `sync` example refuses is not half-synced by the operator.
+    match secrets_core::manifest::check_external_secret(&es).first() {
+        Some(e) => Err(e.to_string()),
+        None => Ok(es),
+    }
 }
 
 fn parse_store(obj: &DynamicObject, kind: &str, version: &str) -> Result<Store, String> {
@@ -189,6 +204,7 @@ impl Shared {
         let ar = match kind {
             Kind::Secret => ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
             Kind::ConfigMap => ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+            Kind::Namespace => ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()),
             _ => ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk(&self.cfg.group, &self.cfg.version, kind.kind()),
                 kind.plural(),
@@ -208,6 +224,7 @@ impl Shared {
             tasks.spawn(self.clone().watch(Kind::Secret));
             tasks.spawn(self.clone().watch(Kind::ConfigMap));
         }
+        tasks.spawn(self.clone().watch(Kind::Namespace));
     }
 
     async fn watch(self: Arc<Self>, kind: Kind) {
@@ -215,6 +232,12 @@ impl Shared {
         if matches!(kind, Kind::Secret | Kind::ConfigMap) {
             // Only targets we created; RBAC cannot filter by label, this request does.
             config = config.labels(&format!("{MANAGED_BY_LABEL}=secretsync"));
+        }
+        if kind == Kind::Namespace
+            && let Some(ns) = &self.cfg.namespace
+        {
+            // One namespace watched: only it can be selected.
+            config = config.fields(&format!("metadata.name={ns}"));
         }
         let stream = watcher::watcher(self.api(kind), config).default_backoff();
         futures::pin_mut!(stream);
@@ -252,6 +275,16 @@ impl Shared {
             Kind::SecretStore | Kind::ClusterSecretStore => self.on_store(kind, obj),
             Kind::ClusterExternalSecret => self.on_ces(obj),
             Kind::Secret | Kind::ConfigMap => self.on_target(kind, &obj, false),
+            Kind::Namespace => {
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                let terminating = obj.metadata.deletion_timestamp.is_some()
+                    || obj.data.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
+                let entry = NsEntry {
+                    labels: obj.metadata.labels.clone().unwrap_or_default(),
+                    terminating,
+                };
+                self.on_namespace(&name, Some(entry));
+            }
         }
     }
 
@@ -263,6 +296,7 @@ impl Shared {
                     name: obj.metadata.name.clone().unwrap_or_default(),
                 };
                 self.remove_es(&id);
+                self.on_owned_es_deleted(obj);
             }
             Kind::SecretStore | Kind::ClusterSecretStore => {
                 let id = store_id(obj, kind);
@@ -273,9 +307,10 @@ impl Shared {
             }
             Kind::ClusterExternalSecret => {
                 let name = obj.metadata.name.clone().unwrap_or_default();
-                self.state.lock().expect("lock").ces.remove(&name);
+                self.on_ces_deleted(&name, obj.metadata.uid.clone());
             }
             Kind::Secret | Kind::ConfigMap => self.on_target(kind, obj, true),
+            Kind::Namespace => self.on_namespace(obj.metadata.name.as_deref().unwrap_or_default(), None),
         }
     }
 
@@ -295,6 +330,11 @@ impl Shared {
         };
         for id in gone {
             self.remove_es(&id);
+        }
+        match kind {
+            Kind::ClusterExternalSecret => self.on_ces_relisted(seen),
+            Kind::Namespace => self.on_namespaces_relisted(seen),
+            _ => {}
         }
         if matches!(kind, Kind::SecretStore | Kind::ClusterSecretStore) {
             let mut st = self.state.lock().expect("lock");
@@ -423,32 +463,6 @@ impl Shared {
         st.stores_dirty = true;
         drop(st);
         self.periodic_wake.notify_one();
-    }
-
-    fn on_ces(&self, obj: DynamicObject) {
-        let name = obj.metadata.name.clone().unwrap_or_default();
-        if !self.cfg.owns("", &name) {
-            return;
-        }
-        let generation = obj.metadata.generation;
-        let mut st = self.state.lock().expect("lock");
-        let reported = st
-            .ces
-            .get(&name)
-            .is_some_and(|c| c.generation == generation && c.reported);
-        if reported {
-            return;
-        }
-        st.ces.insert(
-            name,
-            CesEntry {
-                uid: obj.metadata.uid.clone(),
-                generation,
-                reported: false,
-            },
-        );
-        drop(st);
-        self.fast_wake.notify_one();
     }
 
     /// A managed Secret or ConfigMap changed or went away: repair it unless the change is
