@@ -154,10 +154,10 @@ impl KubeSink {
 
     fn remember_compared(&self, t: &TargetRef, obj: Option<DynamicObject>) {
         let mut compared = self.compared.lock().expect("lock");
-        // Reads never followed by an apply (dry runs) must not pile up.
-        if compared.len() >= 256 {
-            compared.retain(|_, (at, _)| at.elapsed() < COMPARED_FOR);
-        }
+        // Reads never followed by an apply (dry runs) must not pile up or keep a target's
+        // data in memory longer than needed. The map holds the targets in flight (a few
+        // dozen at most), so the sweep is cheap.
+        compared.retain(|_, (at, _)| at.elapsed() < COMPARED_FOR);
         compared.insert(t.clone(), (Instant::now(), obj));
     }
 
