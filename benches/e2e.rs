@@ -5,8 +5,8 @@
 //! scenario seeds its provider's peer, then runs the sync in a child process of this
 //! binary (so the child's VmHWM is the sync's peak RSS, not the fakes'): a first cycle,
 //! then, after a pause longer than Doppler's download freshness, an unchanged cycle.
-//! Peers: moto's server for AWS, `fakes::gcp` for GCP, `fakes::doppler` for Doppler, and
-//! `fakes::kube` as the sink, all over loopback through the real clients.
+//! Peers: moto's server for AWS, `secretsync_fakes::gcp` for GCP, `secretsync_fakes::doppler` for Doppler, and
+//! `secretsync_fakes::kube` as the sink, all over loopback through the real clients.
 //!
 //! `cargo bench --bench e2e --features full -- [--n 100,1000,10000] [--providers aws,gcp,doppler]
 //! [--naive-n 100,1000]`. Without `--bench` (as `cargo test --all-targets` runs it) or with
@@ -25,12 +25,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use child::{CHILD_ENV, ChildConfig, CycleOut, NAIVE_CONCURRENCY};
-use fakes::doppler::FakeDoppler;
-use fakes::gcp::FakeSecretManager;
-use fakes::kube::FakeKube;
-use fakes::moto::Moto;
 use futures::StreamExt;
 use secretsync::aws::{AwsSecretsManagerBuilder, BATCH_LIMIT, LIST_PAGE_SIZE};
+use secretsync_fakes::doppler::FakeDoppler;
+use secretsync_fakes::gcp::FakeSecretManager;
+use secretsync_fakes::kube::FakeKube;
+use secretsync_fakes::moto::Moto;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// The smoke pass's N.

@@ -19,12 +19,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use secrets_core::engine::{CycleOptions, Engine, target_matches};
-use secrets_core::manifest::{Manifests, load_str};
-use secrets_core::registry::BuiltStore;
-use secrets_core::sinks::MemorySink;
-use secrets_core::sources::MemorySource;
-use secrets_core::{
+use secretsync_core::engine::{CycleOptions, Engine, target_matches};
+use secretsync_core::manifest::{Manifests, load_str};
+use secretsync_core::registry::BuiltStore;
+use secretsync_core::sinks::MemorySink;
+use secretsync_core::sources::MemorySource;
+use secretsync_core::{
     CreationPolicy, DeletionPolicy, DesiredTarget, FingerprintKey, SecretMap, SecretSink, SecretValue, TargetState,
 };
 

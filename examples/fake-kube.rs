@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use fakes::kube::FakeKube;
+use secretsync_fakes::kube::FakeKube;
 
 /// Run the fake Kubernetes API server until Ctrl-C.
 #[derive(Debug, Parser)]

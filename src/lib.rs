@@ -7,7 +7,7 @@
 //! files, folders, a child process's environment), keeps them in sync, and rotates them.
 //! It reads External Secrets Operator manifests unchanged.
 //!
-//! This is the facade: it re-exports [`secrets_core`] and, behind features, the providers
+//! This is the facade: it re-exports [`secretsync_core`] and, behind features, the providers
 //! (`aws`, `gcp`, `doppler`) and the Kubernetes sink (`k8s`); `full` enables them all.
 //!
 //! ```no_run
@@ -24,16 +24,16 @@
 
 pub mod app;
 
-pub use secrets_core::*;
+pub use secretsync_core::*;
 
 #[cfg(feature = "aws")]
-pub use provider_aws as aws;
+pub use secretsync_aws as aws;
 #[cfg(feature = "doppler")]
-pub use provider_doppler as doppler;
+pub use secretsync_doppler as doppler;
 #[cfg(feature = "gcp")]
-pub use provider_gcp as gcp;
+pub use secretsync_gcp as gcp;
 #[cfg(feature = "k8s")]
-pub use sink_k8s as k8s;
+pub use secretsync_k8s as k8s;
 
 #[allow(unused_imports)]
 use std::sync::Arc;
@@ -44,21 +44,21 @@ pub fn registry() -> registry::Registry {
     #[allow(unused_mut)]
     let mut r = registry::Registry::with_builtin();
     #[cfg(feature = "aws")]
-    r.register(Arc::new(provider_aws::AwsFactory));
+    r.register(Arc::new(secretsync_aws::AwsFactory));
     #[cfg(feature = "gcp")]
-    r.register(Arc::new(provider_gcp::GcpFactory));
+    r.register(Arc::new(secretsync_gcp::GcpFactory));
     #[cfg(feature = "doppler")]
-    r.register(Arc::new(provider_doppler::DopplerFactory));
+    r.register(Arc::new(secretsync_doppler::DopplerFactory));
     r
 }
 
 /// The names most programs need.
 pub mod prelude {
-    pub use secrets_core::engine::{CycleOptions, CycleReport, Engine, Scheduler, SyncStatus};
-    pub use secrets_core::manifest::{ExternalSecret, Manifests, load_paths, load_str};
-    pub use secrets_core::registry::{BuiltStore, Registry};
-    pub use secrets_core::sinks::{DotenvSink, FolderSink, StdoutSink};
-    pub use secrets_core::{
+    pub use secretsync_core::engine::{CycleOptions, CycleReport, Engine, Scheduler, SyncStatus};
+    pub use secretsync_core::manifest::{ExternalSecret, Manifests, load_paths, load_str};
+    pub use secretsync_core::registry::{BuiltStore, Registry};
+    pub use secretsync_core::sinks::{DotenvSink, FolderSink, StdoutSink};
+    pub use secretsync_core::{
         Error, RemoteKey, Restarter, SecretMap, SecretSink, SecretSource, SecretSourceExt, SecretValue, SecretWriter,
         TargetRef,
     };

@@ -13,9 +13,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fakes::doppler::FakeDoppler;
-use fakes::gcp::FakeSecretManager;
-use fakes::kube::FakeKube;
 use secretsync::aws::{AwsSecretsManager, AwsSecretsManagerBuilder};
 use secretsync::doppler::DopplerBuilder;
 use secretsync::engine::{CycleOptions, Engine};
@@ -26,14 +23,17 @@ use secretsync::registry::BuiltStore;
 use secretsync::sinks::{DotenvSink, FolderSink, StdoutSink};
 use secretsync::testkit::{CANARY, assert_no_canary, capture_logs, unique_prefix};
 use secretsync::{RemoteKey, SecretSink, SecretSource, SecretValue, SecretWriter, TargetRef, WriteRequest};
+use secretsync_fakes::doppler::FakeDoppler;
+use secretsync_fakes::gcp::FakeSecretManager;
+use secretsync_fakes::kube::FakeKube;
 
 // ---------------------------------------------------------------------------------------
 // moto.
 
-/// moto's server (`fakes::moto`: `SECRETSYNC_MOTO_URL`, else `.venv/bin/moto_server` for this
+/// moto's server (`secretsync_fakes::moto`: `SECRETSYNC_MOTO_URL`, else `.venv/bin/moto_server` for this
 /// test binary; a test that cannot reach it fails).
 fn moto_url() -> String {
-    fakes::moto::Moto::shared().url().to_string()
+    secretsync_fakes::moto::Moto::shared().url().to_string()
 }
 
 fn aws_builder() -> AwsSecretsManagerBuilder {

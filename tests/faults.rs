@@ -15,9 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fakes::doppler::FakeDoppler;
-use fakes::gcp::FakeSecretManager;
-use fakes::kube::FakeKube;
 use secretsync::aws::{AwsSecretsManager, AwsSecretsManagerBuilder};
 use secretsync::doppler::{DopplerBuilder, DopplerSource};
 use secretsync::engine::{CycleOptions, CycleReport, Engine, EngineConfig, Outcome, SyncStatus};
@@ -29,14 +26,17 @@ use secretsync::sinks::FolderSink;
 use secretsync::sources::MemorySource;
 use secretsync::testkit::{Fault, FaultySink, FaultySource, unique_prefix};
 use secretsync::{SecretSink, SecretSource, SecretValue, SecretWriter, TargetRef, WriteRequest};
+use secretsync_fakes::doppler::FakeDoppler;
+use secretsync_fakes::gcp::FakeSecretManager;
+use secretsync_fakes::kube::FakeKube;
 
 // ---------------------------------------------------------------------------------------
 // moto, started once per test binary (as crates/provider-aws/tests/common does).
 
-/// moto's server (`fakes::moto`: `SECRETSYNC_MOTO_URL`, else `.venv/bin/moto_server` for this
+/// moto's server (`secretsync_fakes::moto`: `SECRETSYNC_MOTO_URL`, else `.venv/bin/moto_server` for this
 /// test binary; a test that cannot reach it fails).
 fn moto_url() -> String {
-    fakes::moto::Moto::shared().url().to_string()
+    secretsync_fakes::moto::Moto::shared().url().to_string()
 }
 
 fn aws_builder(endpoint: &str) -> AwsSecretsManagerBuilder {

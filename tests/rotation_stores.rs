@@ -113,7 +113,7 @@ async fn ensure_rules(name: &str, writer: Arc<dyn SecretWriter>, prefix: &str) {
 async fn aws_on_moto() {
     let source = secretsync::aws::AwsSecretsManagerBuilder::new()
         .with_region("us-east-1")
-        .with_endpoint(fakes::moto::Moto::shared().url())
+        .with_endpoint(secretsync_fakes::moto::Moto::shared().url())
         .with_credentials("testing", "testing".into())
         .build()
         .await
@@ -123,7 +123,7 @@ async fn aws_on_moto() {
 
 #[tokio::test]
 async fn gcp_on_the_fake() {
-    let fake = fakes::gcp::FakeSecretManager::start().await;
+    let fake = secretsync_fakes::gcp::FakeSecretManager::start().await;
     let source = secretsync::gcp::GcpSecretManagerBuilder::new()
         .with_project_id("p")
         .with_endpoint(fake.url())
@@ -134,7 +134,7 @@ async fn gcp_on_the_fake() {
 
 #[tokio::test]
 async fn doppler_on_the_fake() {
-    let fake = fakes::doppler::FakeDoppler::start().await;
+    let fake = secretsync_fakes::doppler::FakeDoppler::start().await;
     let token = fake.service_token("backend", "prd");
     let source = secretsync::doppler::DopplerBuilder::new()
         .with_token(token)

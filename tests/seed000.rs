@@ -8,9 +8,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use fakes::gcp::{FakeSecretManager, VersionState};
-use fakes::kube::FakeKube;
-use fakes::moto::Moto;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Api, PostParams};
 use secretsync::engine::{CycleOptions, Engine};
@@ -18,8 +15,11 @@ use secretsync::manifest::{SpecId, StoreId, load_str};
 use secretsync::registry::EnvFileCredentials;
 use secretsync::rotation::{self, Action, RotationPlan};
 use secretsync::{FingerprintKey, SecretValue, SecretWriter, WriteRequest};
+use secretsync_fakes::gcp::{FakeSecretManager, VersionState};
+use secretsync_fakes::kube::FakeKube;
+use secretsync_fakes::moto::Moto;
+use secretsync_k8s::{KubeRestarter, KubeSink, RESTARTED_AT_ANNOTATION};
 use serde_json::json;
-use sink_k8s::{KubeRestarter, KubeSink, RESTARTED_AT_ANNOTATION};
 
 const PROJECT: &str = "development-485000";
 
@@ -169,7 +169,7 @@ async fn restarted(client: &kube::Client) -> Vec<String> {
 
 #[tokio::test]
 async fn seed_000_bootstrap_rerun_and_rotate_across_gcp_aws_and_kubernetes() {
-    sink_k8s::install_crypto_provider();
+    secretsync_k8s::install_crypto_provider();
     let gcp = FakeSecretManager::start().await;
     let kube = FakeKube::start().await;
     let moto = Moto::shared();

@@ -17,7 +17,7 @@ fn sync_binary() -> PathBuf {
 
 #[tokio::test]
 async fn sync_once_against_the_fake_api_server() {
-    let kube = fakes::kube::FakeKube::start().await;
+    let kube = secretsync_fakes::kube::FakeKube::start().await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, kube.kubeconfig_yaml()).unwrap();

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use secrets_core::sources::dotenv::{parse, render};
+use secretsync_core::sources::dotenv::{parse, render};
 
 const MARKER: &str = "fuzz-marker-e11e";
 

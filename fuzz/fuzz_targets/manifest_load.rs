@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use secrets_core::manifest::load_str;
+use secretsync_core::manifest::load_str;
 
 /// A value in a well-formed first document; errors about the fuzzed documents must not
 /// quote it.

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use secrets_core::SecretValue;
-use secrets_core::values::get_property;
+use secretsync_core::SecretValue;
+use secretsync_core::values::get_property;
 
 fuzz_target!(|data: &[u8]| {
     // The first line is the property, the rest the remote value.

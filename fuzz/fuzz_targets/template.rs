@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use secrets_core::SecretValue;
-use secrets_core::template::{Template, TemplateContext};
+use secretsync_core::SecretValue;
+use secretsync_core::template::{Template, TemplateContext};
 
 const MARKER: &str = "fuzz-value-5c0ffee";
 

@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secrets_core::engine::{CycleOptions, CycleReport, Engine, Scheduler};
-use secrets_core::manifest::{Manifests, StoreId, ValidateOptions, load_paths, validate};
-use secrets_core::registry::BuiltStore;
-use secrets_core::sinks::{DotenvSink, FolderSink, StdoutSink};
-use secrets_core::{Error, FingerprintKey, SecretSink};
+use secretsync_core::engine::{CycleOptions, CycleReport, Engine, Scheduler};
+use secretsync_core::manifest::{Manifests, StoreId, ValidateOptions, load_paths, validate};
+use secretsync_core::registry::BuiltStore;
+use secretsync_core::sinks::{DotenvSink, FolderSink, StdoutSink};
+use secretsync_core::{Error, FingerprintKey, SecretSink};
 
 /// Report format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,7 +45,7 @@ pub enum SinkChoice {
         /// The sink.
         sink: Arc<dyn SecretSink>,
         /// Restarts consumers of changed targets.
-        restarter: Option<Arc<dyn secrets_core::Restarter>>,
+        restarter: Option<Arc<dyn secretsync_core::Restarter>>,
     },
 }
 
@@ -156,25 +156,25 @@ async fn implied_sink() -> Result<Arc<dyn SecretSink>, Error> {
 
 #[cfg(feature = "k8s")]
 async fn implied_sink() -> Result<Arc<dyn SecretSink>, Error> {
-    Ok(Arc::new(sink_k8s::KubeSink::infer().await?))
+    Ok(Arc::new(secretsync_k8s::KubeSink::infer().await?))
 }
 
 #[cfg(feature = "k8s")]
 /// The restarter that goes with the sink (Kubernetes only).
-pub async fn implied_restarter(choice: &SinkChoice) -> Option<Arc<dyn secrets_core::Restarter>> {
+pub async fn implied_restarter(choice: &SinkChoice) -> Option<Arc<dyn secretsync_core::Restarter>> {
     match choice {
         SinkChoice::Custom { restarter, .. } => restarter.clone(),
-        SinkChoice::Implied => sink_k8s::KubeRestarter::infer()
+        SinkChoice::Implied => secretsync_k8s::KubeRestarter::infer()
             .await
             .ok()
-            .map(|r| Arc::new(r) as Arc<dyn secrets_core::Restarter>),
+            .map(|r| Arc::new(r) as Arc<dyn secretsync_core::Restarter>),
         _ => None,
     }
 }
 
 #[cfg(not(feature = "k8s"))]
 /// The restarter that goes with the sink (Kubernetes only).
-pub async fn implied_restarter(choice: &SinkChoice) -> Option<Arc<dyn secrets_core::Restarter>> {
+pub async fn implied_restarter(choice: &SinkChoice) -> Option<Arc<dyn secretsync_core::Restarter>> {
     match choice {
         SinkChoice::Custom { restarter, .. } => restarter.clone(),
         _ => None,
@@ -209,16 +209,16 @@ pub async fn build_stores(
 
 /// The provider registry for a run: stores' `secretRef`s come from the environment or
 /// files, and — when targets go to Kubernetes — from the cluster's Secrets, as ESO reads them.
-pub async fn registry_for(sink: &SinkChoice) -> secrets_core::registry::Registry {
+pub async fn registry_for(sink: &SinkChoice) -> secretsync_core::registry::Registry {
     let registry = crate::registry();
     #[cfg(feature = "k8s")]
     if let SinkChoice::Implied = sink
-        && let Ok(client) = sink_k8s::infer_client().await
+        && let Ok(client) = secretsync_k8s::infer_client().await
     {
-        use secrets_core::registry::{ChainCredentials, EnvFileCredentials};
+        use secretsync_core::registry::{ChainCredentials, EnvFileCredentials};
         return registry.with_credentials(Arc::new(ChainCredentials(vec![
             Arc::new(EnvFileCredentials::default()),
-            Arc::new(sink_k8s::KubeCredentials::new(client)),
+            Arc::new(secretsync_k8s::KubeCredentials::new(client)),
         ])));
     }
     let _ = sink;

@@ -8,10 +8,10 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use secrets_core::FingerprintKey;
-use secrets_core::manifest::StoreId;
-use secrets_core::rotation::{self, Action, RotationPlan};
-use secrets_core::source::SecretWriter;
+use secretsync_core::FingerprintKey;
+use secretsync_core::manifest::StoreId;
+use secretsync_core::rotation::{self, Action, RotationPlan};
+use secretsync_core::source::SecretWriter;
 
 use super::{Exit, Format, SinkChoice, build_sink, build_stores, engine_over, implied_restarter, load_checked};
 

@@ -8,11 +8,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrets_core::engine::{CycleOptions, Engine};
-use secrets_core::manifest::Manifests;
-use secrets_core::redact::Redactor;
-use secrets_core::sinks::MemorySink;
-use secrets_core::{SecretValue, TargetRef};
+use secretsync_core::engine::{CycleOptions, Engine};
+use secretsync_core::manifest::Manifests;
+use secretsync_core::redact::Redactor;
+use secretsync_core::sinks::MemorySink;
+use secretsync_core::{SecretValue, TargetRef};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 

@@ -15,9 +15,9 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::Blob;
 use futures::StreamExt;
-use secrets_core::source::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
-use secrets_core::sources::memory::merge_property;
-use secrets_core::{
+use secretsync_core::source::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
+use secretsync_core::sources::memory::merge_property;
+use secretsync_core::{
     CallStats, ChangeToken, Error, Fetched, FindQuery, RemoteDescription, RemoteKey, Result, SecretSource, SecretValue,
     SecretWriter, SourceCapabilities, VersionInfo, WriteOutcome, WriteRequest,
 };

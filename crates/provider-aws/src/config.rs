@@ -12,7 +12,7 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::web_identity_token::{StaticConfiguration, WebIdentityTokenCredentialsProvider};
 use aws_sdk_secretsmanager::config::{Credentials, ProvideCredentials, Region, SharedCredentialsProvider};
-use secrets_core::{Error, Result, SecretValue};
+use secretsync_core::{Error, Result, SecretValue};
 
 use crate::client::AwsSecretsManager;
 
@@ -59,8 +59,8 @@ enum CredentialSource {
 /// `AWS_ENDPOINT_URL`. `with_*` settings override either.
 ///
 /// ```no_run
-/// # async fn f() -> secrets_core::Result<()> {
-/// use provider_aws::AwsSecretsManagerBuilder;
+/// # async fn f() -> secretsync_core::Result<()> {
+/// use secretsync_aws::AwsSecretsManagerBuilder;
 /// let sm = AwsSecretsManagerBuilder::new()
 ///     .with_region("eu-central-1")
 ///     .with_endpoint("http://127.0.0.1:5000")
@@ -301,7 +301,7 @@ impl AwsSecretsManagerBuilder {
             (self.sts_endpoint.as_deref(), "AWS STS endpoint"),
         ] {
             if let Some(url) = url {
-                secrets_core::net::check_endpoint(url, what)?;
+                secretsync_core::net::check_endpoint(url, what)?;
             }
         }
         let region = base.region().map(|r| r.to_string()).ok_or_else(|| {
@@ -381,7 +381,7 @@ impl AwsSecretsManagerBuilder {
         if let Some(url) = &self.endpoint {
             sm = sm.endpoint_url(url.clone());
         }
-        let stats = Arc::new(secrets_core::CallStats::new());
+        let stats = Arc::new(secretsync_core::CallStats::new());
         sm = sm.interceptor(crate::client::CallCounter::new(stats.clone()));
         let client = aws_sdk_secretsmanager::Client::from_conf(sm.build());
         Ok(AwsSecretsManager::new(crate::client::Parts {

@@ -1,4 +1,4 @@
-//! The one place where AWS SDK errors become [`secrets_core::Error`].
+//! The one place where AWS SDK errors become [`secretsync_core::Error`].
 //!
 //! Every error names the API operation (`secretsmanager:GetSecretValue`) and the secret,
 //! never a value: AWS messages are kept only where they help (denied, not found) and pass
@@ -8,7 +8,7 @@ use std::error::Error as StdError;
 
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
-use secrets_core::Error;
+use secretsync_core::Error;
 
 /// Provider name used in errors and logs.
 pub(crate) const PROVIDER: &str = "aws";
@@ -28,7 +28,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    /// The `status` recorded in [`secrets_core::CallStats`].
+    /// The `status` recorded in [`secretsync_core::CallStats`].
     pub(crate) fn status(self) -> &'static str {
         match self {
             Kind::NotFound => "not_found",
@@ -180,7 +180,7 @@ impl Failure {
         }
     }
 
-    /// The [`secrets_core::Error`] for this failure.
+    /// The [`secretsync_core::Error`] for this failure.
     pub(crate) fn into_error(self) -> Error {
         let action = format!("secretsmanager:{} on `{}`", self.op, self.resource);
         let detail = match (&self.code, &self.detail) {
@@ -211,7 +211,7 @@ impl Failure {
     }
 }
 
-/// Maps an SDK error of `op` on `resource` straight to a [`secrets_core::Error`].
+/// Maps an SDK error of `op` on `resource` straight to a [`secretsync_core::Error`].
 pub(crate) fn map_sdk_error<E, R>(op: &'static str, resource: &str, err: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + StdError + 'static,

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secrets_core::Error;
-use secrets_core::Result;
-use secrets_core::manifest::{AwsProvider, ProviderSpec, Store};
-use secrets_core::registry::{BuiltStore, CredentialResolver, SourceFactory};
+use secretsync_core::Error;
+use secretsync_core::Result;
+use secretsync_core::manifest::{AwsProvider, ProviderSpec, Store};
+use secretsync_core::registry::{BuiltStore, CredentialResolver, SourceFactory};
 
 use crate::config::AwsSecretsManagerBuilder;
 
@@ -108,7 +108,7 @@ pub async fn builder_for_store(
             .map(|n| n.saturating_add(1))
             .unwrap_or(crate::config::DEFAULT_MAX_ATTEMPTS);
         let backoff = match &r.retry_interval {
-            Some(iv) => secrets_core::duration::parse_go_duration(iv)
+            Some(iv) => secretsync_core::duration::parse_go_duration(iv)
                 .map_err(|e| Error::invalid(format!("spec.retrySettings.retryInterval: {e}")))?,
             None => crate::config::DEFAULT_INITIAL_BACKOFF,
         };

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use provider_aws::AwsSecretsManagerBuilder;
-use secrets_core::{Error, RemoteKey, SecretSource};
+use secretsync_aws::AwsSecretsManagerBuilder;
+use secretsync_core::{Error, RemoteKey, SecretSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

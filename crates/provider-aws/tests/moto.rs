@@ -5,10 +5,12 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{builder, count, prefix, recorded_since, recording, source};
-use provider_aws::{AwsFactory, AwsSecretsManager};
-use secrets_core::registry::{EnvFileCredentials, SourceFactory};
-use secrets_core::values::get_property;
-use secrets_core::{Error, FindQuery, RemoteKey, SecretSource, SecretValue, SecretWriter, WriteOutcome, WriteRequest};
+use secretsync_aws::{AwsFactory, AwsSecretsManager};
+use secretsync_core::registry::{EnvFileCredentials, SourceFactory};
+use secretsync_core::values::get_property;
+use secretsync_core::{
+    Error, FindQuery, RemoteKey, SecretSource, SecretValue, SecretWriter, WriteOutcome, WriteRequest,
+};
 
 async fn create(admin: &AwsSecretsManager, key: &str, value: &str) -> String {
     match admin
@@ -29,7 +31,7 @@ async fn create_tagged(admin: &AwsSecretsManager, key: &str, value: &str, tags: 
     req.send().await.expect("create_secret");
 }
 
-fn ok(r: &secrets_core::Result<secrets_core::Fetched>) -> String {
+fn ok(r: &secretsync_core::Result<secretsync_core::Fetched>) -> String {
     match r {
         Ok(f) => f.value.expose_str().expect("utf-8").to_string(),
         Err(e) => panic!("expected a value, got {e}"),
@@ -663,7 +665,7 @@ async fn factory_builds_from_an_eso_store() {
     create(&admin, &format!("{p}crawbl/dev/backend/redis"), "from-store").await;
 
     let yaml = store_yaml(&p, &format!("      prefix: {p}crawbl/dev/\n"));
-    let m = secrets_core::manifest::load_str(&yaml, "store.yaml")
+    let m = secretsync_core::manifest::load_str(&yaml, "store.yaml")
         .into_result()
         .expect("manifest");
     let store = &m.stores[0];
@@ -676,7 +678,7 @@ async fn factory_builds_from_an_eso_store() {
     // AssumeRole against moto's STS (same endpoint), then Secrets Manager with those keys.
     let role = format!("arn:aws:iam::123456789012:role/{p}reader");
     let yaml = store_yaml(&p, &format!("      role: {role}\n      externalID: ext-1\n"));
-    let m = secrets_core::manifest::load_str(&yaml, "store.yaml")
+    let m = secretsync_core::manifest::load_str(&yaml, "store.yaml")
         .into_result()
         .expect("manifest");
     let mark = recording().len();
@@ -695,7 +697,7 @@ async fn factory_builds_from_an_eso_store() {
         &p,
         "      role: arn:aws:iam::123456789012:role/r\n      transitiveTagKeys: [a]\n",
     );
-    let m = secrets_core::manifest::load_str(&yaml, "store.yaml")
+    let m = secretsync_core::manifest::load_str(&yaml, "store.yaml")
         .into_result()
         .expect("manifest");
     let e = AwsFactory.build(&m.stores[0], creds.clone()).await.unwrap_err();
@@ -704,7 +706,7 @@ async fn factory_builds_from_an_eso_store() {
 
     // auth.jwt: web identity from the pod's IRSA variables, else a clear refusal.
     let yaml = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: irsa, namespace: ns1}\nspec:\n  provider:\n    aws:\n      region: eu-central-1\n      auth:\n        jwt:\n          serviceAccountRef: {name: eso}\n";
-    let m = secrets_core::manifest::load_str(yaml, "store.yaml")
+    let m = secretsync_core::manifest::load_str(yaml, "store.yaml")
         .into_result()
         .expect("manifest");
     let r = AwsFactory.build(&m.stores[0], creds.clone()).await;
@@ -725,7 +727,7 @@ async fn factory_builds_from_an_eso_store() {
     // Missing credentials name the selector.
     let empty = std::sync::Arc::new(EnvFileCredentials::with_dir(tempfile::tempdir().unwrap().path()));
     let yaml = store_yaml(&p, "");
-    let m = secrets_core::manifest::load_str(&yaml, "store.yaml")
+    let m = secretsync_core::manifest::load_str(&yaml, "store.yaml")
         .into_result()
         .expect("manifest");
     let e = AwsFactory.build(&m.stores[0], empty).await.unwrap_err();
@@ -734,7 +736,7 @@ async fn factory_builds_from_an_eso_store() {
 
 #[tokio::test]
 async fn conformance_source_and_writer_suite_on_moto() {
-    use secrets_core::testkit::{conformance, unique_prefix};
+    use secretsync_core::testkit::{conformance, unique_prefix};
     let sm = source().await;
     let ran = conformance::run_source_suite(&sm, &unique_prefix("conf")).await;
     assert_eq!(ran, 12, "every behaviour applies to AWS Secrets Manager");
@@ -742,11 +744,11 @@ async fn conformance_source_and_writer_suite_on_moto() {
 
 #[tokio::test]
 async fn conformance_through_the_factory_as_dyn_writer() {
-    use secrets_core::testkit::{conformance, unique_prefix};
+    use secretsync_core::testkit::{conformance, unique_prefix};
     let dir = creds_dir();
     let creds = std::sync::Arc::new(EnvFileCredentials::with_dir(dir.path()));
     let p = prefix();
-    let m = secrets_core::manifest::load_str(&store_yaml(&p, ""), "store.yaml")
+    let m = secretsync_core::manifest::load_str(&store_yaml(&p, ""), "store.yaml")
         .into_result()
         .expect("manifest");
     let built = AwsFactory.build(&m.stores[0], creds).await.expect("build");
@@ -757,7 +759,7 @@ async fn conformance_through_the_factory_as_dyn_writer() {
 
 #[tokio::test]
 async fn no_value_in_trace_logs() {
-    use secrets_core::testkit::{CANARY, assert_no_canary, capture_logs};
+    use secretsync_core::testkit::{CANARY, assert_no_canary, capture_logs};
     let p = prefix();
     let sm = source().await;
     let key = format!("{p}logged");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use reqwest::{StatusCode, Url, header};
-use secrets_core::{CallStats, Error, Result, SecretValue};
+use secretsync_core::{CallStats, Error, Result, SecretValue};
 
 use crate::error::{self, Target};
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use secrets_core::{Error, Result, SecretValue};
+use secretsync_core::{Error, Result, SecretValue};
 
 use crate::source::DopplerSource;
 use crate::transform::NameTransformer;
@@ -25,9 +25,9 @@ pub const DEFAULT_FRESHNESS: Duration = Duration::from_secs(2);
 /// Builds a [`DopplerSource`].
 ///
 /// ```no_run
-/// # async fn f() -> secrets_core::Result<()> {
-/// use secrets_core::SecretSourceExt;
-/// let doppler = provider_doppler::DopplerBuilder::from_env()
+/// # async fn f() -> secretsync_core::Result<()> {
+/// use secretsync_core::SecretSourceExt;
+/// let doppler = secretsync_doppler::DopplerBuilder::from_env()
 ///     .with_project("backend")
 ///     .with_config("prd")
 ///     .build()?;
@@ -231,7 +231,7 @@ impl DopplerBuilder {
         let base = reqwest::Url::parse(host.trim_end_matches('/'))
             .map_err(|e| Error::invalid(format!("Doppler API host `{host}`: {e}")))?;
         // The bearer token goes to this host: plain http only to loopback (a test server).
-        secrets_core::net::check_endpoint(base.as_str(), "Doppler API host")?;
+        secretsync_core::net::check_endpoint(base.as_str(), "Doppler API host")?;
         DopplerSource::new(self, token, base, transformer)
     }
 }

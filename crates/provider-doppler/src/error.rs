@@ -1,4 +1,4 @@
-//! The one place Doppler's HTTP answers become [`secrets_core::Error`].
+//! The one place Doppler's HTTP answers become [`secretsync_core::Error`].
 //!
 //! Messages name the operation, the project and the config; never a value or the token.
 //! Doppler's own error text (`{"messages": [...]}`) is kept, with any occurrence of the
@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use secrets_core::Error;
+use secretsync_core::Error;
 
 /// The provider name used in errors and call stats.
 pub(crate) const PROVIDER: &str = "doppler";

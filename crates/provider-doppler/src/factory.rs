@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use secrets_core::manifest::{ProviderSpec, Store};
-use secrets_core::registry::{BuiltStore, CredentialResolver, SourceFactory};
-use secrets_core::{Error, Result, SecretValue};
+use secretsync_core::manifest::{ProviderSpec, Store};
+use secretsync_core::registry::{BuiltStore, CredentialResolver, SourceFactory};
+use secretsync_core::{Error, Result, SecretValue};
 
 use crate::config::{API_HOST_ENV, CONFIG_ENV, DopplerBuilder, PROJECT_ENV, TOKEN_ENV};
 

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
-use secrets_core::source::{
+use secretsync_core::source::{
     ChangeToken, Fetched, FindQuery, RemoteDescription, RemoteKey, SecretSource, SecretWriter, SourceCapabilities,
     VersionInfo, WriteOutcome, WriteRequest,
 };
-use secrets_core::{CallStats, Error, Result, SecretValue};
+use secretsync_core::{CallStats, Error, Result, SecretValue};
 use sha2::Sha256;
 
 use crate::client::{ChangeRequest, Client, Download, OP_DOWNLOAD, RetryPolicy};
@@ -362,7 +362,7 @@ impl SecretWriter for DopplerSource {
         let current = snap.secrets.get(key);
         let value = match &request.property {
             None => request.value.clone(),
-            Some(p) => secrets_core::sources::memory::merge_property(current, p, &request.value, key)?,
+            Some(p) => secretsync_core::sources::memory::merge_property(current, p, &request.value, key)?,
         };
         let text = value
             .expose_str()

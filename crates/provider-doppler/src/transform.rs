@@ -16,7 +16,7 @@
 //! them to the names of its one untransformed download instead, so single keys (by their
 //! Doppler name) and `find` (by transformed name) are served from the same request.
 
-use secrets_core::{Error, Result};
+use secretsync_core::{Error, Result};
 
 /// One of Doppler's environment-compatible name transformers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

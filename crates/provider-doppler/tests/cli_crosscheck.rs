@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::*;
-use secrets_core::source::{FindQuery, RemoteKey, SecretSource};
+use secretsync_core::source::{FindQuery, RemoteKey, SecretSource};
 
 fn doppler_cli() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");

@@ -13,13 +13,13 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use common::*;
-use provider_doppler::DopplerSource;
-use secrets_core::source::{
+use secretsync_core::source::{
     ChangeToken, Fetched, FindQuery, RemoteDescription, RemoteKey, SecretSource, SecretWriter, SourceCapabilities,
     WriteOutcome, WriteRequest,
 };
-use secrets_core::testkit::conformance::{self, Ran};
-use secrets_core::{CallStats, Error, Result};
+use secretsync_core::testkit::conformance::{self, Ran};
+use secretsync_core::{CallStats, Error, Result};
+use secretsync_doppler::DopplerSource;
 
 #[derive(Debug)]
 struct DopplerNames(DopplerSource);
@@ -128,7 +128,7 @@ impl SecretWriter for DopplerNames {
     }
 }
 
-async fn doppler() -> (fakes::doppler::FakeDoppler, DopplerNames, String) {
+async fn doppler() -> (secretsync_fakes::doppler::FakeDoppler, DopplerNames, String) {
     let (fake, _p, _c, token) = fake_with(&[]).await;
     let source = DopplerNames(source(&fake, &token));
     (fake, source, format!("c{:06x}", rand::random::<u32>() & 0xff_ffff))

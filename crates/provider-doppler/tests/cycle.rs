@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use provider_doppler::DopplerSource;
-use secrets_core::source::{FindQuery, RemoteKey, SecretSource};
+use secretsync_core::source::{FindQuery, RemoteKey, SecretSource};
+use secretsync_doppler::DopplerSource;
 
 const FRESH: Duration = Duration::from_millis(300);
 
@@ -174,7 +174,7 @@ async fn find_filters_and_transformers_come_from_the_one_download() {
     };
     assert!(matches!(
         plain.find(&tags).await.unwrap_err(),
-        secrets_core::Error::NotSupported { .. }
+        secretsync_core::Error::NotSupported { .. }
     ));
     assert_eq!(downloads(&fake), vec![200]);
 

@@ -3,9 +3,9 @@
 mod common;
 
 use common::*;
-use provider_doppler::DopplerBuilder;
-use secrets_core::Error;
-use secrets_core::source::{RemoteKey, SecretSource};
+use secretsync_core::Error;
+use secretsync_core::source::{RemoteKey, SecretSource};
+use secretsync_doppler::DopplerBuilder;
 
 #[tokio::test]
 async fn revoked_token_is_unauthenticated_without_the_token() {

@@ -7,10 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use provider_doppler::DopplerFactory;
-use secrets_core::manifest::{ProviderSpec, load_str};
-use secrets_core::registry::{EnvFileCredentials, Registry, SourceFactory};
-use secrets_core::source::RemoteKey;
+use secretsync_core::manifest::{ProviderSpec, load_str};
+use secretsync_core::registry::{EnvFileCredentials, Registry, SourceFactory};
+use secretsync_core::source::RemoteKey;
+use secretsync_doppler::DopplerFactory;
 
 const SEED: &str = include_str!("fixtures/seed003.yaml");
 
@@ -110,9 +110,9 @@ async fn missing_credential_names_the_env_var_and_file() {
 
 #[tokio::test]
 async fn seed_003_engine_cycles_cost_one_request_each() {
-    use secrets_core::engine::{CycleOptions, Engine};
-    use secrets_core::sink::TargetRef;
-    use secrets_core::testkit::MemorySink;
+    use secretsync_core::engine::{CycleOptions, Engine};
+    use secretsync_core::sink::TargetRef;
+    use secretsync_core::testkit::MemorySink;
 
     let (fake, project, config, token) = fake_with(&[("DATABASE_URL", "postgres://one"), ("JWT_SECRET", "jwt")]).await;
     let mut manifests = load_str(SEED, "seed003.yaml").into_result().unwrap();
@@ -144,7 +144,7 @@ async fn seed_003_engine_cycles_cost_one_request_each() {
     assert_eq!(target.data.get("JWT_SECRET").and_then(|v| v.expose_str()), Some("jwt"));
 
     // Past the freshness window, nothing changed: one 304 and no write.
-    tokio::time::sleep(provider_doppler::DEFAULT_FRESHNESS + std::time::Duration::from_millis(100)).await;
+    tokio::time::sleep(secretsync_doppler::DEFAULT_FRESHNESS + std::time::Duration::from_millis(100)).await;
     let r2 = engine.run(&manifests, &CycleOptions::default()).await;
     assert!(r2.all_synced(), "{r2:?}");
     assert_eq!((r2.provider_calls, r2.writes), (1, 0), "{r2:?}");
@@ -152,7 +152,7 @@ async fn seed_003_engine_cycles_cost_one_request_each() {
 
     // A rotation in Doppler: one request, one write.
     fake.set_secret(&project, &config, "DATABASE_URL", "postgres://two");
-    tokio::time::sleep(provider_doppler::DEFAULT_FRESHNESS + std::time::Duration::from_millis(100)).await;
+    tokio::time::sleep(secretsync_doppler::DEFAULT_FRESHNESS + std::time::Duration::from_millis(100)).await;
     let r3 = engine.run(&manifests, &CycleOptions::default()).await;
     assert_eq!((r3.provider_calls, r3.writes), (1, 1), "{r3:?}");
     let target = sink.get(&TargetRef::secret("default", "bookmarked-secrets")).unwrap();

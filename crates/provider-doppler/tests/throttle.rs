@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use secrets_core::Error;
-use secrets_core::source::{RemoteKey, SecretSource};
+use secretsync_core::Error;
+use secretsync_core::source::{RemoteKey, SecretSource};
 
 #[tokio::test]
 async fn three_429s_in_a_row_are_survived_and_counted() {
@@ -84,7 +84,7 @@ async fn server_errors_back_off_and_retry() {
     fake.fail_next(10, 500, None);
     let err = source.refresh().await.expect_err("5 attempts of 500");
     assert!(
-        matches!(err, secrets_core::Error::Provider { retryable: true, .. }),
+        matches!(err, secretsync_core::Error::Provider { retryable: true, .. }),
         "{err:?}"
     );
     assert_eq!(downloads(&fake), vec![500; 5], "1 attempt + 4 retries by default");

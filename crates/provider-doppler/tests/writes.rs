@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use secrets_core::source::{RemoteKey, SecretSource, SecretWriter, WriteOutcome, WriteRequest};
-use secrets_core::{Error, SecretValue};
+use secretsync_core::source::{RemoteKey, SecretSource, SecretWriter, WriteOutcome, WriteRequest};
+use secretsync_core::{Error, SecretValue};
 
 #[tokio::test]
 async fn put_creates_then_updates_and_reads_back() {

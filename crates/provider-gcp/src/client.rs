@@ -14,13 +14,13 @@ use google_cloud_gax::error::rpc::Code;
 use google_cloud_gax::retry_policy::NeverRetry;
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 use google_cloud_secretmanager_v1::model::{self, secret_version::State};
-use secrets_core::error::redact_quoted;
-use secrets_core::source::{
+use secretsync_core::error::redact_quoted;
+use secretsync_core::source::{
     CallStats, ChangeToken, DEFAULT_READ_CONCURRENCY, FindQuery, MANAGED_BY_KEY, MANAGED_BY_VALUE, RemoteDescription,
     SecretSource, SecretWriter, SourceCapabilities, VersionInfo, WriteOutcome, WriteRequest,
 };
-use secrets_core::sources::memory::merge_property;
-use secrets_core::{Error, Fetched, RemoteKey, Result, SecretValue};
+use secretsync_core::sources::memory::merge_property;
+use secretsync_core::{Error, Fetched, RemoteKey, Result, SecretValue};
 
 use crate::PROVIDER;
 use crate::config::{

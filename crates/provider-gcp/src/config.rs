@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use secrets_core::{Error, Result, SecretValue};
+use secretsync_core::{Error, Result, SecretValue};
 
 use crate::client::GcpSecretManager;
 
@@ -76,9 +76,9 @@ impl fmt::Debug for GcpCredentials {
 /// in clear text.
 ///
 /// ```no_run
-/// # async fn sample() -> secrets_core::Result<()> {
-/// use provider_gcp::GcpSecretManagerBuilder;
-/// use secrets_core::{SecretSourceExt as _};
+/// # async fn sample() -> secretsync_core::Result<()> {
+/// use secretsync_gcp::GcpSecretManagerBuilder;
+/// use secretsync_core::{SecretSourceExt as _};
 /// let gcp = GcpSecretManagerBuilder::from_env().with_project_id("development-485000").build()?;
 /// let jwt = gcp.get_value("tomoda-jwt-secret").await?;
 /// # let _ = jwt; Ok(()) }
@@ -249,7 +249,7 @@ impl GcpSecretManagerBuilder {
     /// connects on first use.
     pub fn build(self) -> Result<GcpSecretManager> {
         // Values come back over this endpoint: plain http only to loopback (an emulator).
-        secrets_core::net::check_endpoint(&self.effective_endpoint(), "GCP Secret Manager endpoint")?;
+        secretsync_core::net::check_endpoint(&self.effective_endpoint(), "GCP Secret Manager endpoint")?;
         GcpSecretManager::from_builder(self)
     }
 }

@@ -1,4 +1,4 @@
-//! The one place where Google client errors become [`secrets_core::Error`].
+//! The one place where Google client errors become [`secretsync_core::Error`].
 //!
 //! Messages are built from operation and resource names only. Text from the server or the
 //! client library goes through [`redact_quoted`] first, because a deserialization error
@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use google_cloud_gax::error::Error as GaxError;
 use google_cloud_gax::error::rpc::{Code, StatusDetails};
-use secrets_core::Error;
-use secrets_core::error::redact_quoted;
+use secretsync_core::Error;
+use secretsync_core::error::redact_quoted;
 
 use crate::PROVIDER;
 
@@ -71,7 +71,7 @@ pub(crate) fn code_of(e: &GaxError) -> Option<Code> {
     })
 }
 
-/// The label [`secrets_core::CallStats`] records for a call's outcome.
+/// The label [`secretsync_core::CallStats`] records for a call's outcome.
 pub(crate) fn status_label(e: &GaxError) -> &'static str {
     match code_of(e) {
         Some(Code::NotFound) => "not_found",

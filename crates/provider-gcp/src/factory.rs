@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use secrets_core::manifest::Store;
-use secrets_core::manifest::model::ProviderSpec;
-use secrets_core::registry::{BuiltStore, CredentialResolver, SourceFactory};
-use secrets_core::{Error, Result};
+use secretsync_core::manifest::Store;
+use secretsync_core::manifest::model::ProviderSpec;
+use secretsync_core::registry::{BuiltStore, CredentialResolver, SourceFactory};
+use secretsync_core::{Error, Result};
 
 use crate::PROVIDER;
 use crate::config::GcpSecretManagerBuilder;
 
-/// The `gcpsm` provider: register it in a `secrets_core::registry::Registry`.
+/// The `gcpsm` provider: register it in a `secretsync_core::registry::Registry`.
 ///
 /// Settings come from the store, then from the environment ([`GcpSecretManagerBuilder::from_env`]):
 /// `projectID` (else `GOOGLE_CLOUD_PROJECT`, else the service-account key's `project_id`),

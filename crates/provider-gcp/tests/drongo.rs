@@ -3,9 +3,9 @@
 mod common;
 
 use common::{drongo_source, unique};
-use provider_gcp::VersionSelectionPolicy;
-use secrets_core::testkit::conformance::{self as c, Ran};
-use secrets_core::{FindQuery, RemoteKey, SecretSource, SecretValue, SecretWriter, WriteOutcome, WriteRequest};
+use secretsync_core::testkit::conformance::{self as c, Ran};
+use secretsync_core::{FindQuery, RemoteKey, SecretSource, SecretValue, SecretWriter, WriteOutcome, WriteRequest};
+use secretsync_gcp::VersionSelectionPolicy;
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {$(
@@ -131,7 +131,7 @@ async fn unmanaged_secret_is_refused_unless_forced() {
         .put(&WriteRequest::new("foreign", SecretValue::from("y")))
         .await
         .unwrap_err();
-    assert!(matches!(e, secrets_core::Error::PermissionDenied { .. }), "{e}");
+    assert!(matches!(e, secretsync_core::Error::PermissionDenied { .. }), "{e}");
     assert!(
         e.to_string().contains("foreign") && e.to_string().contains("managed-by"),
         "{e}"

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use fakes::gcp::FakeSecretManager;
-use provider_gcp::{GcpCredentials, GcpFactory, GcpSecretManagerBuilder};
-use secrets_core::manifest::load_str;
-use secrets_core::registry::{EnvFileCredentials, Registry};
-use secrets_core::testkit::{CANARY, assert_no_canary};
-use secrets_core::{Error, RemoteKey, SecretValue, WriteRequest};
+use secretsync_core::manifest::load_str;
+use secretsync_core::registry::{EnvFileCredentials, Registry};
+use secretsync_core::testkit::{CANARY, assert_no_canary};
+use secretsync_core::{Error, RemoteKey, SecretValue, WriteRequest};
+use secretsync_fakes::gcp::FakeSecretManager;
+use secretsync_gcp::{GcpCredentials, GcpFactory, GcpSecretManagerBuilder};
 
 fn store_yaml(provider: &str) -> String {
     format!(
@@ -157,8 +157,8 @@ fn from_env_reads_project_and_emulator_host() {
                 "--test-threads=1",
             ])
             .env(CHILD, "1")
-            .env(provider_gcp::EMULATOR_HOST_ENV, "127.0.0.1:9")
-            .env(provider_gcp::PROJECT_ENV, "env-project")
+            .env(secretsync_gcp::EMULATOR_HOST_ENV, "127.0.0.1:9")
+            .env(secretsync_gcp::PROJECT_ENV, "env-project")
             .output()
             .unwrap();
         let text = format!(

@@ -1,4 +1,4 @@
-//! Against the fake Secret Manager REST API (`fakes::gcp`), through the real client over
+//! Against the fake Secret Manager REST API (`secretsync_fakes::gcp`), through the real client over
 //! loopback: what drongo does not model (pagination, filters, CRC32C, `latest` pointing at
 //! a disabled version, injected errors, regional paths), and call counts.
 
@@ -7,10 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{builder_for, unique};
-use fakes::gcp::{Crc32cMode, FakeSecretManager, VersionState};
-use provider_gcp::{GcpSecretManager, VersionSelectionPolicy};
-use secrets_core::testkit::conformance::{self as c, Ran};
-use secrets_core::{Error, FindQuery, RemoteKey, SecretSource, SecretValue, SecretWriter, WriteOutcome, WriteRequest};
+use secretsync_core::testkit::conformance::{self as c, Ran};
+use secretsync_core::{
+    Error, FindQuery, RemoteKey, SecretSource, SecretValue, SecretWriter, WriteOutcome, WriteRequest,
+};
+use secretsync_fakes::gcp::{Crc32cMode, FakeSecretManager, VersionState};
+use secretsync_gcp::{GcpSecretManager, VersionSelectionPolicy};
 
 const P: &str = "projects/development-485000";
 
@@ -574,7 +576,7 @@ async fn a_closed_port_fails_fast() {
 
 #[tokio::test]
 async fn trace_logs_never_carry_a_value() {
-    use secrets_core::testkit::{CANARY, assert_no_canary, capture_logs};
+    use secretsync_core::testkit::{CANARY, assert_no_canary, capture_logs};
     let fake = FakeSecretManager::start().await;
     let src = builder_for(&fake.host(), "development-485000")
         .with_initial_backoff(Duration::from_millis(10))

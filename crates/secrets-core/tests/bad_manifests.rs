@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use secrets_core::engine::{CycleOptions, Engine};
-use secrets_core::manifest::{ValidateOptions, load_str, validate};
-use secrets_core::registry::Registry;
-use secrets_core::testkit::{CANARY, MemorySink, assert_no_canary};
+use secretsync_core::engine::{CycleOptions, Engine};
+use secretsync_core::manifest::{ValidateOptions, load_str, validate};
+use secretsync_core::registry::Registry;
+use secretsync_core::testkit::{CANARY, MemorySink, assert_no_canary};
 
 async fn first_error(text: &str, file: &str) -> Option<String> {
     let loaded = load_str(text, file);

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use secrets_core::sinks::{DotenvSink, FolderSink};
-use secrets_core::sources::{FileFormat, FileSource, MemorySource};
-use secrets_core::testkit::conformance::{run_sink_suite, run_source_suite};
-use secrets_core::testkit::{MemorySink, unique_prefix};
-use secrets_core::{SecretSink, SecretWriter};
+use secretsync_core::sinks::{DotenvSink, FolderSink};
+use secretsync_core::sources::{FileFormat, FileSource, MemorySource};
+use secretsync_core::testkit::conformance::{run_sink_suite, run_source_suite};
+use secretsync_core::testkit::{MemorySink, unique_prefix};
+use secretsync_core::{SecretSink, SecretWriter};
 
 #[tokio::test]
 async fn memory_and_fake_source_pass_every_behaviour() {

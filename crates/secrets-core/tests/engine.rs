@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use secrets_core::engine::{CycleOptions, Engine, Outcome, SyncStatus};
-use secrets_core::manifest::{Manifests, StoreId, load_str};
-use secrets_core::registry::BuiltStore;
-use secrets_core::sinks::FolderSink;
-use secrets_core::sources::MemorySource;
-use secrets_core::testkit::{CANARY, CountingSource, Fault, FaultySource, MemorySink, assert_no_canary, capture_logs};
-use secrets_core::{RemoteKey, SecretSink, TargetRef};
+use secretsync_core::engine::{CycleOptions, Engine, Outcome, SyncStatus};
+use secretsync_core::manifest::{Manifests, StoreId, load_str};
+use secretsync_core::registry::BuiltStore;
+use secretsync_core::sinks::FolderSink;
+use secretsync_core::sources::MemorySource;
+use secretsync_core::testkit::{
+    CANARY, CountingSource, Fault, FaultySource, MemorySink, assert_no_canary, capture_logs,
+};
+use secretsync_core::{RemoteKey, SecretSink, TargetRef};
 
 const STORE: &str = r#"
 apiVersion: external-secrets.io/v1
@@ -35,13 +37,13 @@ fn load(docs: &[String]) -> Manifests {
 
 fn store_id() -> StoreId {
     StoreId {
-        kind: secrets_core::manifest::StoreKind::ClusterSecretStore,
+        kind: secretsync_core::manifest::StoreKind::ClusterSecretStore,
         namespace: None,
         name: "mem".into(),
     }
 }
 
-fn engine_with<S: secrets_core::SecretWriter + 'static>(source: Arc<S>, sink: Arc<dyn SecretSink>) -> Engine {
+fn engine_with<S: secretsync_core::SecretWriter + 'static>(source: Arc<S>, sink: Arc<dyn SecretSink>) -> Engine {
     let built = BuiltStore {
         source: source.clone(),
         writer: Some(source),
@@ -295,8 +297,8 @@ async fn deletion_policy_merge_removes_only_our_keys_when_the_remote_is_gone() {
     // Someone else's Secret, with a key of theirs.
     sink.put(
         t.clone(),
-        secrets_core::TargetState {
-            data: secrets_core::testkit::map(&[("THEIRS", "t")]),
+        secretsync_core::TargetState {
+            data: secretsync_core::testkit::map(&[("THEIRS", "t")]),
             ..Default::default()
         },
     );
@@ -332,7 +334,7 @@ async fn a_cluster_external_secret_syncs_one_target_per_listed_namespace() {
     let engine = engine_with(source.clone(), sink.clone());
     let ces = "---\napiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: db-everywhere, annotations: {force-sync: '7'}}\nspec:\n  externalSecretName: db\n  externalSecretMetadata:\n    labels: {team: payments}\n    annotations: {note: shared}\n  namespaces: [a, b]\n  externalSecretSpec:\n    secretStoreRef: {name: mem, kind: ClusterSecretStore}\n    target: {name: db-credentials}\n    data:\n      - {secretKey: PASSWORD, remoteRef: {key: db-password}}\n";
     let m = load(&[ces.to_string()]);
-    let (errors, _) = secrets_core::manifest::validate(&m, Default::default());
+    let (errors, _) = secretsync_core::manifest::validate(&m, Default::default());
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(m.cluster_external_secrets.len(), 1);
     let ids: Vec<String> = m.external_secrets.iter().map(|e| e.id().to_string()).collect();

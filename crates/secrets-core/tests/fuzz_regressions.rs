@@ -1,9 +1,9 @@
 //! Inputs the fuzz targets under `fuzz/` found, kept as tests (`scripts/fuzz-smoke.sh`
 //! runs the targets). Each test names the target and what went wrong.
 
-use secrets_core::SecretValue;
-use secrets_core::template::{Template, TemplateContext};
-use secrets_core::testkit::{CANARY, assert_no_canary};
+use secretsync_core::SecretValue;
+use secretsync_core::template::{Template, TemplateContext};
+use secretsync_core::testkit::{CANARY, assert_no_canary};
 
 fn ctx() -> TemplateContext {
     let mut c = TemplateContext::new();
@@ -59,7 +59,7 @@ fn a_pathological_property_is_refused_at_once() {
     let text = String::from_utf8_lossy(&data);
     let (property, value) = text.split_once('\n').unwrap();
     let start = std::time::Instant::now();
-    let err = secrets_core::values::get_property(&SecretValue::from(value), property, "k")
+    let err = secretsync_core::values::get_property(&SecretValue::from(value), property, "k")
         .unwrap_err()
         .to_string();
     assert!(err.contains("over the limit"), "{err}");
@@ -68,14 +68,16 @@ fn a_pathological_property_is_refused_at_once() {
         "refused before gjson runs"
     );
     // Deep nesting in a short property is refused too; ordinary paths still work.
-    assert!(secrets_core::values::get_property(&SecretValue::from("{}"), "a.[b.{c.(d.[e]", "k").is_err());
+    assert!(secretsync_core::values::get_property(&SecretValue::from("{}"), "a.[b.{c.(d.[e]", "k").is_err());
     let v = SecretValue::from(r#"{"a":{"b":[1,{"c":"ok"}]},"list":[{"n":"x","v":"1"}]}"#);
     assert_eq!(
-        secrets_core::values::get_property(&v, "a.b.1.c", "k").unwrap().expose(),
+        secretsync_core::values::get_property(&v, "a.b.1.c", "k")
+            .unwrap()
+            .expose(),
         b"ok"
     );
     assert_eq!(
-        secrets_core::values::get_property(&v, r#"list.#(n=="x").v"#, "k")
+        secretsync_core::values::get_property(&v, r#"list.#(n=="x").v"#, "k")
             .unwrap()
             .expose(),
         b"1"

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use secrets_core::manifest::{ProviderSpec, RefreshPolicy, StoreKind, ValidateOptions, load_paths, validate};
-use secrets_core::{CreationPolicy, TargetRef};
+use secretsync_core::manifest::{ProviderSpec, RefreshPolicy, StoreKind, ValidateOptions, load_paths, validate};
+use secretsync_core::{CreationPolicy, TargetRef};
 
 #[test]
 fn seed_003_doppler_manifests_load_unchanged() {

@@ -5,9 +5,9 @@ use std::fmt;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use secrets_core::manifest::SecretKeySelector;
-use secrets_core::registry::CredentialResolver;
-use secrets_core::{Error, Result, SecretValue};
+use secretsync_core::manifest::SecretKeySelector;
+use secretsync_core::registry::CredentialResolver;
+use secretsync_core::{Error, Result, SecretValue};
 
 use crate::error::from_kube;
 

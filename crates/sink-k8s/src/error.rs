@@ -1,8 +1,8 @@
 //! kube's errors mapped into secretsync's, in one place. Server messages can quote input
 //! (an invalid value), so quoted text is redacted and no source error is kept.
 
-use secrets_core::Error;
-use secrets_core::error::redact_quoted;
+use secretsync_core::Error;
+use secretsync_core::error::redact_quoted;
 
 const PROVIDER: &str = "kubernetes";
 

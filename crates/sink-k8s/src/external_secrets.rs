@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
-use secrets_core::manifest::{API_GROUP, FORCE_SYNC_ANNOTATION, Loaded, SpecId, load_str};
-use secrets_core::{OwnerRef, Result};
+use secretsync_core::manifest::{API_GROUP, FORCE_SYNC_ANNOTATION, Loaded, SpecId, load_str};
+use secretsync_core::{OwnerRef, Result};
 use serde_json::{Value, json};
 
 use crate::error::from_kube;

@@ -27,14 +27,14 @@ pub fn install_crypto_provider() {
 
 /// Builds a client from the environment: `KUBECONFIG` / `~/.kube/config`, else the
 /// in-cluster service account.
-pub async fn infer_client() -> secrets_core::Result<kube::Client> {
+pub async fn infer_client() -> secretsync_core::Result<kube::Client> {
     install_crypto_provider();
     let config = kube::Config::infer()
         .await
-        .map_err(|e| secrets_core::Error::Unauthenticated {
+        .map_err(|e| secretsync_core::Error::Unauthenticated {
             what: format!(
                 "no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {}",
-                secrets_core::error::redact_quoted(&e.to_string())
+                secretsync_core::error::redact_quoted(&e.to_string())
             ),
         })?;
     kube::Client::try_from(config).map_err(|e| error::from_kube(e, "building the Kubernetes client"))

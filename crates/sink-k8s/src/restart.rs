@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
-use secrets_core::{ConsumerRef, RestartRequest, Restarter, Result, TargetKind};
+use secretsync_core::{ConsumerRef, RestartRequest, Restarter, Result, TargetKind};
 use serde_json::{Value, json};
 
 use crate::error::{from_kube, is_not_found};

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use base64::Engine;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
-use secrets_core::sink::{MANAGED_BY_LABEL, MANAGED_BY_LABEL_VALUE};
-use secrets_core::{
+use secretsync_core::sink::{MANAGED_BY_LABEL, MANAGED_BY_LABEL_VALUE};
+use secretsync_core::{
     ApplyOutcome, Compared, CreationPolicy, DesiredTarget, Error, Result, SecretMap, SecretSink, SecretValue,
     SinkCapabilities, TargetKind, TargetRef, TargetState,
 };

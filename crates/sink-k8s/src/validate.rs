@@ -2,13 +2,13 @@
 //! the 1 MiB size limit of a Secret or ConfigMap. Errors name the target and the key,
 //! never a value.
 
-use secrets_core::{DesiredTarget, Error, Result, TargetRef};
+use secretsync_core::{DesiredTarget, Error, Result, TargetRef};
 
 /// Largest total size of keys and values in one Secret or ConfigMap (the core's limit).
-pub use secrets_core::engine::MAX_TARGET_BYTES as MAX_DATA_BYTES;
+pub use secretsync_core::engine::MAX_TARGET_BYTES as MAX_DATA_BYTES;
 
 /// A lowercase RFC 1123 subdomain (object names): the core's rule.
-pub use secrets_core::manifest::is_valid_object_name as is_object_name;
+pub use secretsync_core::manifest::is_valid_object_name as is_object_name;
 
 /// A lowercase RFC 1123 label (namespace names): a subdomain without dots, at most 63.
 pub fn is_namespace_name(s: &str) -> bool {
@@ -16,7 +16,7 @@ pub fn is_namespace_name(s: &str) -> bool {
 }
 
 /// A Secret or ConfigMap key (`[-._a-zA-Z0-9]+`, at most 253, not `.` or `..`): the core's rule.
-pub use secrets_core::values::is_valid_secret_key as is_key;
+pub use secretsync_core::values::is_valid_secret_key as is_key;
 
 /// Checks a target's namespace and name.
 pub fn check_target(t: &TargetRef) -> Result<()> {

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use fakes::kube::{FakeKube, RequestRecord};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
-use secrets_core::manifest::Store;
-use secrets_core::registry::{BuiltStore, CredentialResolver, Registry, SourceFactory};
-use secrets_core::sources::MemorySource;
-use secrets_core::testkit::CountingSource;
+use secretsync_core::manifest::Store;
+use secretsync_core::registry::{BuiltStore, CredentialResolver, Registry, SourceFactory};
+use secretsync_core::sources::MemorySource;
+use secretsync_core::testkit::CountingSource;
+use secretsync_fakes::kube::{FakeKube, RequestRecord};
+use secretsync_k8s::controller::{Controller, ControllerConfig, ControllerHandle, LeaseConfig};
 use serde_json::{Value, json};
-use sink_k8s::controller::{Controller, ControllerConfig, ControllerHandle, LeaseConfig};
 use tokio::sync::oneshot;
 
 /// The `fake` provider, backed by one memory store the test holds: changing it changes
@@ -29,7 +29,7 @@ impl SourceFactory for SharedFake {
     fn provider(&self) -> &'static str {
         "fake"
     }
-    async fn build(&self, _store: &Store, _c: Arc<dyn CredentialResolver>) -> secrets_core::Result<BuiltStore> {
+    async fn build(&self, _store: &Store, _c: Arc<dyn CredentialResolver>) -> secretsync_core::Result<BuiltStore> {
         Ok(BuiltStore {
             source: self.0.clone(),
             writer: None,
@@ -210,7 +210,7 @@ async fn syncs_refreshes_forces_repairs_and_reports() {
     let ctl = Running::start(client.clone(), registry, config("solo"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = listener.local_addr().unwrap();
-    tokio::spawn(sink_k8s::controller::serve(listener, ctl.handle.clone()));
+    tokio::spawn(secretsync_k8s::controller::serve(listener, ctl.handle.clone()));
 
     // Created, with ESO's status.
     for name in ["fast", "slow"] {
@@ -892,7 +892,7 @@ async fn shards_split_resources_between_replicas_each_with_its_own_lease() {
     let log = fake.requests();
     let mut per_shard = [0, 0];
     for n in &names {
-        let owner = sink_k8s::controller::shard_of("app", n, 2);
+        let owner = secretsync_k8s::controller::shard_of("app", n, 2);
         per_shard[owner as usize] += 1;
         let path = format!("/api/v1/namespaces/app/secrets/{n}");
         let writers: Vec<_> = log

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use fakes::kube::FakeKube;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
-use secrets_core::manifest::Store;
-use secrets_core::registry::{BuiltStore, CredentialResolver, Registry, SourceFactory};
-use secrets_core::sources::MemorySource;
-use secrets_core::testkit::{CountingSource, FaultySource};
-use secrets_core::{RemoteKey, SecretSource};
+use secretsync_core::manifest::Store;
+use secretsync_core::registry::{BuiltStore, CredentialResolver, Registry, SourceFactory};
+use secretsync_core::sources::MemorySource;
+use secretsync_core::testkit::{CountingSource, FaultySource};
+use secretsync_core::{RemoteKey, SecretSource};
+use secretsync_fakes::kube::FakeKube;
+use secretsync_k8s::controller::{Controller, ControllerConfig};
 use serde_json::{Value, json};
-use sink_k8s::controller::{Controller, ControllerConfig};
 
 type Remote = Arc<CountingSource<FaultySource<MemorySource>>>;
 
@@ -29,7 +29,7 @@ impl SourceFactory for SharedFake {
     fn provider(&self) -> &'static str {
         "fake"
     }
-    async fn build(&self, _store: &Store, _c: Arc<dyn CredentialResolver>) -> secrets_core::Result<BuiltStore> {
+    async fn build(&self, _store: &Store, _c: Arc<dyn CredentialResolver>) -> secretsync_core::Result<BuiltStore> {
         Ok(BuiltStore {
             source: self.0.clone(),
             writer: None,

@@ -6,16 +6,16 @@
 
 use std::sync::Arc;
 
-use fakes::kube::{FakeKube, RequestRecord};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use secrets_core::engine::{CycleOptions, Engine};
-use secrets_core::manifest::load_str;
-use secrets_core::registry::Registry;
-use secrets_core::{ConsumerRef, RestartRequest, Restarter, SecretValue, TargetKind, TargetRef, WriteRequest};
+use secretsync_core::engine::{CycleOptions, Engine};
+use secretsync_core::manifest::load_str;
+use secretsync_core::registry::Registry;
+use secretsync_core::{ConsumerRef, RestartRequest, Restarter, SecretValue, TargetKind, TargetRef, WriteRequest};
+use secretsync_fakes::kube::{FakeKube, RequestRecord};
+use secretsync_k8s::{KubeRestarter, KubeSink, RESTARTED_AT_ANNOTATION};
 use serde_json::{Value, json};
-use sink_k8s::{KubeRestarter, KubeSink, RESTARTED_AT_ANNOTATION};
 
 const MANIFESTS: &str = r#"
 apiVersion: external-secrets.io/v1

@@ -3,16 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use fakes::kube::FakeKube;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
-use secrets_core::sink::{FINGERPRINT_ANNOTATION, MANAGED_BY_LABEL};
-use secrets_core::testkit::conformance::{self, Ran};
-use secrets_core::testkit::{desired, map};
-use secrets_core::{ApplyOutcome, Compared, CreationPolicy, OwnerRef, SecretSink, SecretValue, TargetKind, TargetRef};
+use secretsync_core::sink::{FINGERPRINT_ANNOTATION, MANAGED_BY_LABEL};
+use secretsync_core::testkit::conformance::{self, Ran};
+use secretsync_core::testkit::{desired, map};
+use secretsync_core::{
+    ApplyOutcome, Compared, CreationPolicy, OwnerRef, SecretSink, SecretValue, TargetKind, TargetRef,
+};
+use secretsync_fakes::kube::FakeKube;
+use secretsync_k8s::{KubeCredentials, KubeExternalSecrets, KubeSink};
 use serde_json::json;
-use sink_k8s::{KubeCredentials, KubeExternalSecrets, KubeSink};
 
 fn prefix() -> String {
     format!("t{:08x}", rand::random::<u32>())
@@ -344,7 +346,7 @@ async fn immutable_targets_are_created_immutable_and_refuse_new_data() {
     let mut d2 = desired(t.clone(), map(&[("k", "v2")]), CreationPolicy::Owner);
     d2.immutable = true;
     let e = sink.apply(&d2).await.unwrap_err();
-    assert!(matches!(e.root(), secrets_core::Error::Conflict { .. }), "{e}");
+    assert!(matches!(e.root(), secretsync_core::Error::Conflict { .. }), "{e}");
     assert!(
         e.to_string().contains("immutable") && e.to_string().contains("prod/frozen"),
         "{e}"
@@ -632,8 +634,8 @@ async fn manifests_load_from_the_cluster() {
 
 #[tokio::test]
 async fn credentials_resolve_secret_keys() {
-    use secrets_core::manifest::SecretKeySelector;
-    use secrets_core::registry::CredentialResolver;
+    use secretsync_core::manifest::SecretKeySelector;
+    use secretsync_core::registry::CredentialResolver;
     let fake = FakeKube::start().await;
     let api: Api<Secret> = Api::namespaced(fake.client(), "external-secrets");
     let s = Secret {
@@ -672,7 +674,7 @@ async fn credentials_resolve_secret_keys() {
 
 #[tokio::test]
 async fn values_never_reach_logs_debug_or_errors() {
-    use secrets_core::testkit::{CANARY, assert_no_canary, capture_logs};
+    use secretsync_core::testkit::{CANARY, assert_no_canary, capture_logs};
     let (fake, sink) = setup().await;
     let t = TargetRef::secret("prod", "canary");
     let ((), logs) = capture_logs(async {

@@ -1,17 +1,17 @@
-//! moto's server for the tests (`fakes::moto`: `SECRETSYNC_MOTO_URL`, else `.venv/bin/moto_server`
+//! moto's server for the tests (`secretsync_fakes::moto`: `SECRETSYNC_MOTO_URL`, else `.venv/bin/moto_server`
 //! started once per test binary on a free port, recording requests, stopped when the binary
 //! exits), and AWS builders pointed at it.
 
 #![allow(dead_code)]
 
-use provider_aws::{AwsSecretsManager, AwsSecretsManagerBuilder};
+use secretsync_aws::{AwsSecretsManager, AwsSecretsManagerBuilder};
 
-pub use fakes::moto::{Recorded, recording};
+pub use secretsync_fakes::moto::{Recorded, recording};
 
 /// The base URL of moto (`http://127.0.0.1:<port>`): `SECRETSYNC_MOTO_URL`, else moto started
-/// for this test binary by `fakes::moto`. Panics, failing the test, when moto cannot be used.
+/// for this test binary by `secretsync_fakes::moto`. Panics, failing the test, when moto cannot be used.
 pub fn moto_url() -> String {
-    fakes::moto::Moto::shared().url().to_string()
+    secretsync_fakes::moto::Moto::shared().url().to_string()
 }
 
 /// Requests recorded after `mark` (a length of [`recording`]) whose body mentions `needle`.

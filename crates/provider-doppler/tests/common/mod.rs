@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use fakes::doppler::FakeDoppler;
-use provider_doppler::{DopplerBuilder, DopplerSource};
+use secretsync_doppler::{DopplerBuilder, DopplerSource};
+use secretsync_fakes::doppler::FakeDoppler;
 
 /// A random project name, so tests never share state.
 pub fn unique(prefix: &str) -> String {

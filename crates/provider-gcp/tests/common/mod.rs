@@ -1,5 +1,5 @@
 //! Test peers: drongo (a Secret Manager emulator from PyPI, started once per test binary)
-//! and the fake in `fakes::gcp`, both reached over loopback through the real client.
+//! and the fake in `secretsync_fakes::gcp`, both reached over loopback through the real client.
 
 #![allow(dead_code)]
 
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use provider_gcp::{GcpSecretManager, GcpSecretManagerBuilder};
+use secretsync_gcp::{GcpSecretManager, GcpSecretManagerBuilder};
 
 /// A unique, valid project id / name prefix for one test.
 pub fn unique(tag: &str) -> String {

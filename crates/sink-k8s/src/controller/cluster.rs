@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, Preconditions};
-use secrets_core::error::Location;
-use secrets_core::manifest::{API_GROUP, ClusterExternalSecret, FORCE_SYNC_ANNOTATION};
+use secretsync_core::error::Location;
+use secretsync_core::manifest::{API_GROUP, ClusterExternalSecret, FORCE_SYNC_ANNOTATION};
 use serde_json::{Value, json};
 
 use super::reconcile::Shared;

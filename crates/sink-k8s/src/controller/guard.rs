@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use secrets_core::{
+use secretsync_core::{
     ApplyOutcome, ConsumerRef, DesiredTarget, Error, Fingerprint, FingerprintKey, RestartRequest, Restarter, Result,
     SecretMap, SecretSink, SinkCapabilities, TargetRef, TargetState,
 };

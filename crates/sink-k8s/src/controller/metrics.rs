@@ -16,8 +16,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use secrets_core::manifest::{SpecId, StoreId};
-use secrets_core::{CallStats, ChangeToken, Fetched, FindQuery, RemoteKey, Result, SecretSource, SourceCapabilities};
+use secretsync_core::manifest::{SpecId, StoreId};
+use secretsync_core::{
+    CallStats, ChangeToken, Fetched, FindQuery, RemoteKey, Result, SecretSource, SourceCapabilities,
+};
 use std::sync::atomic::AtomicU64;
 
 /// `namespace`, `name` of an ExternalSecret.

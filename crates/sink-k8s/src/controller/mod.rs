@@ -11,7 +11,7 @@
 //! - **One fetch per distinct remote key per cycle.** Every ExternalSecret that is due goes
 //!   into one [`Engine::run`] call (`CycleOptions::only`), which dedupes remote references
 //!   by (store, key, version) and skips unchanged values through change tokens.
-//! - **Spread refreshes.** The core [`Scheduler`](secrets_core::engine::Scheduler) gives
+//! - **Spread refreshes.** The core [`Scheduler`](secretsync_core::engine::Scheduler) gives
 //!   each resource its `refreshInterval` plus jitter, backoff with jitter after errors,
 //!   and honours provider retry-after.
 //! - **A fast lane.** New and changed ExternalSecrets, a changed `force-sync` annotation,
@@ -46,10 +46,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use secrets_core::engine::{Engine, EngineConfig};
-use secrets_core::manifest::API_GROUP;
-use secrets_core::registry::Registry;
-use secrets_core::{FingerprintKey, Result};
+use secretsync_core::engine::{Engine, EngineConfig};
+use secretsync_core::manifest::API_GROUP;
+use secretsync_core::registry::Registry;
+use secretsync_core::{FingerprintKey, Result};
 use tokio::sync::watch as wch;
 use tokio::task::JoinSet;
 
@@ -155,13 +155,13 @@ impl ControllerConfig {
 
     fn check(&self) -> Result<()> {
         if self.shards == 0 || self.shard_index >= self.shards {
-            return Err(secrets_core::Error::invalid(format!(
+            return Err(secretsync_core::Error::invalid(format!(
                 "--shard-index {} must be below --shards {}",
                 self.shard_index, self.shards
             )));
         }
         if self.version != "v1" && self.version != "v1beta1" {
-            return Err(secrets_core::Error::invalid(format!(
+            return Err(secretsync_core::Error::invalid(format!(
                 "API version `{}`: expected v1 or v1beta1",
                 self.version
             )));

@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use secrets_core::engine::{CycleOptions, CycleReport, Engine, Outcome, Scheduler, SpecReport, SyncStatus};
-use secrets_core::manifest::{ExternalSecret, Manifests, SpecId, Store, StoreId};
-use secrets_core::registry::{BuiltStore, Registry};
-use secrets_core::{FingerprintKey, SecretSource, TargetRef};
+use secretsync_core::engine::{CycleOptions, CycleReport, Engine, Outcome, Scheduler, SpecReport, SyncStatus};
+use secretsync_core::manifest::{ExternalSecret, Manifests, SpecId, Store, StoreId};
+use secretsync_core::registry::{BuiltStore, Registry};
+use secretsync_core::{FingerprintKey, SecretSource, TargetRef};
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -439,7 +439,7 @@ impl Shared {
                 .with_config(self.cfg.engine.clone());
             for (id, b) in &slot.built {
                 if let Err(m) = &b.result {
-                    engine = engine.with_store_error(id.clone(), &secrets_core::Error::invalid(m.clone()));
+                    engine = engine.with_store_error(id.clone(), &secretsync_core::Error::invalid(m.clone()));
                 }
             }
             if let Some(r) = &self.restarter {

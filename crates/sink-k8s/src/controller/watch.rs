@@ -13,9 +13,9 @@ use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use secrets_core::manifest::{API_GROUP, ExternalSecret, Store, StoreId, StoreKind, load_str};
-use secrets_core::sink::MANAGED_BY_LABEL;
-use secrets_core::{SecretMap, SecretValue, TargetKind, TargetRef};
+use secretsync_core::manifest::{API_GROUP, ExternalSecret, Store, StoreId, StoreKind, load_str};
+use secretsync_core::sink::MANAGED_BY_LABEL;
+use secretsync_core::{SecretMap, SecretValue, TargetKind, TargetRef};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -120,7 +120,7 @@ fn ready_of(obj: &DynamicObject) -> Option<ReadyCondition> {
     })
 }
 
-fn first_error(loaded: secrets_core::manifest::Loaded) -> Result<secrets_core::manifest::Manifests, String> {
+fn first_error(loaded: secretsync_core::manifest::Loaded) -> Result<secretsync_core::manifest::Manifests, String> {
     match loaded.errors.first() {
         Some(e) => Err(e.to_string()),
         None => Ok(loaded.manifests),
@@ -139,7 +139,7 @@ fn parse_es(obj: &DynamicObject, version: &str) -> Result<ExternalSecret, String
         .ok_or_else(|| "not an ExternalSecret".to_string())?;
     // The same checks as in file mode (unsupported fields, key rules), so a resource the
     // `sync` example refuses is not half-synced by the operator.
-    match secrets_core::manifest::check_external_secret(&es).first() {
+    match secretsync_core::manifest::check_external_secret(&es).first() {
         Some(e) => Err(e.to_string()),
         None => Ok(es),
     }
@@ -263,7 +263,7 @@ impl Shared {
                 Ok(Event::Apply(obj)) => self.on_apply(kind, obj),
                 Ok(Event::Delete(obj)) => self.on_delete(kind, &obj),
                 Err(e) => {
-                    tracing::warn!(kind = kind.kind(), error = %secrets_core::error::redact_quoted(&e.to_string()), "watch failed; retrying");
+                    tracing::warn!(kind = kind.kind(), error = %secretsync_core::error::redact_quoted(&e.to_string()), "watch failed; retrying");
                 }
             }
         }
@@ -291,7 +291,7 @@ impl Shared {
     fn on_delete(&self, kind: Kind, obj: &DynamicObject) {
         match kind {
             Kind::ExternalSecret => {
-                let id = secrets_core::manifest::SpecId {
+                let id = secretsync_core::manifest::SpecId {
                     namespace: obj.metadata.namespace.clone().unwrap_or_default(),
                     name: obj.metadata.name.clone().unwrap_or_default(),
                 };
@@ -356,7 +356,7 @@ impl Shared {
     fn on_es(&self, obj: DynamicObject) {
         let ns = obj.metadata.namespace.clone().unwrap_or_default();
         let name = obj.metadata.name.clone().unwrap_or_default();
-        let id = secrets_core::manifest::SpecId {
+        let id = secretsync_core::manifest::SpecId {
             namespace: ns.clone(),
             name: name.clone(),
         };
@@ -425,7 +425,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn remove_es(&self, id: &secrets_core::manifest::SpecId) {
+    pub(crate) fn remove_es(&self, id: &secretsync_core::manifest::SpecId) {
         let mut st = self.state.lock().expect("lock");
         let Some(e) = st.es.remove(id) else {
             return;
