@@ -35,20 +35,25 @@ pub use secretsync_gcp as gcp;
 #[cfg(feature = "k8s")]
 pub use secretsync_k8s as k8s;
 
-#[allow(unused_imports)]
-use std::sync::Arc;
+/// Registers a first-party provider when its feature is compiled in, and otherwise records
+/// the feature that adds it (so a store using it says which feature to enable).
+macro_rules! provider {
+    ($registry:ident, $feature:literal, $name:literal, $factory:expr) => {
+        #[cfg(feature = $feature)]
+        $registry.register(std::sync::Arc::new($factory));
+        #[cfg(not(feature = $feature))]
+        $registry.needs_feature($name, $feature);
+    };
+}
 
 /// A registry with every provider compiled into this build: `fake` and `file` always,
-/// `aws`, `gcpsm` and `doppler` with their features.
+/// `aws`, `gcpsm` and `doppler` with their features. Add your own with
+/// [`Registry::register`](registry::Registry::register).
 pub fn registry() -> registry::Registry {
-    #[allow(unused_mut)]
     let mut r = registry::Registry::with_builtin();
-    #[cfg(feature = "aws")]
-    r.register(Arc::new(secretsync_aws::AwsFactory));
-    #[cfg(feature = "gcp")]
-    r.register(Arc::new(secretsync_gcp::GcpFactory));
-    #[cfg(feature = "doppler")]
-    r.register(Arc::new(secretsync_doppler::DopplerFactory));
+    provider!(r, "aws", "aws", secretsync_aws::AwsFactory);
+    provider!(r, "gcp", "gcpsm", secretsync_gcp::GcpFactory);
+    provider!(r, "doppler", "doppler", secretsync_doppler::DopplerFactory);
     r
 }
 

@@ -6,10 +6,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use secretsync_core::Error;
 use secretsync_core::Result;
-use secretsync_core::manifest::{AwsProvider, ProviderSpec, Store};
+use secretsync_core::manifest::Store;
 use secretsync_core::registry::{BuiltStore, CredentialResolver, SourceFactory};
 
 use crate::config::AwsSecretsManagerBuilder;
+use crate::manifest::AwsProvider;
 
 /// Environment variables of IRSA, set in the pod by the EKS pod identity webhook.
 const ENV_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
@@ -39,14 +40,116 @@ impl SourceFactory for AwsFactory {
         "aws"
     }
 
+    fn validate(&self, store: &Store) -> Vec<Error> {
+        match store.provider_config::<AwsProvider>() {
+            Ok(spec) => validate(store, &spec),
+            Err(e) => vec![e],
+        }
+    }
+
     async fn build(&self, store: &Store, credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore> {
         let builder = builder_for_store(store, credentials.as_ref()).await?;
         Ok(BuiltStore::writable(builder.build().await?))
     }
 }
 
-fn not_supported(field: &str, why: &str) -> Error {
-    Error::not_supported(format!("spec.provider.aws.{field} ({why})"))
+/// NotSupported (permanent, not a typo to fix), in the store's document.
+fn not_supported(store: &Store, field: &str, why: &str) -> Error {
+    Error::not_supported(format!("spec.provider.aws.{field} ({why})")).context(store.origin.to_string())
+}
+
+/// Environment variables that can give the region when the store does not.
+const REGION_ENV: [&str; 2] = ["AWS_REGION", "AWS_DEFAULT_REGION"];
+
+/// Offline checks of `spec.provider.aws`: every problem, each naming its field.
+fn validate(store: &Store, spec: &AwsProvider) -> Vec<Error> {
+    let mut errors = vec![];
+    if spec.service != "SecretsManager" {
+        errors.push(not_supported(
+            store,
+            "service",
+            &format!("service `{}`; only SecretsManager", spec.service),
+        ));
+    }
+    if !spec.transitive_tag_keys.is_empty() {
+        errors.push(not_supported(store, "transitiveTagKeys", "not supported yet"));
+    }
+    if spec.role.is_none() {
+        for (set, field) in [
+            (!spec.additional_roles.is_empty(), "additionalRoles"),
+            (spec.external_id.is_some(), "externalID"),
+            (!spec.session_tags.is_empty(), "sessionTags"),
+        ] {
+            if set {
+                errors.push(Error::manifest(
+                    store.provider_field(field),
+                    format!("spec.provider.aws.{field} needs spec.provider.aws.role"),
+                ));
+            }
+        }
+    }
+    if let Some(a) = &spec.auth
+        && a.secret_ref.is_some()
+        && a.jwt.is_some()
+    {
+        errors.push(Error::manifest(
+            store.provider_field("auth"),
+            "set either secretRef or jwt, not both",
+        ));
+    }
+    if let Some(url) = &spec.endpoint
+        && let Err(e) = secretsync_core::net::check_endpoint(url, "endpoint")
+    {
+        errors.push(Error::manifest(store.provider_field("endpoint"), e.to_string()));
+    }
+    let region_elsewhere = REGION_ENV
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|r| !r.trim().is_empty()))
+        || aws_config_file_exists()
+        || on_aws_compute();
+    match &spec.region {
+        Some(r) if r.trim().is_empty() => errors.push(Error::manifest(store.provider_field("region"), "empty region")),
+        Some(_) => {}
+        None if region_elsewhere => {}
+        None => errors.push(Error::manifest(
+            store.provider_field("region"),
+            "no region: set spec.provider.aws.region (or AWS_REGION for every store)",
+        )),
+    }
+    if let Some(r) = &store.spec.retry_settings
+        && let Some(iv) = &r.retry_interval
+        && let Err(e) = secretsync_core::duration::parse_go_duration(iv)
+    {
+        errors.push(Error::manifest(
+            store.origin.field("spec.retrySettings.retryInterval"),
+            e,
+        ));
+    }
+    errors
+}
+
+/// Whether this machine is an EC2 instance or an ECS/Lambda task, where the SDK finds the
+/// region in instance metadata (read offline from the DMI vendor, the Xen hypervisor uuid or
+/// the task environment; no request is sent).
+fn on_aws_compute() -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    read("/sys/devices/virtual/dmi/id/sys_vendor").contains("Amazon EC2")
+        || read("/sys/hypervisor/uuid").to_ascii_lowercase().starts_with("ec2")
+        || [
+            "ECS_CONTAINER_METADATA_URI_V4",
+            "ECS_CONTAINER_METADATA_URI",
+            "AWS_EXECUTION_ENV",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+/// Whether an AWS shared config file exists (a profile there may set the region).
+fn aws_config_file_exists() -> bool {
+    let path = std::env::var_os("AWS_CONFIG_FILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".aws/config")));
+    path.is_some_and(|p| p.is_file())
 }
 
 /// The builder a store's settings describe, on top of [`AwsSecretsManagerBuilder::from_env`].
@@ -54,43 +157,23 @@ pub async fn builder_for_store(
     store: &Store,
     credentials: &dyn CredentialResolver,
 ) -> Result<AwsSecretsManagerBuilder> {
-    let ProviderSpec::Aws(spec) = &store.spec.provider else {
-        return Err(Error::invalid(format!("store {} is not an aws store", store.id)));
-    };
+    let spec: AwsProvider = store.provider_config()?;
+    if let Some(e) = validate(store, &spec).into_iter().next() {
+        return Err(e);
+    }
     let AwsProvider {
-        service,
+        service: _,
         region,
         role,
         additional_roles,
         external_id,
         session_tags,
-        transitive_tag_keys,
+        transitive_tag_keys: _,
         prefix,
         auth,
         secrets_manager: _,
         endpoint,
-    } = spec;
-    if service != "SecretsManager" {
-        return Err(not_supported(
-            "service",
-            &format!("service `{service}`; only SecretsManager"),
-        ));
-    }
-    if !transitive_tag_keys.is_empty() {
-        return Err(not_supported("transitiveTagKeys", "not supported yet"));
-    }
-    if role.is_none() && (!additional_roles.is_empty() || external_id.is_some() || !session_tags.is_empty()) {
-        let field = if !additional_roles.is_empty() {
-            "additionalRoles"
-        } else if external_id.is_some() {
-            "externalID"
-        } else {
-            "sessionTags"
-        };
-        return Err(Error::invalid(format!(
-            "spec.provider.aws.{field} needs spec.provider.aws.role"
-        )));
-    }
+    } = &spec;
 
     let mut b = AwsSecretsManagerBuilder::from_env();
     if let Some(r) = region {
@@ -117,11 +200,6 @@ pub async fn builder_for_store(
 
     let namespace = store.id.namespace.as_deref();
     match auth {
-        Some(a) if a.secret_ref.is_some() && a.jwt.is_some() => {
-            return Err(Error::invalid(
-                "spec.provider.aws.auth: set either secretRef or jwt, not both",
-            ));
-        }
         Some(a) if a.secret_ref.is_some() => {
             let r = a.secret_ref.as_ref().expect("checked");
             let id = credentials.resolve(&r.access_key_id, namespace).await?;
@@ -144,6 +222,7 @@ pub async fn builder_for_store(
             let role_arn = std::env::var(ENV_ROLE_ARN).ok().filter(|v| !v.is_empty());
             let (Some(token_file), Some(role_arn)) = (token_file, role_arn) else {
                 return Err(not_supported(
+                    store,
                     "auth.jwt",
                     &format!(
                         "minting a token for service account {}/{} is not supported yet; run secretsync with IRSA \

@@ -4,6 +4,7 @@ mod client;
 mod config;
 mod error;
 mod factory;
+pub mod manifest;
 
 pub use client::{AwsSecretsManager, BATCH_LIMIT, LIST_PAGE_SIZE};
 pub use config::{

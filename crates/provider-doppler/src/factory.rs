@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use secretsync_core::manifest::{ProviderSpec, Store};
+use secretsync_core::manifest::Store;
 use secretsync_core::registry::{BuiltStore, CredentialResolver, SourceFactory};
 use secretsync_core::{Error, Result, SecretValue};
 
 use crate::config::{API_HOST_ENV, CONFIG_ENV, DopplerBuilder, PROJECT_ENV, TOKEN_ENV};
+use crate::manifest::DopplerProvider;
 
 /// Builds Doppler stores (`spec.provider.doppler`).
 ///
@@ -30,10 +31,19 @@ impl SourceFactory for DopplerFactory {
         "doppler"
     }
 
+    fn validate(&self, store: &Store) -> Vec<Error> {
+        match store.provider_config::<DopplerProvider>() {
+            Ok(spec) => validate(store, &spec),
+            Err(e) => vec![e],
+        }
+    }
+
     async fn build(&self, store: &Store, credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore> {
-        let ProviderSpec::Doppler(spec) = &store.spec.provider else {
-            return Err(Error::invalid(format!("{}: not a Doppler store", store.id)));
-        };
+        let spec: DopplerProvider = store.provider_config()?;
+        if let Some(e) = validate(store, &spec).into_iter().next() {
+            return Err(e);
+        }
+        let spec = &spec;
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let token: SecretValue = match &spec.auth {
             Some(auth) => credentials
@@ -66,4 +76,36 @@ impl SourceFactory for DopplerFactory {
         }
         Ok(BuiltStore::writable(b.build()?))
     }
+}
+
+/// Offline checks of `spec.provider.doppler`: every problem, each naming its field.
+fn validate(store: &Store, spec: &DopplerProvider) -> Vec<Error> {
+    let mut errors = vec![];
+    // A bare host means https, as with DOPPLER_API_HOST.
+    if let Some(url) = spec.endpoint.as_deref().filter(|e| !e.is_empty())
+        && let Err(e) = secretsync_core::net::check_endpoint(
+            &if url.contains("://") {
+                url.to_string()
+            } else {
+                format!("https://{url}")
+            },
+            "endpoint",
+        )
+    {
+        errors.push(Error::manifest(store.provider_field("endpoint"), e.to_string()));
+    }
+    if let Some(t) = spec.name_transformer.as_deref().filter(|t| !t.is_empty())
+        && let Err(e) = crate::transform::NameTransformer::parse(t)
+    {
+        errors.push(Error::manifest(store.provider_field("nameTransformer"), e.to_string()));
+    }
+    if let Some(f) = spec.format.as_deref().filter(|f| !f.is_empty() && *f != "json") {
+        errors.push(Error::manifest(
+            store.provider_field("format"),
+            format!(
+                "not supported yet: spec.provider.doppler.format (`{f}`, ESO's DOPPLER_SECRETS_FILE download; only json)"
+            ),
+        ));
+    }
+    errors
 }

@@ -4,6 +4,7 @@ mod client;
 mod config;
 mod error;
 mod factory;
+pub mod manifest;
 mod source;
 mod transform;
 

@@ -7,10 +7,11 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use secretsync_core::manifest::{ProviderSpec, load_str};
+use secretsync_core::manifest::load_str;
 use secretsync_core::registry::{EnvFileCredentials, Registry, SourceFactory};
 use secretsync_core::source::RemoteKey;
 use secretsync_doppler::DopplerFactory;
+use secretsync_doppler::manifest::DopplerProvider;
 
 const SEED: &str = include_str!("fixtures/seed003.yaml");
 
@@ -37,14 +38,13 @@ async fn seed_003_store_and_external_secret_read_doppler() {
 
     // The seed's store talks to api.doppler.com; point it at the fake with our `endpoint`.
     let store = &mut manifests.stores[0];
-    let ProviderSpec::Doppler(spec) = &mut store.spec.provider else {
-        panic!("not a doppler store")
-    };
+    assert_eq!(store.spec.provider.name(), "doppler", "not a doppler store");
+    let spec: DopplerProvider = store.provider_config().unwrap();
     assert!(
         spec.project.is_none() && spec.config.is_none(),
         "the seed relies on a service token"
     );
-    spec.endpoint = Some(fake.url());
+    store.spec.provider.config_mut()["endpoint"] = serde_json::json!(fake.url());
 
     let mut registry = Registry::with_builtin().with_credentials(Arc::new(EnvFileCredentials::with_dir(dir.path())));
     registry.register(Arc::new(DopplerFactory));
@@ -116,10 +116,8 @@ async fn seed_003_engine_cycles_cost_one_request_each() {
 
     let (fake, project, config, token) = fake_with(&[("DATABASE_URL", "postgres://one"), ("JWT_SECRET", "jwt")]).await;
     let mut manifests = load_str(SEED, "seed003.yaml").into_result().unwrap();
-    let ProviderSpec::Doppler(spec) = &mut manifests.stores[0].spec.provider else {
-        panic!()
-    };
-    spec.endpoint = Some(fake.url());
+    assert_eq!(manifests.stores[0].spec.provider.name(), "doppler");
+    manifests.stores[0].spec.provider.config_mut()["endpoint"] = serde_json::json!(fake.url());
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("external-secrets/doppler-token-auth/dopplerToken");
     std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();

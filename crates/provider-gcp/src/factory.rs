@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use secretsync_core::manifest::Store;
-use secretsync_core::manifest::model::ProviderSpec;
 use secretsync_core::registry::{BuiltStore, CredentialResolver, SourceFactory};
 use secretsync_core::{Error, Result};
 
 use crate::PROVIDER;
-use crate::config::GcpSecretManagerBuilder;
+use crate::config::{GcpSecretManagerBuilder, VersionSelectionPolicy};
+use crate::manifest::GcpProvider;
 
 /// The `gcpsm` provider: register it in a `secretsync_core::registry::Registry`.
 ///
@@ -35,14 +35,20 @@ impl SourceFactory for GcpFactory {
         PROVIDER
     }
 
+    fn validate(&self, store: &Store) -> Vec<Error> {
+        match store.provider_config::<GcpProvider>() {
+            Ok(spec) => validate(store, &spec),
+            Err(e) => vec![e],
+        }
+    }
+
     async fn build(&self, store: &Store, credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore> {
-        let ProviderSpec::Gcpsm(spec) = &store.spec.provider else {
-            return Err(Error::manifest(
-                store.origin.field("spec.provider"),
-                "expected spec.provider.gcpsm",
-            ));
-        };
-        let at = |f: &str| store.origin.field(format!("spec.provider.gcpsm.{f}"));
+        let spec: GcpProvider = store.provider_config()?;
+        if let Some(e) = validate(store, &spec).into_iter().next() {
+            return Err(e);
+        }
+        let spec = &spec;
+        let at = |f: &str| store.provider_field(f);
         let mut b = GcpSecretManagerBuilder::from_env();
         if let Some(p) = spec.project_id.as_deref().filter(|p| !p.is_empty()) {
             b = b.with_project_id(p);
@@ -65,18 +71,6 @@ impl SourceFactory for GcpFactory {
         }
         let plain_http = b.effective_endpoint().starts_with("http://");
         if let Some(auth) = &spec.auth {
-            if auth.workload_identity_federation.is_some() {
-                return Err(Error::manifest(
-                    at("auth.workloadIdentityFederation"),
-                    "not supported yet: use auth.secretRef, auth.workloadIdentity or Application Default Credentials",
-                ));
-            }
-            if auth.secret_ref.is_some() && auth.workload_identity.is_some() {
-                return Err(Error::manifest(
-                    at("auth"),
-                    "set one of secretRef and workloadIdentity, not both",
-                ));
-            }
             // An emulator gets no credentials, so do not require them to exist.
             if let Some(r) = &auth.secret_ref
                 && !plain_http
@@ -95,4 +89,40 @@ impl SourceFactory for GcpFactory {
         })?;
         Ok(BuiltStore::writable(source))
     }
+}
+
+/// Offline checks of `spec.provider.gcpsm`: every problem, each naming its field.
+fn validate(store: &Store, spec: &GcpProvider) -> Vec<Error> {
+    let mut errors = vec![];
+    if let Some(auth) = &spec.auth {
+        if auth.workload_identity_federation.is_some() {
+            errors.push(Error::manifest(
+                store.provider_field("auth.workloadIdentityFederation"),
+                "not supported yet: spec.provider.gcpsm.auth.workloadIdentityFederation",
+            ));
+        }
+        if auth.secret_ref.is_some() && auth.workload_identity.is_some() {
+            errors.push(Error::manifest(
+                store.provider_field("auth"),
+                "set one of secretRef and workloadIdentity, not both",
+            ));
+        }
+    }
+    if let Some(p) = spec
+        .secret_version_selection_policy
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        && p.parse::<VersionSelectionPolicy>().is_err()
+    {
+        errors.push(Error::manifest(
+            store.provider_field("secretVersionSelectionPolicy"),
+            format!("unknown policy `{p}` (LatestOrFail, LatestOrFetch)"),
+        ));
+    }
+    if let Some(url) = spec.endpoint.as_deref().filter(|e| !e.is_empty())
+        && let Err(e) = secretsync_core::net::check_endpoint(url, "endpoint")
+    {
+        errors.push(Error::manifest(store.provider_field("endpoint"), e.to_string()));
+    }
+    errors
 }

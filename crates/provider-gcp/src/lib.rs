@@ -4,6 +4,7 @@ mod client;
 pub mod config;
 mod error;
 mod factory;
+pub mod manifest;
 
 pub use client::GcpSecretManager;
 pub use config::{

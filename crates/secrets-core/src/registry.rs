@@ -1,8 +1,10 @@
 //! Building sources from stores: provider factories and store credentials.
 //!
-//! Core registers the `fake` and `file` providers; the facade registers `aws`, `gcpsm` and
-//! `doppler` when their features are compiled in. A store whose provider is not registered
-//! is a clear error naming the feature to enable.
+//! A provider is a plug-in ([`SourceFactory`]): it owns its `spec.provider.<name>` schema,
+//! its offline validation and its factory, and is registered under its name. Core registers
+//! its built-ins, `fake` and `file`; the facade registers the providers compiled into it and
+//! records the features of the others ([`Registry::needs_feature`]), so a store whose provider
+//! is missing is a clear error naming the feature to enable; a user registers their own.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
-use crate::manifest::{Manifests, SecretKeySelector, Store, StoreId};
+use crate::manifest::{ESO_PROVIDERS, Manifests, NOT_SUPPORTED_PREFIX, SecretKeySelector, Store, StoreId};
 use crate::source::{SecretSource, SecretWriter};
 use crate::value::SecretValue;
 
@@ -151,27 +153,33 @@ impl BuiltStore {
     }
 }
 
-/// Builds a source from a store of one provider.
+/// A provider plug-in: builds the source of a store whose `spec.provider` names it.
+///
+/// # Contract
+///
+/// - [`provider`](Self::provider) is the key under `spec.provider` this factory handles
+///   (`aws`, `gcpsm`, a user's own `acme-vault`...); one factory per name in a [`Registry`].
+/// - [`validate`](Self::validate) is offline (no network, no credential lookup): it parses
+///   the settings into the provider's own type with [`Store::provider_config`] (unknown
+///   fields are errors) and returns every problem it finds, each located with
+///   [`Store::provider_field`], never quoting a value. `--check` runs it.
+/// - [`build`](Self::build) sends no request; the registry has validated the store first.
 #[async_trait]
 pub trait SourceFactory: Send + Sync {
     /// The key under `spec.provider` this factory handles (`aws`, `gcpsm`, ...).
     fn provider(&self) -> &'static str;
+    /// Every problem of the store's settings that can be known offline.
+    fn validate(&self, store: &Store) -> Vec<Error>;
     /// Builds the source. No network call is required here; `--check` builds stores.
     async fn build(&self, store: &Store, credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore>;
-}
-
-/// The Cargo feature of the facade that compiles a provider in.
-pub fn feature_of(provider: &str) -> &str {
-    match provider {
-        "gcpsm" => "gcp",
-        other => other,
-    }
 }
 
 /// Provider factories by name, plus the credential resolver they use.
 #[derive(Clone)]
 pub struct Registry {
     factories: BTreeMap<&'static str, Arc<dyn SourceFactory>>,
+    /// Providers known but not compiled in: provider → the Cargo feature that adds it.
+    features: BTreeMap<String, String>,
     credentials: Arc<dyn CredentialResolver>,
 }
 
@@ -194,6 +202,7 @@ impl Registry {
     pub fn empty() -> Self {
         Self {
             factories: BTreeMap::new(),
+            features: BTreeMap::new(),
             credentials: Arc::new(EnvFileCredentials::default()),
         }
     }
@@ -208,7 +217,17 @@ impl Registry {
 
     /// Adds (or replaces) a factory.
     pub fn register(&mut self, factory: Arc<dyn SourceFactory>) -> &mut Self {
+        self.features.remove(factory.provider());
         self.factories.insert(factory.provider(), factory);
+        self
+    }
+
+    /// Records that `provider` exists but is not compiled into this build: a store using it
+    /// is the error "provider <provider> needs feature `<feature>`".
+    pub fn needs_feature(&mut self, provider: &str, feature: &str) -> &mut Self {
+        if !self.factories.contains_key(provider) {
+            self.features.insert(provider.to_string(), feature.to_string());
+        }
         self
     }
 
@@ -223,26 +242,47 @@ impl Registry {
         self.factories.keys().copied().collect()
     }
 
-    /// Checks, without building, that a store's provider is compiled in.
-    pub fn check(&self, store: &Store) -> Result<()> {
+    /// The factory for a store's provider, or why there is none.
+    fn factory(&self, store: &Store) -> Result<&Arc<dyn SourceFactory>> {
         let provider = store.spec.provider.name();
-        if self.factories.contains_key(provider) {
-            return Ok(());
+        if let Some(f) = self.factories.get(provider) {
+            return Ok(f);
         }
-        Err(Error::manifest(
-            store.origin.field(format!("spec.provider.{provider}")),
-            format!(
-                "provider {provider} needs feature `{}` (build secretsync with --features {})",
-                feature_of(provider),
-                feature_of(provider)
-            ),
-        ))
+        let at = store.origin.field(format!("spec.provider.{provider}"));
+        let message = if let Some(feature) = self.features.get(provider) {
+            format!("provider {provider} needs feature `{feature}` (build secretsync with --features {feature})")
+        } else if ESO_PROVIDERS.contains(&provider) {
+            format!("{NOT_SUPPORTED_PREFIX}spec.provider.{provider} (provider `{provider}`)")
+        } else {
+            let known: Vec<&str> = self.factories.keys().copied().collect();
+            format!("unknown provider `{provider}` (expected one of {})", known.join(", "))
+        };
+        Err(Error::manifest(at, message))
     }
 
-    /// Builds one store.
+    /// Every problem of a store's provider settings that can be known offline: a provider
+    /// not compiled in, unknown or invalid fields (the provider's own validation).
+    pub fn validate(&self, store: &Store) -> Vec<Error> {
+        match self.factory(store) {
+            Ok(f) => f.validate(store),
+            Err(e) => vec![e],
+        }
+    }
+
+    /// The first problem [`validate`](Self::validate) finds, if any.
+    pub fn check(&self, store: &Store) -> Result<()> {
+        match self.validate(store).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Builds one store (after [`check`](Self::check)).
     pub async fn build(&self, store: &Store) -> Result<BuiltStore> {
-        self.check(store)?;
-        let factory = &self.factories[store.spec.provider.name()];
+        let factory = self.factory(store)?;
+        if let Some(e) = factory.validate(store).into_iter().next() {
+            return Err(e);
+        }
         factory
             .build(store, self.credentials.clone())
             .await

@@ -20,7 +20,13 @@ async fn first_error(text: &str, file: &str) -> Option<String> {
     if let Some(e) = errors.first() {
         return Some(e.to_string());
     }
-    let registry = Registry::with_builtin();
+    // As the facade's registry of a build without the cloud providers: core's built-ins, and
+    // the features that would add the first-party providers.
+    let mut registry = Registry::with_builtin();
+    registry
+        .needs_feature("aws", "aws")
+        .needs_feature("gcpsm", "gcp")
+        .needs_feature("doppler", "doppler");
     for s in &loaded.manifests.stores {
         if let Err(e) = registry.check(s) {
             return Some(e.to_string());

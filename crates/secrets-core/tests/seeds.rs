@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use secretsync_core::manifest::{ProviderSpec, RefreshPolicy, StoreKind, ValidateOptions, load_paths, validate};
+use secretsync_core::manifest::{RefreshPolicy, SecretKeySelector, StoreKind, ValidateOptions, load_paths, validate};
 use secretsync_core::{CreationPolicy, TargetRef};
 
 #[test]
@@ -19,10 +19,11 @@ fn seed_003_doppler_manifests_load_unchanged() {
         (store.id.kind, store.id.name.as_str()),
         (StoreKind::ClusterSecretStore, "doppler-secret-store")
     );
-    let ProviderSpec::Doppler(d) = &store.spec.provider else {
-        panic!("a doppler store")
-    };
-    let token = &d.auth.as_ref().unwrap().secret_ref.doppler_token;
+    // Core keeps the provider's settings raw; the Doppler crate owns their schema.
+    assert_eq!(store.spec.provider.name(), "doppler", "a doppler store");
+    let token: SecretKeySelector =
+        serde_json::from_value(store.spec.provider.config()["auth"]["secretRef"]["dopplerToken"].clone()).unwrap();
+    let token = &token;
     assert_eq!(
         (token.name.as_str(), token.key.as_str(), token.namespace.as_deref()),
         ("doppler-token-auth", "dopplerToken", Some("external-secrets"))

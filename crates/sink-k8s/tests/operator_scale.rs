@@ -29,6 +29,9 @@ impl SourceFactory for SharedFake {
     fn provider(&self) -> &'static str {
         "fake"
     }
+    fn validate(&self, _store: &Store) -> Vec<secretsync_core::Error> {
+        vec![]
+    }
     async fn build(&self, _store: &Store, _c: Arc<dyn CredentialResolver>) -> secretsync_core::Result<BuiltStore> {
         Ok(BuiltStore {
             source: self.0.clone(),

@@ -101,6 +101,28 @@ impl Store {
         self.origin.file.parent().map(Path::to_path_buf).unwrap_or_default()
     }
 
+    /// The provider's settings (`spec.provider.<name>`) as the provider's own type. Errors
+    /// name the document and the field path under `spec.provider.<name>` (unknown fields
+    /// included, with `#[serde(deny_unknown_fields)]`), and never quote a value.
+    pub fn provider_config<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        let name = self.spec.provider.name();
+        typed_at(
+            self.spec.provider.config().clone(),
+            &self.origin,
+            &format!("spec.provider.{name}"),
+        )
+    }
+
+    /// Where the field at `path` (relative to `spec.provider.<name>`) of this store is.
+    pub fn provider_field(&self, path: &str) -> Location {
+        let name = self.spec.provider.name();
+        if path.is_empty() {
+            self.origin.field(format!("spec.provider.{name}"))
+        } else {
+            self.origin.field(format!("spec.provider.{name}.{path}"))
+        }
+    }
+
     /// Whether an ExternalSecret in `namespace` may use this store.
     pub fn allows_namespace(&self, namespace: &str) -> bool {
         match self.id.kind {
@@ -727,10 +749,23 @@ struct Document<S> {
 
 /// Typed deserialization with the field path of the first error.
 pub(crate) fn typed<T: DeserializeOwned>(value: Value, location: &Location) -> Result<T, Error> {
+    typed_at(value, location, "")
+}
+
+/// [`typed`] for a value found at `prefix` of the document (`spec.provider.aws`): error
+/// paths start with it.
+pub(crate) fn typed_at<T: DeserializeOwned>(value: Value, location: &Location, prefix: &str) -> Result<T, Error> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let mut path = e.path().to_string();
         if path == "." {
             path.clear();
+        }
+        if !prefix.is_empty() {
+            path = if path.is_empty() {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{path}")
+            };
         }
         let mut msg = e.inner().to_string();
         // Nested provider errors carry their sub-path as `@@sub.path@@message`.

@@ -139,40 +139,85 @@ pub struct ClusterStoreCondition {
     pub namespace_regexes: Vec<String>,
 }
 
-/// `spec.provider`: exactly one of these.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ProviderSpec {
-    /// AWS Secrets Manager.
-    Aws(AwsProvider),
-    /// GCP Secret Manager.
-    Gcpsm(GcpProvider),
-    /// Doppler.
-    Doppler(DopplerProvider),
-    /// ESO's fake provider: values inline in the manifest.
-    Fake(FakeProvider),
-    /// secretsync's local file provider (not in ESO).
-    File(FileProvider),
+/// `spec.provider`: exactly one provider, by name, with its settings kept raw.
+///
+/// Core knows no provider's schema: the provider registered under [`name`](Self::name)
+/// parses [`config`](Self::config) into its own type (`Store::provider_config`), validates
+/// it and builds the source (see `crate::registry`). Debug prints the name and the top-level
+/// field names only, because some providers (ESO's `fake`) hold values inline.
+#[derive(Clone, PartialEq)]
+pub struct ProviderSpec {
+    name: String,
+    config: Value,
 }
 
 impl ProviderSpec {
-    /// The provider's key in `spec.provider`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ProviderSpec::Aws(_) => "aws",
-            ProviderSpec::Gcpsm(_) => "gcpsm",
-            ProviderSpec::Doppler(_) => "doppler",
-            ProviderSpec::Fake(_) => "fake",
-            ProviderSpec::File(_) => "file",
+    /// A provider's settings: `spec.provider.<name>: <config>`.
+    pub fn new(name: impl Into<String>, config: Value) -> Self {
+        Self {
+            name: name.into(),
+            config,
         }
+    }
+    /// The provider's key in `spec.provider` (`aws`, `gcpsm`, `fake`, a user's own...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The provider's settings as written (the value of `spec.provider.<name>`).
+    pub fn config(&self) -> &Value {
+        &self.config
+    }
+    /// The settings, to edit them (tests and tools that point a store at an emulator).
+    pub fn config_mut(&mut self) -> &mut Value {
+        &mut self.config
     }
 }
 
-/// ESO providers we know of but do not implement.
-pub const OTHER_ESO_PROVIDERS: &[&str] = &[
+impl std::fmt::Debug for ProviderSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fields: Vec<&str> = match &self.config {
+            Value::Object(m) => m.keys().map(String::as_str).collect(),
+            _ => vec![],
+        };
+        f.debug_struct("ProviderSpec")
+            .field("name", &self.name)
+            .field("fields", &fields)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Serialize for ProviderSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(&self.name, &self.config)?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let map = BTreeMap::<String, Value>::deserialize(d)?;
+        let mut it = map.into_iter();
+        let (name, config) = it.next().ok_or_else(|| D::Error::custom("no provider given"))?;
+        if let Some((other, _)) = it.next() {
+            return Err(D::Error::custom(format!(
+                "more than one provider: `{name}` and `{other}`"
+            )));
+        }
+        Ok(ProviderSpec { name, config })
+    }
+}
+
+/// The providers ESO knows (its `spec.provider` keys). One of these that no registered
+/// factory handles is "not supported yet"; any other unregistered name is unknown.
+pub const ESO_PROVIDERS: &[&str] = &[
     "akeyless",
     "alibaba",
+    "aws",
     "azurekv",
+    "barbican",
     "beyondtrust",
     "bitwardensecretsmanager",
     "chef",
@@ -180,13 +225,17 @@ pub const OTHER_ESO_PROVIDERS: &[&str] = &[
     "conjur",
     "delinea",
     "device42",
+    "doppler",
+    "fake",
     "fortanix",
+    "gcpsm",
     "github",
     "gitlab",
     "ibm",
     "infisical",
     "keepersecurity",
     "kubernetes",
+    "ngrok",
     "onboardbase",
     "onepassword",
     "onepasswordSDK",
@@ -199,313 +248,14 @@ pub const OTHER_ESO_PROVIDERS: &[&str] = &[
     "secretserver",
     "senhasegura",
     "vault",
+    "volcengine",
     "webhook",
     "yandexcertificatemanager",
     "yandexlockbox",
-    "ngrok",
-    "barbican",
-    "volcengine",
 ];
-
-impl<'de> Deserialize<'de> for ProviderSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let map = BTreeMap::<String, Value>::deserialize(d)?;
-        let mut it = map.into_iter();
-        let (name, value) = it
-            .next()
-            .ok_or_else(|| D::Error::custom("no provider given (expected one of aws, gcpsm, doppler, fake, file)"))?;
-        if let Some((other, _)) = it.next() {
-            return Err(D::Error::custom(format!(
-                "more than one provider: `{name}` and `{other}`"
-            )));
-        }
-        let parse = |v: Value| -> Result<ProviderSpec, D::Error> {
-            Ok(match name.as_str() {
-                "aws" => ProviderSpec::Aws(from_value_at(v, "aws").map_err(D::Error::custom)?),
-                "gcpsm" => ProviderSpec::Gcpsm(from_value_at(v, "gcpsm").map_err(D::Error::custom)?),
-                "doppler" => ProviderSpec::Doppler(from_value_at(v, "doppler").map_err(D::Error::custom)?),
-                "fake" => ProviderSpec::Fake(from_value_at(v, "fake").map_err(D::Error::custom)?),
-                "file" => ProviderSpec::File(from_value_at(v, "file").map_err(D::Error::custom)?),
-                other if OTHER_ESO_PROVIDERS.contains(&other) => {
-                    return Err(D::Error::custom(format!(
-                        "@@{other}@@{NOT_SUPPORTED_PREFIX}provider `{other}`"
-                    )));
-                }
-                other => {
-                    return Err(D::Error::custom(format!(
-                        "unknown provider `{other}` (expected one of aws, gcpsm, doppler, fake, file)"
-                    )));
-                }
-            })
-        };
-        parse(value)
-    }
-}
 
 /// Prefix of errors for fields we model but do not support yet.
 pub const NOT_SUPPORTED_PREFIX: &str = "not supported yet: ";
-
-/// Deserializes a nested value, keeping the inner field path in the message.
-fn from_value_at<T: serde::de::DeserializeOwned>(v: Value, at: &str) -> Result<T, String> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let inner = e.path().to_string();
-        let msg = crate::error::redact_quoted(&e.inner().to_string());
-        // `@@path@@` carries the sub-path out through serde's string-only custom errors.
-        if inner == "." || inner.is_empty() {
-            format!("@@{at}@@{msg}")
-        } else {
-            format!("@@{at}.{inner}@@{msg}")
-        }
-    })
-}
-
-/// ESO `spec.provider.aws`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AwsProvider {
-    /// `SecretsManager` (ParameterStore is not supported yet).
-    #[serde(default = "default_aws_service")]
-    pub service: String,
-    /// Region.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Role ARN to assume.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    /// Roles assumed in a chain before `role`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub additional_roles: Vec<String>,
-    /// External ID for AssumeRole.
-    #[serde(default, rename = "externalID", skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
-    /// Session tags for AssumeRole.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub session_tags: Vec<AwsTag>,
-    /// Transitive tag keys for AssumeRole.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub transitive_tag_keys: Vec<String>,
-    /// Prefix added to every key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    /// Credentials.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<AwsAuth>,
-    /// Secrets Manager options for writes and deletes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secrets_manager: Option<AwsSecretsManagerOptions>,
-    /// secretsync addition: endpoint URL (an emulator); `AWS_ENDPOINT_URL` also works.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-}
-
-fn default_aws_service() -> String {
-    "SecretsManager".into()
-}
-
-/// An AWS tag.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AwsTag {
-    /// Key.
-    pub key: String,
-    /// Value.
-    pub value: String,
-}
-
-/// ESO `spec.provider.aws.auth`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AwsAuth {
-    /// Static keys from a Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_ref: Option<AwsSecretRef>,
-    /// IRSA: a service account's web identity token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwt: Option<AwsJwtAuth>,
-}
-
-/// ESO `auth.secretRef` of AWS.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsSecretRef {
-    /// Access key id.
-    #[serde(rename = "accessKeyIDSecretRef")]
-    pub access_key_id: SecretKeySelector,
-    /// Secret access key.
-    #[serde(rename = "secretAccessKeySecretRef")]
-    pub secret_access_key: SecretKeySelector,
-    /// Session token.
-    #[serde(rename = "sessionTokenSecretRef", default, skip_serializing_if = "Option::is_none")]
-    pub session_token: Option<SecretKeySelector>,
-}
-
-/// ESO `auth.jwt` of AWS.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AwsJwtAuth {
-    /// The service account.
-    pub service_account_ref: ServiceAccountSelector,
-}
-
-/// ESO `spec.provider.aws.secretsManager`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AwsSecretsManagerOptions {
-    /// Delete without a recovery window.
-    #[serde(default)]
-    pub force_delete_without_recovery: bool,
-    /// Recovery window in days.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovery_window_in_days: Option<i64>,
-}
-
-/// ESO `spec.provider.gcpsm`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GcpProvider {
-    /// Project id.
-    #[serde(default, rename = "projectID", skip_serializing_if = "Option::is_none")]
-    pub project_id: Option<String>,
-    /// Location, for regional secrets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-    /// Credentials.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<GcpAuth>,
-    /// `LatestOrFail` (default) or `LatestOrFetch`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_version_selection_policy: Option<String>,
-    /// secretsync addition: endpoint URL; `SECRETMANAGER_EMULATOR_HOST` also works.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-}
-
-/// ESO `spec.provider.gcpsm.auth`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GcpAuth {
-    /// A service-account key JSON in a Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_ref: Option<GcpSecretRef>,
-    /// GKE workload identity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_identity: Option<GcpWorkloadIdentity>,
-    /// Workload identity federation (not supported yet).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_identity_federation: Option<Value>,
-}
-
-/// ESO `gcpsm.auth.secretRef`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GcpSecretRef {
-    /// The service-account key JSON.
-    pub secret_access_key_secret_ref: SecretKeySelector,
-}
-
-/// ESO `gcpsm.auth.workloadIdentity`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GcpWorkloadIdentity {
-    /// Cluster location.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_location: Option<String>,
-    /// Cluster name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_name: Option<String>,
-    /// Cluster project.
-    #[serde(default, rename = "clusterProjectID", skip_serializing_if = "Option::is_none")]
-    pub cluster_project_id: Option<String>,
-    /// The service account.
-    pub service_account_ref: ServiceAccountSelector,
-}
-
-/// ESO `spec.provider.doppler`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DopplerProvider {
-    /// Credentials.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<DopplerAuth>,
-    /// Project (implied by a service token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    /// Config (implied by a service token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<String>,
-    /// Name transformer: upper-camel, camel, lower-snake, tf-var, dotnet-env, lower-kebab.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name_transformer: Option<String>,
-    /// Download format: json (default), dotnet-json, env, yaml, docker.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
-    /// secretsync addition: API base URL; `DOPPLER_API_HOST` also works.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-}
-
-/// ESO `spec.provider.doppler.auth`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DopplerAuth {
-    /// Token from a Secret.
-    pub secret_ref: DopplerSecretRef,
-}
-
-/// ESO `doppler.auth.secretRef`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DopplerSecretRef {
-    /// The Doppler token.
-    pub doppler_token: SecretKeySelector,
-}
-
-/// ESO `spec.provider.fake`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FakeProvider {
-    /// The values.
-    #[serde(default)]
-    pub data: Vec<FakeData>,
-}
-
-/// One entry of the fake provider.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FakeData {
-    /// Remote key.
-    pub key: String,
-    /// Value (secret: never printed).
-    #[serde(default)]
-    pub value: String,
-    /// Deprecated map form: serialized to JSON as the value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value_map: Option<BTreeMap<String, String>>,
-    /// Version the entry answers to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-}
-
-impl std::fmt::Debug for FakeData {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeData")
-            .field("key", &self.key)
-            .field("version", &self.version)
-            .finish_non_exhaustive()
-    }
-}
-
-/// secretsync's `spec.provider.file`: a local YAML, JSON or dotenv file of secrets.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FileProvider {
-    /// Path; relative paths are relative to the manifest's folder.
-    pub path: String,
-    /// `yaml`, `json` or `dotenv`; inferred from the extension when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
-}
 
 // ---------------------------------------------------------------- external secrets
 

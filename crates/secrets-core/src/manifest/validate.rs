@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::NOT_SUPPORTED_PREFIX as NS;
-use super::{ExternalSecret, Manifests, ProviderSpec, StoreKind};
+use super::{ExternalSecret, Manifests, StoreKind};
 use crate::error::{Error, Location};
 use crate::template::Template;
 use crate::values::is_valid_secret_key;
@@ -87,50 +87,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
         {
             errors.push(Error::manifest(loc.field("spec.retrySettings.retryInterval"), e));
         }
-        match &s.spec.provider {
-            ProviderSpec::Aws(a) => {
-                if a.service != "SecretsManager" {
-                    errors.push(store_not_supported(
-                        loc,
-                        "spec.provider.aws.service",
-                        &format!("service `{}`; only SecretsManager", a.service),
-                    ));
-                }
-            }
-            ProviderSpec::Gcpsm(g) => {
-                if g.auth
-                    .as_ref()
-                    .is_some_and(|a| a.workload_identity_federation.is_some())
-                {
-                    errors.push(store_not_supported(
-                        loc,
-                        "spec.provider.gcpsm.auth.workloadIdentityFederation",
-                        "",
-                    ));
-                }
-                if let Some(p) = &g.secret_version_selection_policy
-                    && p != "LatestOrFail"
-                    && p != "LatestOrFetch"
-                {
-                    errors.push(Error::manifest(
-                        loc.field("spec.provider.gcpsm.secretVersionSelectionPolicy"),
-                        format!("unknown policy `{p}` (LatestOrFail, LatestOrFetch)"),
-                    ));
-                }
-            }
-            ProviderSpec::Fake(f) => {
-                let mut seen = BTreeSet::new();
-                for (i, d) in f.data.iter().enumerate() {
-                    if !seen.insert((d.key.clone(), d.version.clone())) {
-                        errors.push(Error::manifest(
-                            loc.field(format!("spec.provider.fake.data[{i}].key")),
-                            format!("duplicate key `{}`", d.key),
-                        ));
-                    }
-                }
-            }
-            ProviderSpec::Doppler(_) | ProviderSpec::File(_) => {}
-        }
+        // The provider's own settings are checked by its factory (`Registry::validate`).
     }
 
     let mut seen_specs = BTreeSet::new();

@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 
 use super::memory::merge_property;
 use crate::error::{Error, Result};
-use crate::manifest::{ProviderSpec, Store};
+use crate::manifest::Store;
 use crate::registry::{BuiltStore, CredentialResolver, SourceFactory};
 use crate::source::*;
 use crate::value::{SecretMap, SecretValue};
@@ -269,23 +269,42 @@ impl SecretWriter for FileSource {
     }
 }
 
+/// secretsync's `spec.provider.file`: a local YAML, JSON or dotenv file of secrets.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileProvider {
+    /// Path; relative paths are relative to the manifest's folder.
+    pub path: String,
+    /// `yaml`, `json` or `dotenv`; inferred from the extension when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
 /// Builds [`FileSource`]s; relative paths are relative to the manifest's folder.
 #[derive(Debug, Clone, Copy)]
 pub struct FileFactory;
+
+impl FileFactory {
+    fn settings(store: &Store) -> Result<(PathBuf, FileFormat)> {
+        let spec: FileProvider = store.provider_config()?;
+        let p = PathBuf::from(&spec.path);
+        let path = if p.is_absolute() { p } else { store.base_dir().join(p) };
+        let format = FileFormat::detect(&path, spec.format.as_deref())
+            .map_err(|e| Error::manifest(store.provider_field(""), e.to_string()))?;
+        Ok((path, format))
+    }
+}
 
 #[async_trait]
 impl SourceFactory for FileFactory {
     fn provider(&self) -> &'static str {
         "file"
     }
+    fn validate(&self, store: &Store) -> Vec<Error> {
+        Self::settings(store).err().into_iter().collect()
+    }
     async fn build(&self, store: &Store, _credentials: Arc<dyn CredentialResolver>) -> Result<BuiltStore> {
-        let ProviderSpec::File(spec) = &store.spec.provider else {
-            unreachable!("registry dispatches by provider")
-        };
-        let p = PathBuf::from(&spec.path);
-        let path = if p.is_absolute() { p } else { store.base_dir().join(p) };
-        let format = FileFormat::detect(&path, spec.format.as_deref())
-            .map_err(|e| Error::manifest(store.origin.field("spec.provider.file"), e.to_string()))?;
+        let (path, format) = Self::settings(store)?;
         Ok(BuiltStore::writable(FileSource::new(path, format)))
     }
 }

@@ -6,6 +6,6 @@ mod fake;
 mod file;
 pub mod memory;
 
-pub use fake::{FakeFactory, FakeSource};
-pub use file::{FileFactory, FileFormat, FileSource};
+pub use fake::{FakeData, FakeFactory, FakeProvider, FakeSource, fake_source};
+pub use file::{FileFactory, FileFormat, FileProvider, FileSource};
 pub use memory::MemorySource;
