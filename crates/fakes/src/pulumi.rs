@@ -194,7 +194,10 @@ impl FakeEsc {
 
     /// The current YAML definition.
     pub fn yaml(&self, org: &str, project: &str, env: &str) -> Option<String> {
-        self.lock().envs.get(&key(org, project, env)).map(|e| e.yaml().to_string())
+        self.lock()
+            .envs
+            .get(&key(org, project, env))
+            .map(|e| e.yaml().to_string())
     }
 
     /// The definition at a revision (1-based).
@@ -395,7 +398,15 @@ fn handle(shared: &Mutex<State>, method: Method, uri: Uri, headers: HeaderMap, b
             }
             r
         }
-        None => route(&mut state, &method, uri.path(), &query, &headers, &body, precondition.as_deref()),
+        None => route(
+            &mut state,
+            &method,
+            uri.path(),
+            &query,
+            &headers,
+            &body,
+            precondition.as_deref(),
+        ),
     };
     let response = if method == Method::HEAD {
         // HEAD answers carry headers only.
@@ -471,11 +482,7 @@ fn route(
     let Some(rest) = path.strip_prefix("/api/esc/environments/") else {
         return error(StatusCode::NOT_FOUND, "Not Found");
     };
-    let parts: Vec<String> = rest
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(percent_decode)
-        .collect();
+    let parts: Vec<String> = rest.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     match (method.as_str(), parts.as_slice()) {
         ("POST", [org]) => {
@@ -578,7 +585,9 @@ fn route(
             let Some(session) = session else {
                 return error(
                     StatusCode::NOT_FOUND,
-                    format!("Not Found: open session '{id}' of environment '{org}/{project}/{env}' not found or expired"),
+                    format!(
+                        "Not Found: open session '{id}' of environment '{org}/{project}/{env}' not found or expired"
+                    ),
                 );
             };
             match query.get("property") {
@@ -617,12 +626,7 @@ fn patch(state: &mut State, k: &Key, body: &Bytes, precondition: Option<&str>) -
     };
     // Check the new definition evaluates before storing it.
     let previous = state.envs[k].revisions.clone();
-    state
-        .envs
-        .get_mut(k)
-        .expect("checked")
-        .revisions
-        .push(text.to_string());
+    state.envs.get_mut(k).expect("checked").revisions.push(text.to_string());
     if let Err(d) = evaluate(state, k) {
         state.envs.get_mut(k).expect("checked").revisions = previous;
         return diagnostics(&d);
@@ -639,10 +643,14 @@ fn parse_go_duration(s: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let number: f64 = rest[..n].parse().ok()?;
         rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let factor = match &rest[..u] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -875,7 +883,10 @@ fn eval_builtin(name: &str, arg: &serde_yaml::Value, env: &str, path: &str) -> R
                 )),
             }
         }
-        other => Err(diag(format!("unknown builtin function {other}"), Some(path.to_string()))),
+        other => Err(diag(
+            format!("unknown builtin function {other}"),
+            Some(path.to_string()),
+        )),
     }
 }
 
@@ -1012,7 +1023,9 @@ mod tests {
         s.envs.insert(
             key("o", "p", "base"),
             Env {
-                revisions: vec!["values:\n  shared: base\n  pulumiConfig:\n    a: from-base\n    b: from-base\n".into()],
+                revisions: vec![
+                    "values:\n  shared: base\n  pulumiConfig:\n    a: from-base\n    b: from-base\n".into(),
+                ],
             },
         );
         s.envs.insert(
