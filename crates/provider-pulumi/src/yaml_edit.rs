@@ -105,7 +105,18 @@ fn key_of(line: &str, indent: usize) -> Option<(String, usize)> {
 /// The inline value after `key:` on its line, without a trailing comment.
 fn inline_value(line: &str, value_at: usize) -> &str {
     let v = line[value_at..].trim();
-    if v.starts_with('#') { "" } else { v }
+    if v.starts_with('#') {
+        return "";
+    }
+    match v.find(" #") {
+        Some(c) => v[..c].trim_end(),
+        None => v,
+    }
+}
+
+fn is_empty_flow(inline: &str) -> bool {
+    let t: String = inline.chars().filter(|c| !c.is_whitespace()).collect();
+    t == "{}"
 }
 
 /// The block of child lines of the key on `lines[at]`: indices `at+1 ..= last`, where
@@ -228,6 +239,7 @@ pub(crate) fn set_secret(yaml: &str, path: &PropertyPath, value: &SecretValue, w
     // Search the path down the blocks.
     let (mut from, mut to, mut indent) = (0usize, ls.len().saturating_sub(1), 0usize);
     let mut found_depth = 0;
+    let mut empty_flow = false;
     let mut parent: Option<(usize, usize)> = None; // (line, value_at) of the deepest key found
     for (d, k) in keys.iter().enumerate() {
         if ls.is_empty() {
@@ -237,6 +249,10 @@ pub(crate) fn set_secret(yaml: &str, path: &PropertyPath, value: &SecretValue, w
         if d > 0 {
             let (pl, value_at) = parent.expect("set on the previous step");
             let inline = inline_value(ls[pl].text, value_at);
+            if is_empty_flow(inline) {
+                empty_flow = true;
+                break; // `key: {}`: the new keys replace the empty mapping
+            }
             if !inline.is_empty() {
                 return Err(refuse(format!(
                     "`{}` on line {} has an inline value (`{{...}}` or a scalar), not an indented block",
@@ -285,6 +301,14 @@ pub(crate) fn set_secret(yaml: &str, path: &PropertyPath, value: &SecretValue, w
         out.push_str("fn::secret: ");
         out.push_str(&quoted);
         out.push_str(&yaml[ls[end].end()..]);
+    } else if empty_flow {
+        // `key: {}` becomes `key:` and the new keys below it.
+        let (pl, value_at) = parent.expect("found");
+        let block = nested(&keys[found_depth..], ls[pl].indent() + 2, &quoted, nl);
+        out.push_str(&yaml[..ls[pl].start + value_at]);
+        out.push_str(nl);
+        out.push_str(block.strip_suffix(nl).unwrap_or(&block));
+        out.push_str(&yaml[ls[pl].end()..]);
     } else {
         // Insert the missing keys after the deepest existing block.
         let missing = &keys[found_depth..];
@@ -417,6 +441,8 @@ values:
         assert_eq!(e.yaml, "imports: []\nvalues:\n  x:\n    fn::secret: \"v\"\n");
         let e = set("", "x", "v").unwrap();
         assert_eq!(e.yaml, "values:\n  x:\n    fn::secret: \"v\"\n");
+        let e = set("values: {}   # empty\nimports: []\n", "a.b", "v").unwrap();
+        assert_eq!(e.yaml, "values:\n  a:\n    b:\n      fn::secret: \"v\"\nimports: []\n");
         let e = set("values:\n", "x", "v").unwrap();
         assert_eq!(e.yaml, "values:\n  x:\n    fn::secret: \"v\"\n");
     }
