@@ -125,6 +125,8 @@ struct State {
     failures: VecDeque<Failure>,
     log: Vec<LoggedRequest>,
     next_session: u64,
+    /// A console edit applied just before the next `PATCH` of that environment is handled.
+    race: Option<(Key, String)>,
 }
 
 /// A running fake ESC API. Dropping it stops the server.
@@ -258,6 +260,13 @@ impl FakeEsc {
     /// Revokes a token: later requests with it get 401.
     pub fn revoke_token(&self, token: &str) {
         self.lock().tokens.remove(token);
+    }
+
+    /// Simulates someone saving the environment in the console between a client's `GET`
+    /// and its `PATCH`: `yaml` becomes a new revision right before the next `PATCH` of this
+    /// environment is handled (so that `PATCH`'s precondition no longer holds).
+    pub fn edit_before_next_patch(&self, org: &str, project: &str, env: &str, yaml: &str) {
+        self.lock().race = Some((key(org, project, env), yaml.to_string()));
     }
 
     /// Ends every open session now (as if their duration had passed).
@@ -611,6 +620,11 @@ fn route(
 }
 
 fn patch(state: &mut State, k: &Key, body: &Bytes, precondition: Option<&str>) -> Response<Body> {
+    if state.race.as_ref().is_some_and(|(rk, _)| rk == k)
+        && let Some((_, yaml)) = state.race.take()
+    {
+        state.envs.get_mut(k).expect("checked").revisions.push(yaml);
+    }
     let current = etag_of(k, &state.envs[k]);
     if let Some(p) = precondition
         && p != "*"
