@@ -257,6 +257,7 @@ impl Node {
     }
 
     /// Whether any part is unknown.
+    #[cfg(test)]
     pub(crate) fn has_unknown(&self) -> bool {
         match self {
             Node::Unknown => true,
