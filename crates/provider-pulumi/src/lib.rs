@@ -3,6 +3,9 @@
 mod client;
 mod config;
 mod error;
+// `factory.rs` implements the plug-in API announced for secretsync-core
+// (`SourceFactory::validate`, `Store::provider_config`); it joins the build once that API is on
+// main: `mod factory; pub use factory::PulumiFactory;`.
 mod path;
 mod source;
 mod yaml_edit;
