@@ -217,10 +217,9 @@ fn node(v: &Value, sources: &mut BTreeSet<String>) -> Option<Node> {
         .and_then(|t| t.get("def"))
         .and_then(|d| d.get("environment"))
         .and_then(Value::as_str)
+        && !sources.contains(env)
     {
-        if !sources.contains(env) {
-            sources.insert(env.to_string());
-        }
+        sources.insert(env.to_string());
     }
     if obj.get("unknown").and_then(Value::as_bool) == Some(true) {
         return Some(Node::Unknown);
