@@ -49,13 +49,14 @@ macro_rules! provider {
 }
 
 /// A registry with every provider compiled into this build: `fake` and `file` always,
-/// `aws`, `gcpsm` and `doppler` with their features. Add your own with
+/// `aws`, `gcpsm`, `doppler` and `pulumi` with their features. Add your own with
 /// [`Registry::register`](registry::Registry::register).
 pub fn registry() -> registry::Registry {
     let mut r = registry::Registry::with_builtin();
     provider!(r, "aws", "aws", secretsync_aws::AwsFactory);
     provider!(r, "gcp", "gcpsm", secretsync_gcp::GcpFactory);
     provider!(r, "doppler", "doppler", secretsync_doppler::DopplerFactory);
+    provider!(r, "pulumi", "pulumi", secretsync_pulumi::PulumiFactory);
     r
 }
 

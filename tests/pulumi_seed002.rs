@@ -5,19 +5,16 @@
 //! ESC one HEAD; the quarterly rotation edits one line of the environment's YAML and the
 //! Secret follows.
 //!
-//! Until secretsync-core parses `spec.provider.pulumi` (the plug-in API), the store document
-//! is read with the provider's own schema ([`EscStoreConfig`]) and the engine gets the ESC
-//! source under the store's id, while the ExternalSecrets come from the example file as is.
+//! The store and ExternalSecrets are the example files as they are, built through the
+//! facade's registry (the `pulumi` plug-in).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use secretsync::engine::{CycleOptions, Engine};
-use secretsync::manifest::{StoreId, StoreKind, load_str};
-use secretsync::pulumi::{EscStoreConfig, PulumiBuilder};
-use secretsync::registry::BuiltStore;
+use secretsync::manifest::{StoreId, load_str};
+use secretsync::registry::EnvFileCredentials;
 use secretsync::rotation::{self, Action, RotationPlan};
 use secretsync::{FingerprintKey, SecretSourceExt, SecretWriter};
 use secretsync_fakes::kube::FakeKube;
@@ -57,42 +54,28 @@ async fn seed_002_preview_environment_into_a_preview_pr_namespace() {
     esc.set_yaml("aphiria", "aphiria.com", "Preview", &environment);
     let token = esc.org_token("aphiria");
 
-    // The store, with the provider's schema.
-    let store_doc: serde_yaml::Value = serde_yaml::from_str(&read("store.yaml")).unwrap();
-    let config: EscStoreConfig =
-        serde_yaml::from_value(store_doc["spec"]["provider"]["pulumi"].clone()).expect("ESO's schema");
-    assert!(config.problems().is_empty(), "{:?}", config.problems());
-    assert_eq!(config.token_ref().unwrap().1.name, "pulumi-access-token");
-    let fresh = Duration::from_millis(100);
-    let source = Arc::new(
-        PulumiBuilder::new()
-            .with_token(token.as_str())
-            .with_organization(&config.organization)
-            .with_project(&config.project)
-            .with_environment(&config.environment)
-            .with_api_url(esc.api_url())
-            .with_freshness(fresh)
-            .build()
-            .unwrap(),
-    );
-
-    let stand_in = "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: esc-aphiria-preview}\nspec: {provider: {fake: {data: []}}}\n---\n";
-    let m = load_str(&format!("{stand_in}{}", read("secrets.yaml")), "seed002.yaml")
-        .into_result()
-        .unwrap();
-    let id = StoreId {
-        kind: StoreKind::ClusterSecretStore,
-        namespace: None,
-        name: "esc-aphiria-preview".into(),
-    };
-    let stores: BTreeMap<StoreId, BuiltStore> = [(
-        id.clone(),
-        BuiltStore {
-            source: source.clone(),
-            writer: Some(source.clone()),
-        },
-    )]
-    .into();
+    // The manifests as the team would write them; only the API URL points at the fake, and
+    // the token comes through the credential resolver, as out of a cluster.
+    let mut m = load_str(
+        &format!("{}\n---\n{}", read("store.yaml"), read("secrets.yaml")),
+        "seed002.yaml",
+    )
+    .into_result()
+    .unwrap();
+    assert_eq!(m.stores[0].spec.provider.name(), "pulumi");
+    m.stores[0].spec.provider.config_mut()["apiUrl"] = serde_json::json!(esc.api_url());
+    let creds = tempfile::tempdir().unwrap();
+    let token_file = creds.path().join("external-secrets/pulumi-access-token/token");
+    std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();
+    std::fs::write(&token_file, token.as_str()).unwrap();
+    let registry = secretsync::registry().with_credentials(Arc::new(EnvFileCredentials::with_dir(creds.path())));
+    assert!(registry.validate(&m.stores[0]).is_empty());
+    let (stores, errors) = registry.build_all(&m).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let id = m.stores[0].id.clone();
+    let source = stores[&id].source.clone();
+    let writer = stores[&id].writer.clone().expect("ESC stores accept writes");
+    let fresh = secretsync::pulumi::DEFAULT_FRESHNESS;
     let engine = Engine::new(stores, Arc::new(KubeSink::new(kube.client())));
 
     // 1. First sync: both Secrets in preview-pr-123, from one open and one read.
@@ -127,7 +110,7 @@ async fn seed_002_preview_environment_into_a_preview_pr_namespace() {
     assert_eq!(ops, ["GetEnvironmentETag"]);
 
     // 3. The quarterly rotation of the PostgreSQL password, through the writer.
-    let writers: BTreeMap<StoreId, Arc<dyn SecretWriter>> = [(id, source.clone() as Arc<dyn SecretWriter>)].into();
+    let writers: BTreeMap<StoreId, Arc<dyn SecretWriter>> = [(id, writer)].into();
     let plan = RotationPlan::load(std::path::Path::new(&format!("{DIR}/rotation.yaml"))).unwrap();
     let plans = rotation::plan(&plan, &writers, true, &|_: &str| None, &FingerprintKey::random())
         .await

@@ -203,7 +203,8 @@ impl EscStoreConfig {
         if oidc.is_some() {
             out.push(ConfigProblem {
                 field: "auth.oidcConfig".into(),
-                message: "OIDC authentication to Pulumi ESC is not supported yet: use auth.accessToken.secretRef (or PULUMI_ACCESS_TOKEN out of a cluster)".into(),
+                message: "OIDC authentication; use auth.accessToken.secretRef, or PULUMI_ACCESS_TOKEN out of a cluster"
+                    .into(),
                 not_supported: true,
             });
         }

@@ -1,7 +1,5 @@
 //! [`PulumiFactory`]: builds an [`EscSource`](crate::EscSource) from an ESO store.
 //!
-//! Written against the plug-in API announced for secretsync-core (`SourceFactory::validate`,
-//! `Store::provider_config`); `lib.rs` compiles it once that API is on main.
 
 use std::sync::Arc;
 
@@ -26,9 +24,12 @@ use crate::config::{BACKEND_URL_ENV, ConfigProblem, EscStoreConfig, PulumiBuilde
 pub struct PulumiFactory;
 
 fn located(store: &Store, p: &ConfigProblem) -> Error {
-    let at = store.origin.field(format!("spec.provider.pulumi.{}", p.field));
+    let at = store.provider_field(&p.field);
     if p.not_supported {
-        Error::manifest(at, format!("not supported: {}", p.message))
+        Error::manifest(
+            at,
+            format!("not supported yet: spec.provider.pulumi.{} ({})", p.field, p.message),
+        )
     } else {
         Error::manifest(at, p.message.clone())
     }

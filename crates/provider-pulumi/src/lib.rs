@@ -3,9 +3,7 @@
 mod client;
 mod config;
 mod error;
-// `factory.rs` implements the plug-in API announced for secretsync-core
-// (`SourceFactory::validate`, `Store::provider_config`); it joins the build once that API is on
-// main: `mod factory; pub use factory::PulumiFactory;`.
+mod factory;
 mod path;
 mod source;
 mod yaml_edit;
@@ -14,5 +12,6 @@ pub use config::{
     BACKEND_URL_ENV, ConfigProblem, DEFAULT_API_URL, DEFAULT_FRESHNESS, DEFAULT_MAX_AGE, DEFAULT_OPEN_DURATION,
     EscAccessToken, EscAuth, EscStoreConfig, PulumiBuilder, TOKEN_ENV,
 };
+pub use factory::PulumiFactory;
 pub use path::PropertyPath;
 pub use source::EscSource;
