@@ -374,9 +374,7 @@ fn main_from(args: Vec<OsString>) -> ! {
 
 #[cfg(not(feature = "k8s"))]
 async fn operator(_: OperatorArgs) -> i32 {
-    eprintln!(
-        "error: the operator needs feature `k8s`: cargo install --path . --features full (or --features k8s)"
-    );
+    eprintln!("error: the operator needs feature `k8s`: cargo install --path . --features full (or --features k8s)");
     Exit::BadInput as i32
 }
 

@@ -413,7 +413,11 @@ fn should_print(opts: &SyncOptions, report: &CycleReport) -> bool {
 async fn sync_until_done(opts: &SyncOptions, last: &AtomicU8, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     // A missing store fails its specs alone in a run; `--check` fails on it, as the run would.
     let manifests = {
-        let notes: Option<&mut dyn Write> = if opts.check || opts.verbose { Some(&mut *out) } else { None };
+        let notes: Option<&mut dyn Write> = if opts.check || opts.verbose {
+            Some(&mut *out)
+        } else {
+            None
+        };
         match load_checked_noting(&opts.manifests, opts.check, notes, err) {
             Ok(m) => m,
             Err(code) => return code,

@@ -189,10 +189,7 @@ fn send(child: &Child, signal: rustix::process::Signal) {
 /// The exit code of a finished command: its own, or 128 + the signal that ended it.
 fn code_of(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|n| 128 + n))
-        .unwrap_or(1)
+    status.code().or_else(|| status.signal().map(|n| 128 + n)).unwrap_or(1)
 }
 
 async fn stop(child: &mut Child) {
