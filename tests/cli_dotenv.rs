@@ -217,7 +217,10 @@ async fn a_value_or_key_that_cannot_round_trip_is_an_error_naming_target_and_key
         assert_eq!(code, Exit::SpecFailed, "{key}: {err} {report}");
         let msg = report["specs"][0]["message"].as_str().unwrap_or_default().to_string();
         assert!(
-            msg.contains("dev/app") && msg.contains(&format!("`{key}`")) && msg.contains(why),
+            msg.contains("dev/app")
+                && msg.contains("out.env")
+                && msg.contains(&format!("`{key}`"))
+                && msg.contains(why),
             "{key}: {msg}"
         );
         let all = format!("{report} {err}");

@@ -99,7 +99,9 @@ impl SecretSink for DotenvSink {
         if let Some(fp) = desired.annotations.get(FINGERPRINT_ANNOTATION) {
             text.push_str(&format!("# {FINGERPRINT_ANNOTATION}: {fp}\n"));
         }
-        text.push_str(&dotenv_format::render(&desired.data, &me)?);
+        // Errors name the file and key; the engine adds the target.
+        let path = self.path_of(&desired.target);
+        text.push_str(&dotenv_format::render(&desired.data, &path.display().to_string())?);
         atomic_write(&self.path_of(&desired.target), text.as_bytes()).await?;
         Ok(if current.is_some() {
             ApplyOutcome::Updated
