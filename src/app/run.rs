@@ -1,6 +1,11 @@
 //! `run`: fetch the specs' values and run a command with them as environment variables,
 //! writing nothing to disk (like `doppler run`). `--watch` restarts the command when a value
 //! changes; `--redact` masks the values in its output.
+//!
+//! Signals: SIGINT, SIGTERM and SIGHUP are forwarded to the command, which decides; `run`
+//! waits for it and exits with its code (128 + n when a signal ended it). A signal before
+//! the command starts exits at once with 128 + n. A command that cannot be found exits
+//! 127, one that cannot be executed 126, as shells do.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -121,10 +126,18 @@ impl Running {
     }
 }
 
-fn start(opts: &RunOptions, env: &Env, err: &mut dyn Write) -> Result<Running, Exit> {
+/// The command could not start: 127 when it is not found, 126 otherwise (as `sh`).
+const NOT_FOUND: i32 = 127;
+const CANNOT_EXECUTE: i32 = 126;
+
+fn start(opts: &RunOptions, env: &Env, err: &mut dyn Write) -> Result<Running, i32> {
     let mut child = spawn(opts, env).map_err(|e| {
         let _ = writeln!(err, "error: cannot start `{}`: {e}", opts.command[0]);
-        Exit::BadInput
+        if e.kind() == std::io::ErrorKind::NotFound {
+            NOT_FOUND
+        } else {
+            CANNOT_EXECUTE
+        }
     })?;
     let mut pumps = vec![];
     if opts.redact {
@@ -139,42 +152,84 @@ fn start(opts: &RunOptions, env: &Env, err: &mut dyn Write) -> Result<Running, E
     Ok(Running { child, pumps })
 }
 
-async fn stop(child: &mut Child) {
-    // Ask politely (SIGTERM through kill(1): no unsafe code here), then insist.
-    if let Some(pid) = child.id() {
-        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
-        if tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .is_ok()
-        {
-            return;
+/// The signals `run` forwards to its command.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal received.
+    async fn recv(&mut self) -> rustix::process::Signal {
+        use rustix::process::Signal;
+        tokio::select! {
+            _ = self.int.recv() => Signal::INT,
+            _ = self.term.recv() => Signal::TERM,
+            _ = self.hup.recv() => Signal::HUP,
         }
+    }
+}
+
+fn send(child: &Child, signal: rustix::process::Signal) {
+    if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+/// The exit code of a finished command: its own, or 128 + the signal that ended it.
+fn code_of(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|n| 128 + n)).unwrap_or(1)
+}
+
+async fn stop(child: &mut Child) {
+    // Ask politely, then insist.
+    send(child, rustix::process::Signal::TERM);
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_ok()
+    {
+        return;
     }
     let _ = child.kill().await;
 }
 
-/// Runs `run`; returns the command's exit code (or ours: 1 fetch failed, 2 bad input).
+/// Runs `run`; returns the command's exit code (or ours: 1 fetch failed, 2 bad input, 126
+/// or 127 the command cannot start, 128 + n a signal arrived before it started).
 pub async fn run_run(opts: &RunOptions, err: &mut dyn Write) -> i32 {
     if opts.command.is_empty() {
         let _ = writeln!(err, "error: no command given (run --manifest M -- CMD ARGS)");
         return Exit::BadInput as i32;
     }
-    let manifests = match load_checked(&opts.manifests, true, err) {
-        Ok(m) => m,
-        Err(code) => return code as i32,
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot handle signals: {e}");
+            return Exit::BadInput as i32;
+        }
     };
-    let sink = Arc::new(MemorySink::new());
-    let engine = match build_engine(&manifests, &super::SinkChoice::Stdout, sink.clone(), err).await {
-        Ok(e) => e,
-        Err(code) => return code as i32,
+    // Until the command runs, a signal ends `run` at once.
+    let prepared = tokio::select! {
+        p = prepare(opts, err) => p,
+        signal = signals.recv() => Err(128 + signal.as_raw()),
     };
-    let (env, _) = match collect(&engine, &manifests, &sink, err).await {
-        Ok(e) => e,
-        Err(code) => return code as i32,
+    let (engine, manifests, sink, env) = match prepared {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let mut running = match start(opts, &env, err) {
         Ok(c) => c,
-        Err(code) => return code as i32,
+        Err(code) => return code,
     };
     let interval = opts.interval.unwrap_or_else(|| {
         manifests
@@ -185,19 +240,25 @@ pub async fn run_run(opts: &RunOptions, err: &mut dyn Write) -> i32 {
             .unwrap_or(Duration::from_secs(60))
             .max(Duration::from_secs(1))
     });
+    // After a forwarded signal the command is on its way out: no more restarts.
+    let mut stopping = false;
     loop {
         tokio::select! {
             status = running.child.wait() => {
                 running.drain().await;
                 return match status {
-                    Ok(s) => s.code().unwrap_or(1),
+                    Ok(s) => code_of(s),
                     Err(e) => {
                         let _ = writeln!(err, "error: waiting for the command: {e}");
                         1
                     }
                 };
             }
-            _ = tokio::time::sleep(interval), if opts.watch => {
+            signal = signals.recv() => {
+                send(&running.child, signal);
+                stopping = true;
+            }
+            _ = tokio::time::sleep(interval), if opts.watch && !stopping => {
                 match collect(&engine, &manifests, &sink, err).await {
                     Ok((new_env, writes)) if writes > 0 => {
                         let _ = writeln!(err, "secretsync: values changed, restarting `{}`", opts.command[0]);
@@ -205,7 +266,7 @@ pub async fn run_run(opts: &RunOptions, err: &mut dyn Write) -> i32 {
                         running.drain().await;
                         running = match start(opts, &new_env, err) {
                             Ok(c) => c,
-                            Err(code) => return code as i32,
+                            Err(code) => return code,
                         };
                     }
                     Ok(_) => {}
@@ -215,4 +276,15 @@ pub async fn run_run(opts: &RunOptions, err: &mut dyn Write) -> i32 {
             }
         }
     }
+}
+
+/// Loads, builds and fetches: everything before the command starts.
+async fn prepare(opts: &RunOptions, err: &mut dyn Write) -> Result<(Engine, Manifests, Arc<MemorySink>, Env), i32> {
+    let manifests = load_checked(&opts.manifests, true, err).map_err(|c| c as i32)?;
+    let sink = Arc::new(MemorySink::new());
+    let engine = build_engine(&manifests, &super::SinkChoice::Stdout, sink.clone(), err)
+        .await
+        .map_err(|c| c as i32)?;
+    let (env, _) = collect(&engine, &manifests, &sink, err).await.map_err(|c| c as i32)?;
+    Ok((engine, manifests, sink, env))
 }

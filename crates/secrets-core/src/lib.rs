@@ -4,6 +4,7 @@ pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod fingerprint;
+pub mod format;
 pub mod manifest;
 pub mod net;
 pub mod redact;

@@ -14,6 +14,7 @@
 
 pub mod model;
 mod validate;
+mod walk;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -513,6 +514,9 @@ pub struct Loaded {
     pub errors: Vec<Error>,
     /// Warnings (not fatal).
     pub warnings: Vec<String>,
+    /// Documents left alone because they are someone else's (a Deployment, a Service),
+    /// each naming file and document.
+    pub notes: Vec<String>,
 }
 
 impl Loaded {
@@ -525,8 +529,8 @@ impl Loaded {
     }
 }
 
-/// Loads files and folders (every `*.yaml` / `*.yml` / `*.json` in a folder, sorted, not
-/// recursive).
+/// Loads files and folders (every `*.yaml` / `*.yml` / `*.json` under a folder, recursively,
+/// dot-folders skipped, sorted); documents of other kinds are noted in [`Loaded::notes`].
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
     let mut loaded = Loaded::default();
     for p in paths {
@@ -545,6 +549,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
                     loaded.manifests.extend(l.manifests);
                     loaded.errors.extend(l.errors);
                     loaded.warnings.extend(l.warnings);
+                    loaded.notes.extend(l.notes);
                 }
                 Err(e) => loaded.errors.push(Error::io(&f, e)),
             }
@@ -554,20 +559,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
 }
 
 fn list_files(p: &Path) -> Result<Vec<PathBuf>, Error> {
-    let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
-    if !meta.is_dir() {
-        return Ok(vec![p.to_path_buf()]);
-    }
-    let mut files = vec![];
-    for entry in std::fs::read_dir(p).map_err(|e| Error::io(p, e))? {
-        let path = entry.map_err(|e| Error::io(p, e))?.path();
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if path.is_file() && matches!(ext, "yaml" | "yml" | "json") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
+    walk::list_files(p)
 }
 
 /// Loads the documents of one file's text; `file` names it in errors.
@@ -593,6 +585,12 @@ pub fn load_str(text: &str, file: impl AsRef<Path>) -> Loaded {
             }
         };
         if value.is_null() {
+            continue;
+        }
+        if let Some(what) = walk::foreign(&value) {
+            loaded
+                .notes
+                .push(format!("{location}: ignored {what}: not a kind secretsync syncs"));
             continue;
         }
         if let Err(e) = load_document(value, location, &mut loaded.manifests) {

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use super::atomic_write;
 use crate::error::{Error, Result};
+use crate::format::dotenv as dotenv_format;
 use crate::sink::*;
-use crate::sources::dotenv as dotenv_format;
 
 const HEADER: &str = "# managed by secretsync: ";
 
@@ -99,7 +99,9 @@ impl SecretSink for DotenvSink {
         if let Some(fp) = desired.annotations.get(FINGERPRINT_ANNOTATION) {
             text.push_str(&format!("# {FINGERPRINT_ANNOTATION}: {fp}\n"));
         }
-        text.push_str(&dotenv_format::render(&desired.data).map_err(|e| e.context(desired.target.to_string()))?);
+        // Errors name the file and key; the engine adds the target.
+        let path = self.path_of(&desired.target);
+        text.push_str(&dotenv_format::render(&desired.data, &path.display().to_string())?);
         atomic_write(&self.path_of(&desired.target), text.as_bytes()).await?;
         Ok(if current.is_some() {
             ApplyOutcome::Updated

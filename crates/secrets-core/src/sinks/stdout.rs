@@ -32,11 +32,15 @@ impl SecretSink for StdoutSink {
         if desired.creation_policy == CreationPolicy::None {
             return Ok(ApplyOutcome::Unchanged);
         }
-        let text = render_manifest(desired);
+        // One document with its separator, written whole under a process-wide lock, so
+        // concurrent applies never interleave and the stream pipes into `kubectl apply -f -`.
+        static STDOUT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let mut doc = zeroize::Zeroizing::new(String::from("---\n"));
+        doc.push_str(&render_manifest(desired));
+        let _whole = STDOUT.lock().await;
         let mut out = tokio::io::stdout();
         let io = |e| Error::io("<stdout>", e);
-        out.write_all(b"---\n").await.map_err(io)?;
-        out.write_all(text.as_bytes()).await.map_err(io)?;
+        out.write_all(doc.as_bytes()).await.map_err(io)?;
         out.flush().await.map_err(io)?;
         Ok(ApplyOutcome::Created)
     }

@@ -99,7 +99,7 @@ impl FileSource {
             std::str::from_utf8(&bytes).map_err(|_| Error::invalid(format!("{}: not UTF-8", self.path.display())))?;
         let file = self.path.display().to_string();
         match self.format {
-            FileFormat::Dotenv => super::dotenv::parse(text, &file).map(Some),
+            FileFormat::Dotenv => crate::format::dotenv::parse(text, &file).map(Some),
             FileFormat::Yaml | FileFormat::Json => {
                 let v: serde_json::Value = if self.format == FileFormat::Json {
                     serde_json::from_str(text).map_err(|e| {
@@ -144,7 +144,11 @@ impl FileSource {
 
     async fn write_all(&self, map: &SecretMap) -> Result<()> {
         let text: zeroize::Zeroizing<String> = match self.format {
-            FileFormat::Dotenv => super::dotenv::render(map)?,
+            FileFormat::Dotenv => crate::format::dotenv::render_with(
+                map,
+                &self.path.display().to_string(),
+                crate::format::dotenv::Keys::Relaxed,
+            )?,
             FileFormat::Yaml | FileFormat::Json => {
                 let mut obj = serde_json::Map::new();
                 for (k, v) in map.iter() {
