@@ -363,3 +363,54 @@ async fn sync_daemon_stops_on_the_first_signal_and_reports_with_time_quietly() {
     assert!(stderr.contains("DEBUG"), "logs at debug: {stderr}");
     assert!(!stderr.contains('\u{1b}'), "no colour into a pipe: {stderr}");
 }
+
+/// `check` runs each provider's own offline validation: an AWS endpoint without a scheme, a
+/// store with no region anywhere, a plain-http endpoint to another host and a misspelt field
+/// all fail `check` (exit 2), each named by file, document and field, all listed at once.
+#[cfg(feature = "aws")]
+#[test]
+fn check_runs_each_providers_offline_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = |name: &str, body: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {{name: {name}}}\nspec:\n  provider:\n    aws:\n{body}---\n"
+        )
+    };
+    let m = write(
+        dir.path(),
+        "stores.yaml",
+        &[
+            store(
+                "no-scheme",
+                "      region: eu-central-1\n      endpoint: localhost:5000\n",
+            ),
+            store("no-region", "      service: SecretsManager\n"),
+            store(
+                "plain-http",
+                "      region: eu-central-1\n      endpoint: http://sm.example.com\n",
+            ),
+            store("typo", "      regoin: eu-central-1\n"),
+        ]
+        .concat(),
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["check", "-m", m.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_CONFIG_FILE", dir.path().join("no-such-config"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for expected in [
+        "stores.yaml: document 1 (ClusterSecretStore no-scheme): spec.provider.aws.endpoint: invalid input: endpoint: `localhost:5000` is not a URL",
+        "stores.yaml: document 2 (ClusterSecretStore no-region): spec.provider.aws.region: no region",
+        "stores.yaml: document 3 (ClusterSecretStore plain-http): spec.provider.aws.endpoint: invalid input: endpoint: plain http to `sm.example.com` is refused",
+        "stores.yaml: document 4 (ClusterSecretStore typo): spec.provider.aws.regoin: unknown field `regoin`",
+    ] {
+        assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+    }
+    assert!(err.contains("4 problem(s) found"), "{err}");
+}

@@ -130,8 +130,12 @@ fn validate(store: &Store, spec: &AwsProvider) -> Vec<Error> {
 
 /// Whether this machine is an EC2 instance or an ECS/Lambda task, where the SDK finds the
 /// region in instance metadata (read offline from the DMI vendor, the Xen hypervisor uuid or
-/// the task environment; no request is sent).
+/// the task environment; no request is sent), unless `AWS_EC2_METADATA_DISABLED=true`.
 fn on_aws_compute() -> bool {
+    // The SDK's switch: with instance metadata off, no region can come from there.
+    if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+        return false;
+    }
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     read("/sys/devices/virtual/dmi/id/sys_vendor").contains("Amazon EC2")
         || read("/sys/hypervisor/uuid").to_ascii_lowercase().starts_with("ec2")
