@@ -48,6 +48,19 @@ macro_rules! provider {
     };
 }
 
+/// Providers added by the program with [`register_provider`].
+static EXTRA_PROVIDERS: std::sync::RwLock<Vec<std::sync::Arc<dyn registry::SourceFactory>>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Adds a provider to every [`registry()`] this process builds from now on: how a program
+/// brings its own provider (a plug-in outside this workspace) to the `secretsync` command
+/// line (`app::cli`) and everything else that builds stores through [`registry()`]. A
+/// provider of the same name as a built-in one replaces it. See
+/// `examples/custom-provider.rs`.
+pub fn register_provider(factory: std::sync::Arc<dyn registry::SourceFactory>) {
+    EXTRA_PROVIDERS.write().unwrap_or_else(|e| e.into_inner()).push(factory);
+}
+
 /// A registry with every provider compiled into this build: `fake` and `file` always,
 /// `aws`, `gcpsm`, `doppler` and `pulumi` with their features. Add your own with
 /// [`Registry::register`](registry::Registry::register).
@@ -57,6 +70,9 @@ pub fn registry() -> registry::Registry {
     provider!(r, "gcp", "gcpsm", secretsync_gcp::GcpFactory);
     provider!(r, "doppler", "doppler", secretsync_doppler::DopplerFactory);
     provider!(r, "pulumi", "pulumi", secretsync_pulumi::PulumiFactory);
+    for f in EXTRA_PROVIDERS.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        r.register(f.clone());
+    }
     r
 }
 

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use secretsync_core::SecretValue;
-use secretsync_core::values::get_property;
+use secretsync_core::transform::get_property;
 
 fuzz_target!(|data: &[u8]| {
     // The first line is the property, the rest the remote value.

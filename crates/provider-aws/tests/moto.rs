@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use common::{builder, count, prefix, recorded_since, recording, source};
 use secretsync_aws::{AwsFactory, AwsSecretsManager};
 use secretsync_core::registry::{EnvFileCredentials, SourceFactory};
-use secretsync_core::values::get_property;
+use secretsync_core::transform::get_property;
 use secretsync_core::{
     Error, FindQuery, RemoteKey, SecretSource, SecretValue, SecretWriter, WriteOutcome, WriteRequest,
 };

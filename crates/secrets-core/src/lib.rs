@@ -3,6 +3,7 @@
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod fingerprint;
 pub mod format;
 pub mod manifest;
@@ -10,13 +11,14 @@ pub mod net;
 pub mod redact;
 pub mod registry;
 pub mod rotation;
+pub mod rules;
 pub mod sink;
 pub mod sinks;
 pub mod source;
 pub mod sources;
 pub mod template;
+pub mod transform;
 pub mod value;
-pub mod values;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -191,12 +191,6 @@ impl fmt::Debug for Registry {
     }
 }
 
-impl Default for Registry {
-    fn default() -> Self {
-        Self::with_builtin()
-    }
-}
-
 impl Registry {
     /// An empty registry.
     pub fn empty() -> Self {
@@ -205,14 +199,6 @@ impl Registry {
             features: BTreeMap::new(),
             credentials: Arc::new(EnvFileCredentials::default()),
         }
-    }
-
-    /// The built-in providers: `fake` and `file`.
-    pub fn with_builtin() -> Self {
-        let mut r = Self::empty();
-        r.register(Arc::new(crate::sources::FakeFactory));
-        r.register(Arc::new(crate::sources::FileFactory));
-        r
     }
 
     /// Adds (or replaces) a factory.

@@ -219,7 +219,7 @@ impl SinkCapabilities {
 /// - `apply` with `CreationPolicy::Merge` on a missing target fails with
 ///   [`crate::Error::NotFound`]; with `CreationPolicy::None` it writes nothing.
 /// - `delete` returns whether something was deleted.
-/// - `compare` agrees with `read` followed by [`crate::engine::target_matches`]; a sink
+/// - `compare` agrees with `read` followed by [`target_matches`]; a sink
 ///   overrides it only to compare without copying the target out (the in-memory sink).
 /// - Values never appear in errors or logs.
 #[async_trait]
@@ -261,7 +261,7 @@ impl Compared {
     pub fn of(desired: &DesiredTarget, current: Option<TargetState>, caps: &SinkCapabilities) -> Self {
         match current {
             None => Compared::Missing,
-            Some(cur) if crate::engine::target_matches(desired, &cur, caps) => Compared::Matches,
+            Some(cur) if target_matches(desired, &cur, caps) => Compared::Matches,
             Some(cur) => Compared::Differs(cur),
         }
     }
@@ -341,3 +341,33 @@ macro_rules! forward_sink {
 
 forward_sink!(Arc<T>);
 forward_sink!(Box<T>);
+
+/// Whether the target already holds the desired state, so no write is needed.
+///
+/// Data is compared exactly (Owner, Orphan) or for our keys (Merge, whose dropped keys show
+/// in the managed-keys annotation). Type, labels and annotations are compared when the sink
+/// stores them; desired ones must be present, others may exist. The fingerprint annotation
+/// itself is not compared: a process with another fingerprint key must not rewrite
+/// unchanged targets.
+pub fn target_matches(d: &DesiredTarget, cur: &TargetState, caps: &SinkCapabilities) -> bool {
+    let data_ok = match d.creation_policy {
+        CreationPolicy::Merge => d.data.iter().all(|(k, v)| cur.data.get(k) == Some(v)),
+        _ => cur.data == d.data,
+    };
+    if !data_ok {
+        return false;
+    }
+    if !caps.metadata {
+        return true;
+    }
+    let type_ok = d.target.kind == TargetKind::ConfigMap
+        || d.creation_policy == CreationPolicy::Merge
+        || cur.secret_type.as_deref().unwrap_or("Opaque") == d.secret_type.as_deref().unwrap_or("Opaque");
+    let labels_ok = d.labels.iter().all(|(k, v)| cur.labels.get(k) == Some(v));
+    let ann_ok = d
+        .annotations
+        .iter()
+        .filter(|(k, _)| *k != FINGERPRINT_ANNOTATION)
+        .all(|(k, v)| cur.annotations.get(k) == Some(v));
+    type_ok && labels_ok && ann_ok && (!caps.immutable || cur.immutable == d.immutable || cur.immutable)
+}

@@ -402,7 +402,7 @@ impl Parser {
 /// Every text a template builds, intermediate or final, stays under the 1 MiB target limit:
 /// a chain of `replace` or a `printf` of many arguments must fail cleanly, not exhaust memory.
 fn within_limit(len: usize, what: &str) -> Result<(), String> {
-    if len > crate::engine::MAX_TARGET_BYTES {
+    if len > crate::value::MAX_TARGET_BYTES {
         return Err(format!("{what}: the text would be over the 1 MiB target limit"));
     }
     Ok(())
@@ -616,7 +616,7 @@ fn call(f: &str, args: Vec<Val>, ctx: &TemplateContext) -> Result<Val, String> {
             let n = n as usize;
             let s = text_str(&args[1], ctx, f)?;
             let lines = s.lines().count().max(1);
-            if s.len() + lines * (n + 1) > crate::engine::MAX_TARGET_BYTES {
+            if s.len() + lines * (n + 1) > crate::value::MAX_TARGET_BYTES {
                 return Err(format!("{f}: the indented text would be over the 1 MiB target limit"));
             }
             let pad = " ".repeat(n);

@@ -206,3 +206,6 @@ mod tests {
         assert_ne!(SecretValue::from("ab"), SecretValue::from("ac"));
     }
 }
+
+/// Kubernetes refuses objects over 1 MiB; the data must fit with room for metadata.
+pub const MAX_TARGET_BYTES: usize = 1024 * 1024;

@@ -59,7 +59,7 @@ fn a_pathological_property_is_refused_at_once() {
     let text = String::from_utf8_lossy(&data);
     let (property, value) = text.split_once('\n').unwrap();
     let start = std::time::Instant::now();
-    let err = secretsync_core::values::get_property(&SecretValue::from(value), property, "k")
+    let err = secretsync_core::transform::get_property(&SecretValue::from(value), property, "k")
         .unwrap_err()
         .to_string();
     assert!(err.contains("over the limit"), "{err}");
@@ -68,16 +68,16 @@ fn a_pathological_property_is_refused_at_once() {
         "refused before gjson runs"
     );
     // Deep nesting in a short property is refused too; ordinary paths still work.
-    assert!(secretsync_core::values::get_property(&SecretValue::from("{}"), "a.[b.{c.(d.[e]", "k").is_err());
+    assert!(secretsync_core::transform::get_property(&SecretValue::from("{}"), "a.[b.{c.(d.[e]", "k").is_err());
     let v = SecretValue::from(r#"{"a":{"b":[1,{"c":"ok"}]},"list":[{"n":"x","v":"1"}]}"#);
     assert_eq!(
-        secretsync_core::values::get_property(&v, "a.b.1.c", "k")
+        secretsync_core::transform::get_property(&v, "a.b.1.c", "k")
             .unwrap()
             .expose(),
         b"ok"
     );
     assert_eq!(
-        secretsync_core::values::get_property(&v, r#"list.#(n=="x").v"#, "k")
+        secretsync_core::transform::get_property(&v, r#"list.#(n=="x").v"#, "k")
             .unwrap()
             .expose(),
         b"1"

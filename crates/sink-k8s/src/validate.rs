@@ -16,7 +16,7 @@ pub fn is_namespace_name(s: &str) -> bool {
 }
 
 /// A Secret or ConfigMap key (`[-._a-zA-Z0-9]+`, at most 253, not `.` or `..`): the core's rule.
-pub use secretsync_core::values::is_valid_secret_key as is_key;
+pub use secretsync_core::rules::is_valid_secret_key as is_key;
 
 /// Checks a target's namespace and name.
 pub fn check_target(t: &TargetRef) -> Result<()> {

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-pub use render::{MAX_TARGET_BYTES, SpecError, target_matches};
+pub use crate::sink::target_matches;
+pub use crate::value::MAX_TARGET_BYTES;
+pub use render::SpecError;
 pub use report::{CycleReport, Outcome, SpecReport, SyncStatus};
 pub use scheduler::Scheduler;
 

@@ -10,11 +10,8 @@ use crate::manifest::{ExternalSecret, RemoteRef, StaticTarget, StoreId};
 use crate::sink::*;
 use crate::source::{FindQuery, RemoteKey};
 use crate::template::{Template, TemplateContext};
-use crate::value::{SecretMap, SecretValue};
-use crate::values;
-
-/// Kubernetes refuses objects over 1 MiB; the data must fit with room for metadata.
-pub const MAX_TARGET_BYTES: usize = 1024 * 1024;
+use crate::value::{MAX_TARGET_BYTES, SecretMap, SecretValue};
+use crate::{rules, transform};
 
 /// A failure that can be shared by every spec that needed the same fetch.
 #[derive(Debug, Clone)]
@@ -216,7 +213,7 @@ fn resolve(r: &RemoteRef, v: &SecretValue, loc: &ExternalSecret, i: usize) -> Re
     let path = |field: &str| format!("spec.data[{i}].remoteRef.{field}");
     let v = match &r.property {
         Some(p) if !p.is_empty() => {
-            values::get_property(v, p, &r.key).map_err(|e| SpecError::invalid(loc, &path("property"), &e))?
+            transform::get_property(v, p, &r.key).map_err(|e| SpecError::invalid(loc, &path("property"), &e))?
         }
         _ => v.clone(),
     };
@@ -224,7 +221,7 @@ fn resolve(r: &RemoteRef, v: &SecretValue, loc: &ExternalSecret, i: usize) -> Re
     let v = if strategy == crate::manifest::DecodingStrategy::None {
         v
     } else {
-        values::decode(v, strategy, &format!("remote key `{}`", r.key))
+        transform::decode(v, strategy, &format!("remote key `{}`", r.key))
             .map_err(|e| SpecError::invalid(loc, &path("decodingStrategy"), &e))?
     };
     if r.null_byte_policy.as_deref() == Some("Fail") && v.expose().contains(&0) {
@@ -247,18 +244,18 @@ fn collect_data(es: &ExternalSecret, f: &StoreFetched) -> Result<SecretMap, Spec
         if let Some(x) = &df.extract {
             let raw = f.value(x).map_err(|e| e.at(loc, &format!("{p}.extract.key")))?;
             let raw = match &x.property {
-                Some(prop) if !prop.is_empty() => values::get_property(raw, prop, &x.key)
+                Some(prop) if !prop.is_empty() => transform::get_property(raw, prop, &x.key)
                     .map_err(|e| SpecError::invalid(loc, &format!("{p}.extract.property"), &e))?,
                 _ => raw.clone(),
             };
-            let all =
-                values::extract_all(&raw, &x.key).map_err(|e| SpecError::invalid(loc, &format!("{p}.extract"), &e))?;
+            let all = transform::extract_all(&raw, &x.key)
+                .map_err(|e| SpecError::invalid(loc, &format!("{p}.extract"), &e))?;
             let strategy = x.decoding_strategy.unwrap_or_default();
             for (k, v) in all {
                 let what = format!("key `{k}` of remote key `{}`", x.key);
                 part.insert(
                     k,
-                    values::decode(v, strategy, &what)
+                    transform::decode(v, strategy, &what)
                         .map_err(|e| SpecError::invalid(loc, &format!("{p}.extract.decodingStrategy"), &e))?,
                 );
             }
@@ -271,16 +268,16 @@ fn collect_data(es: &ExternalSecret, f: &StoreFetched) -> Result<SecretMap, Spec
                 let v = f
                     .named(name)
                     .map_err(|e| e.at(loc, &format!("{p}.find (remote key `{name}`)")))?;
-                let v = values::decode(v.clone(), strategy, &format!("remote key `{name}`"))
+                let v = transform::decode(v.clone(), strategy, &format!("remote key `{name}`"))
                     .map_err(|e| SpecError::invalid(loc, &format!("{p}.find.decodingStrategy"), &e))?;
                 part.insert(name.clone(), v);
             }
         }
-        let part = values::rewrite_keys(part, &df.rewrite, &p)
+        let part = transform::rewrite_keys(part, &df.rewrite, &p)
             .map_err(|e| SpecError::invalid(loc, &format!("{p}.rewrite"), &e))?;
         // Find results are remote names (`a/b/c`); make them valid keys after rewrites.
         let part: SecretMap = if df.find.is_some() {
-            part.into_iter().map(|(k, v)| (values::convert_key(&k), v)).collect()
+            part.into_iter().map(|(k, v)| (transform::convert_key(&k), v)).collect()
         } else {
             part
         };
@@ -327,7 +324,7 @@ pub(crate) fn render(
         }
     }
     for k in data.keys() {
-        if !values::is_valid_secret_key(k) {
+        if !rules::is_valid_secret_key(k) {
             return Err(SpecError::invalid(
                 loc,
                 "spec",
@@ -408,7 +405,7 @@ pub(crate) fn render_removal(es: &ExternalSecret, key: &FingerprintKey) -> Desir
 /// Desired state of a plain ConfigMap/Secret document.
 pub(crate) fn render_static(s: &StaticTarget, key: &FingerprintKey) -> Result<DesiredTarget, SpecError> {
     for k in s.data.keys() {
-        if !values::is_valid_secret_key(k) {
+        if !rules::is_valid_secret_key(k) {
             return Err(SpecError::invalid(
                 &s.origin,
                 &format!("data.{k}"),
@@ -480,36 +477,6 @@ pub(crate) fn fingerprint_of(d: &DesiredTarget, key: &FingerprintKey) -> crate::
         .chain(labels)
         .chain(secret_type);
     key.fingerprint_sorted(&d.data, count, attrs)
-}
-
-/// Whether the target already holds the desired state, so no write is needed.
-///
-/// Data is compared exactly (Owner, Orphan) or for our keys (Merge, whose dropped keys show
-/// in the managed-keys annotation). Type, labels and annotations are compared when the sink
-/// stores them; desired ones must be present, others may exist. The fingerprint annotation
-/// itself is not compared: a process with another fingerprint key must not rewrite
-/// unchanged targets.
-pub fn target_matches(d: &DesiredTarget, cur: &TargetState, caps: &SinkCapabilities) -> bool {
-    let data_ok = match d.creation_policy {
-        CreationPolicy::Merge => d.data.iter().all(|(k, v)| cur.data.get(k) == Some(v)),
-        _ => cur.data == d.data,
-    };
-    if !data_ok {
-        return false;
-    }
-    if !caps.metadata {
-        return true;
-    }
-    let type_ok = d.target.kind == TargetKind::ConfigMap
-        || d.creation_policy == CreationPolicy::Merge
-        || cur.secret_type.as_deref().unwrap_or("Opaque") == d.secret_type.as_deref().unwrap_or("Opaque");
-    let labels_ok = d.labels.iter().all(|(k, v)| cur.labels.get(k) == Some(v));
-    let ann_ok = d
-        .annotations
-        .iter()
-        .filter(|(k, _)| *k != FINGERPRINT_ANNOTATION)
-        .all(|(k, v)| cur.annotations.get(k) == Some(v));
-    type_ok && labels_ok && ann_ok && (!caps.immutable || cur.immutable == d.immutable || cur.immutable)
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::model::NOT_SUPPORTED_PREFIX as NS;
 use super::{ExternalSecret, Manifests, StoreKind};
 use crate::error::{Error, Location};
+use crate::rules::is_valid_secret_key;
 use crate::template::Template;
-use crate::values::is_valid_secret_key;
 
 /// What counts as an error.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +76,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                 if let Err(e) = regex::Regex::new(r) {
                     errors.push(Error::manifest(
                         loc.field(format!("spec.conditions[{i}].namespaceRegexes[{j}]")),
-                        crate::values::one_line_regex_error(r, &e),
+                        crate::rules::one_line_regex_error(r, &e),
                     ));
                 }
             }
@@ -308,7 +308,7 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
                 {
                     errors.push(Error::manifest(
                         es.field(&format!("{p}.find.name.regexp")),
-                        crate::values::one_line_regex_error(&n.regexp, &e),
+                        crate::rules::one_line_regex_error(&n.regexp, &e),
                     ));
                 }
                 if f.conversion_strategy.as_deref().is_some_and(|c| c != "Default") {
@@ -332,7 +332,7 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
                     if let Err(e) = regex::Regex::new(&r.source) {
                         errors.push(Error::manifest(
                             es.field(&format!("{rp}.regexp.source")),
-                            crate::values::one_line_regex_error(&r.source, &e),
+                            crate::rules::one_line_regex_error(&r.source, &e),
                         ));
                     }
                 }
@@ -349,7 +349,7 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
 
 fn check_remote_ref(r: &super::RemoteRef, es: &ExternalSecret, p: &str, errors: &mut Vec<Error>) {
     if let Some(prop) = &r.property
-        && let Err(e) = crate::values::check_property(prop)
+        && let Err(e) = crate::rules::check_property(prop)
     {
         errors.push(Error::manifest(es.field(&format!("{p}.property")), e.to_string()));
     }

@@ -58,7 +58,7 @@ impl SecretSink for MemorySink {
         let targets = self.targets.lock().expect("lock");
         Ok(match targets.get(&desired.target) {
             None => Compared::Missing,
-            Some(cur) if crate::engine::target_matches(desired, cur, &self.capabilities()) => Compared::Matches,
+            Some(cur) if crate::sink::target_matches(desired, cur, &self.capabilities()) => Compared::Matches,
             Some(cur) => Compared::Differs(cur.clone()),
         })
     }

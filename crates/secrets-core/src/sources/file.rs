@@ -165,7 +165,7 @@ impl FileSource {
                 })
             }
         };
-        crate::sinks::atomic_write(&self.path, text.as_bytes()).await
+        crate::files::atomic_write(&self.path, text.as_bytes()).await
     }
 
     fn lookup(map: &SecretMap, key: &RemoteKey, file: &Path) -> Result<Fetched> {
@@ -218,7 +218,7 @@ impl SecretSource for FileSource {
             ));
         }
         let re = match &query.name_regexp {
-            Some(r) => Some(crate::values::compile_regex(r).map_err(|e| e.context("find.name.regexp"))?),
+            Some(r) => Some(crate::rules::compile_regex(r).map_err(|e| e.context("find.name.regexp"))?),
             None => None,
         };
         let map = self.read_all().await?;

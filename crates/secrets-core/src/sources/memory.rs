@@ -160,7 +160,7 @@ impl SecretSource for MemorySource {
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>> {
         self.count();
         let re = match &query.name_regexp {
-            Some(r) => Some(crate::values::compile_regex(r).map_err(|e| e.context("find.name.regexp"))?),
+            Some(r) => Some(crate::rules::compile_regex(r).map_err(|e| e.context("find.name.regexp"))?),
             None => None,
         };
         let e = self.entries.lock().expect("lock");

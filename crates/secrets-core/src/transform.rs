@@ -6,60 +6,9 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 
 use crate::error::{Error, Result};
 use crate::manifest::{DecodingStrategy, Rewrite};
+use crate::rules::{check_property, compile_regex};
 use crate::template::{Template, TemplateContext};
 use crate::value::{SecretMap, SecretValue};
-
-/// Whether `k` is a valid Secret/ConfigMap data key: `[-._a-zA-Z0-9]+`, at most 253 bytes,
-/// and not `.` or `..` (Kubernetes' rule).
-pub fn is_valid_secret_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 253
-        && k != "."
-        && k != ".."
-        && k.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-}
-
-/// Longest `property` accepted.
-pub const MAX_PROPERTY_LEN: usize = 256;
-/// Deepest nesting of `[`, `{` and `(` in a `property`.
-pub const MAX_PROPERTY_NESTING: usize = 3;
-
-/// Checks a `property` before it reaches gjson: at most [`MAX_PROPERTY_LEN`] bytes, no
-/// control characters, brackets nested at most [`MAX_PROPERTY_NESTING`] deep. gjson's
-/// multipaths and modifiers nested deeper take time exponential in the nesting (the fuzzer
-/// found a 4 KiB property taking seconds), so a manifest could stall a sync.
-pub fn check_property(property: &str) -> Result<()> {
-    if property.len() > MAX_PROPERTY_LEN {
-        return Err(Error::invalid(format!(
-            "property is {} bytes, over the limit of {MAX_PROPERTY_LEN}",
-            property.len()
-        )));
-    }
-    if property.chars().any(char::is_control) {
-        return Err(Error::invalid("property contains a control character"));
-    }
-    let (mut depth, mut max) = (0usize, 0usize);
-    let mut escaped = false;
-    for c in property.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '[' | '{' | '(' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            ']' | '}' | ')' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    if max > MAX_PROPERTY_NESTING {
-        return Err(Error::invalid(format!(
-            "property nests brackets {max} deep, over the limit of {MAX_PROPERTY_NESTING}"
-        )));
-    }
-    Ok(())
-}
 
 /// Reads `property` of a JSON value with gjson path semantics, as ESO does: a property
 /// containing dots is first tried as one key (dots escaped), then as a path. Strings come
@@ -131,25 +80,6 @@ pub fn extract_all(value: &SecretValue, key: &str) -> Result<SecretMap> {
     Ok(out)
 }
 
-/// A regular expression from a manifest, or a one-line error naming it (the regex crate's
-/// own messages span several lines).
-pub fn compile_regex(pattern: &str) -> Result<regex::Regex> {
-    regex::Regex::new(pattern).map_err(|e| Error::invalid(one_line_regex_error(pattern, &e)))
-}
-
-/// `invalid regexp `<pattern>`: <reason>` on one line.
-pub fn one_line_regex_error(pattern: &str, e: &regex::Error) -> String {
-    let text = e.to_string();
-    let reason = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid")
-        .trim();
-    let reason = reason.strip_prefix("error: ").unwrap_or(reason);
-    format!("invalid regexp `{pattern}`: {reason}")
-}
-
 /// Key conversion of `find` results (ESO's `Default` conversion): every character outside
 /// `[-._a-zA-Z0-9]` becomes `_`, so `crawbl/dev/backend/redis` is `crawbl_dev_backend_redis`.
 pub fn convert_key(name: &str) -> String {
@@ -197,6 +127,7 @@ pub fn rewrite_keys(map: SecretMap, rules: &[Rewrite], at: &str) -> Result<Secre
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::is_valid_secret_key;
 
     fn s(v: &SecretValue) -> &str {
         v.expose_str().unwrap()
