@@ -7,3 +7,4 @@ pub mod doppler;
 pub mod gcp;
 pub mod kube;
 pub mod moto;
+pub mod signal;

@@ -42,12 +42,15 @@
 //! what is in it; no defaulting of workload fields; no admission, RBAC, finalizers or garbage
 //! collection (deleting an owner leaves its dependents); JSON patch is refused (415).
 
+mod crd;
 mod discovery;
 mod fields;
 mod patch;
+mod protobuf;
 mod schema;
 mod selectors;
 mod store;
+mod table;
 mod validate;
 mod wire;
 
@@ -99,8 +102,10 @@ impl FakeKube {
             inner: Mutex::new(Inner::default()),
             events,
             log: Mutex::new(vec![]),
+            log_file: Mutex::new(None),
             addr,
         });
+        shared.create_initial_namespaces();
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -157,6 +162,15 @@ impl FakeKube {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake-kube\n  cluster:\n    server: {}\ncontexts:\n- name: fake-kube\n  context:\n    cluster: fake-kube\n    user: fake-kube\n    namespace: default\ncurrent-context: fake-kube\nusers:\n- name: fake-kube\n  user:\n    token: fake-token\npreferences: {{}}\n",
             self.url()
         )
+    }
+
+    /// Appends every request answered from now on to `path` as one JSON line (method,
+    /// path, query, status, user agent, content type, client), so tools outside this process
+    /// can count requests. The file is created if missing and appended to otherwise.
+    pub fn log_requests_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        *lock(&self.shared.log_file) = Some(file);
+        Ok(())
     }
 
     /// Every request answered so far, in order.

@@ -19,6 +19,13 @@ pub(super) struct ResourceDef {
     pub(super) kind: &'static str,
     pub(super) namespaced: bool,
     pub(super) status: bool,
+    /// Short names kubectl accepts (`cm`, `deploy`, `es`), as discovery lists them.
+    pub(super) short_names: &'static [&'static str],
+    /// Categories (`all`), as discovery lists them.
+    pub(super) categories: &'static [&'static str],
+    /// Served from a CustomResourceDefinition (deploy/crds.yaml): no strategic merge patch,
+    /// no unconditional update, schema from the CRD.
+    pub(super) custom: bool,
 }
 
 pub(super) const RESOURCES: &[ResourceDef] = &[
@@ -30,6 +37,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "Namespace",
         namespaced: false,
         status: true,
+        short_names: &["ns"],
+        categories: &[],
+        custom: false,
     },
     ResourceDef {
         group: "",
@@ -39,6 +49,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "Secret",
         namespaced: true,
         status: false,
+        short_names: &[],
+        categories: &[],
+        custom: false,
     },
     ResourceDef {
         group: "",
@@ -48,6 +61,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "ConfigMap",
         namespaced: true,
         status: false,
+        short_names: &["cm"],
+        categories: &[],
+        custom: false,
     },
     ResourceDef {
         group: "",
@@ -57,6 +73,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "Event",
         namespaced: true,
         status: false,
+        short_names: &["ev"],
+        categories: &[],
+        custom: false,
     },
     ResourceDef {
         group: "apps",
@@ -66,6 +85,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "Deployment",
         namespaced: true,
         status: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        custom: false,
     },
     ResourceDef {
         group: "apps",
@@ -75,6 +97,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "StatefulSet",
         namespaced: true,
         status: true,
+        short_names: &["sts"],
+        categories: &["all"],
+        custom: false,
     },
     ResourceDef {
         group: "apps",
@@ -84,6 +109,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "DaemonSet",
         namespaced: true,
         status: true,
+        short_names: &["ds"],
+        categories: &["all"],
+        custom: false,
     },
     ResourceDef {
         group: "coordination.k8s.io",
@@ -93,6 +121,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "Lease",
         namespaced: true,
         status: false,
+        short_names: &[],
+        categories: &[],
+        custom: false,
     },
     ResourceDef {
         group: "events.k8s.io",
@@ -102,6 +133,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "Event",
         namespaced: true,
         status: false,
+        short_names: &["ev"],
+        categories: &[],
+        custom: false,
     },
     ResourceDef {
         group: "external-secrets.io",
@@ -111,6 +145,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "ExternalSecret",
         namespaced: true,
         status: true,
+        short_names: &["es"],
+        categories: &["external-secrets"],
+        custom: true,
     },
     ResourceDef {
         group: "external-secrets.io",
@@ -120,6 +157,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "SecretStore",
         namespaced: true,
         status: true,
+        short_names: &["ss"],
+        categories: &["external-secrets"],
+        custom: true,
     },
     ResourceDef {
         group: "external-secrets.io",
@@ -129,6 +169,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "ClusterSecretStore",
         namespaced: false,
         status: true,
+        short_names: &["css"],
+        categories: &["external-secrets"],
+        custom: true,
     },
     ResourceDef {
         group: "external-secrets.io",
@@ -138,6 +181,9 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         kind: "ClusterExternalSecret",
         namespaced: false,
         status: true,
+        short_names: &["ces"],
+        categories: &["external-secrets"],
+        custom: true,
     },
 ];
 
@@ -149,7 +195,15 @@ impl ResourceDef {
             format!("{}/{}", self.group, version)
         }
     }
-    /// `secrets` or `deployments.apps`, as the real server names resources in messages.
+    /// `Secret` or `Deployment.apps`, as the real server names kinds in `Invalid` messages.
+    pub(super) fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+    /// `secrets` or `deployments.apps`.
     pub(super) fn qualified(&self) -> String {
         if self.group.is_empty() {
             self.plural.to_string()
@@ -163,4 +217,63 @@ pub(super) fn find_resource(group: &str, version: &str, plural: &str) -> Option<
     RESOURCES
         .iter()
         .position(|r| r.group == group && r.plural == plural && r.versions.contains(&version))
+}
+
+/// How a list field merges, from the `x-kubernetes-list-type` / `patchMergeKey` markers of
+/// the Kubernetes API types (k8s.io/api): server-side apply and strategic merge patch both
+/// follow it. Custom resources' lists are atomic unless their schema says otherwise (the
+/// ESO CRDs in deploy/ do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ListType {
+    /// Replaced as a whole (`x-kubernetes-list-type: atomic`, no patch strategy).
+    Atomic,
+    /// A set of scalars (`x-kubernetes-list-type: set`, `patchStrategy: merge`).
+    Set,
+    /// A map keyed by these fields (`x-kubernetes-list-type: map`); the first is the
+    /// strategic merge patch's `patchMergeKey`.
+    Map(&'static [&'static str]),
+}
+
+/// The list type of the field at `path` (field names only, list items skipped) of `kind`.
+pub(super) fn list_type(kind: &str, path: &[&str]) -> ListType {
+    use ListType::*;
+    match path {
+        // ObjectMeta: ownerReferences are keyed by uid, finalizers a set.
+        ["metadata", "ownerReferences"] => return Map(&["uid"]),
+        ["metadata", "finalizers"] => return Set,
+        _ => {}
+    }
+    let workload = matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet");
+    if workload {
+        if let ["status", "conditions"] = path {
+            return Map(&["type"]);
+        }
+        if let ["spec", "template", "spec", rest @ ..] = path {
+            return pod_spec_list(rest);
+        }
+    }
+    if kind == "Namespace"
+        && let ["status", "conditions"] = path
+    {
+        return Map(&["type"]);
+    }
+    Atomic
+}
+
+/// Lists inside a PodSpec (k8s.io/api/core/v1 types.go markers).
+fn pod_spec_list(path: &[&str]) -> ListType {
+    use ListType::*;
+    match path {
+        ["containers" | "initContainers" | "ephemeralContainers"] => Map(&["name"]),
+        ["volumes" | "imagePullSecrets"] => Map(&["name"]),
+        ["containers" | "initContainers" | "ephemeralContainers", field] => match *field {
+            "env" => Map(&["name"]),
+            "ports" => Map(&["containerPort", "protocol"]),
+            "volumeMounts" => Map(&["mountPath"]),
+            "volumeDevices" => Map(&["devicePath"]),
+            "resizePolicy" => Map(&["resourceName"]),
+            _ => Atomic,
+        },
+        _ => Atomic,
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::response::Response;
 use serde_json::Value;
 
-use super::fields::get_path;
+use super::schema::ResourceDef;
 use super::wire::bad_request;
 
 #[derive(Debug)]
@@ -112,7 +112,11 @@ pub(super) fn parse_field_selector(s: &str) -> Result<Vec<(Vec<String>, bool, St
 
 pub(super) fn fields_match(obj: &Value, reqs: &[(Vec<String>, bool, String)]) -> bool {
     reqs.iter().all(|(path, eq, want)| {
-        let got = get_path(obj, path).map(|v| match v {
+        if path.len() == 1 && path[0] == "source" {
+            let got = obj.pointer("/source/component").and_then(Value::as_str).unwrap_or("");
+            return (got == want.as_str()) == *eq;
+        }
+        let got = path.iter().try_fold(obj, |v, seg| v.get(seg)).map(|v| match v {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         });
@@ -126,8 +130,40 @@ pub(super) struct Filter {
     pub(super) fields: Vec<(Vec<String>, bool, String)>,
 }
 
+/// The field labels a kind can be selected by: `metadata.name` and `metadata.namespace`
+/// for every kind, plus what each kind's registry adds (pkg/registry/core/secret/strategy.go
+/// `SelectableFields`: `type`; namespace: `status.phase`; events: the involved object,
+/// reason, source, type). Custom resources: only the two (apiextensions-apiserver), as
+/// deploy/crds.yaml declares no `selectableFields`.
+fn selectable(kind: &str, label: &str) -> bool {
+    matches!(label, "metadata.name" | "metadata.namespace")
+        || match kind {
+            "Secret" => label == "type",
+            "Namespace" => label == "status.phase",
+            "Event" => matches!(
+                label,
+                "involvedObject.kind"
+                    | "involvedObject.namespace"
+                    | "involvedObject.name"
+                    | "involvedObject.uid"
+                    | "involvedObject.apiVersion"
+                    | "involvedObject.resourceVersion"
+                    | "involvedObject.fieldPath"
+                    | "reason"
+                    | "reportingComponent"
+                    | "source"
+                    | "type"
+            ),
+            _ => false,
+        }
+}
+
 impl Filter {
-    pub(super) fn from_query(ns: Option<String>, q: &BTreeMap<String, String>) -> Result<Filter, Response> {
+    pub(super) fn from_query(
+        res: &ResourceDef,
+        ns: Option<String>,
+        q: &BTreeMap<String, String>,
+    ) -> Result<Filter, Response> {
         let labels = match q.get("labelSelector") {
             Some(s) => parse_label_selector(s).map_err(bad_request)?,
             None => vec![],
@@ -136,6 +172,17 @@ impl Filter {
             Some(s) => parse_field_selector(s).map_err(bad_request)?,
             None => vec![],
         };
+        for (path, _, _) in &fields {
+            let label = path.join(".");
+            if !selectable(res.kind, &label) {
+                let message = if res.custom {
+                    format!("\"{label}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"")
+                } else {
+                    format!("field label not supported: {label}")
+                };
+                return Err(bad_request(message));
+            }
+        }
         Ok(Filter { ns, labels, fields })
     }
     pub(super) fn matches(&self, ns: &str, obj: &Value) -> bool {

@@ -4,7 +4,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,11 +18,12 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::discovery::{groups, resource_list};
+use super::discovery::{groups, openapi_gv, openapi_root, resource_list};
 use super::fields::*;
-use super::patch::json_merge;
+use super::patch::{json_merge, json_patch, strategic_merge};
 use super::schema::*;
 use super::selectors::Filter;
+use super::table::{table, wants_table};
 use super::validate::*;
 use super::wire::*;
 
@@ -44,9 +45,25 @@ pub struct RequestRecord {
     pub status: u16,
     /// The [`CLIENT_HEADER`] the request carried: which of several clients sent it.
     pub client: Option<String>,
+    /// The `User-Agent` the request carried (`kubectl/v1.32.4 ...`, `kube-rs/...`).
+    pub user_agent: Option<String>,
 }
 
 impl RequestRecord {
+    /// The record as one JSON object: method, path, query, status, user agent, content type
+    /// and client (the `--request-log` line format).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "status": self.status,
+            "userAgent": self.user_agent,
+            "contentType": self.content_type,
+            "client": self.client,
+        })
+    }
+
     /// Whether this request asked for a write (POST, PUT, PATCH, DELETE), whatever its status.
     pub fn is_write(&self) -> bool {
         matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
@@ -73,6 +90,31 @@ pub(super) struct Event {
     pub(super) rv: u64,
     pub(super) kind: &'static str,
     pub(super) object: Value,
+    /// The object before this change (none for ADDED): a watch with a selector tells from
+    /// it whether the object started or stopped matching.
+    pub(super) old: Option<Value>,
+}
+
+impl Event {
+    /// What a watcher with `filter` sees of this event, as the API server's cache watcher
+    /// decides it (k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go,
+    /// `convertToWatchEvent`): MODIFIED if the object matched before and after, ADDED if it
+    /// starts matching, DELETED (with the object as it was, at this resourceVersion) if it
+    /// stops matching, nothing if it never matched.
+    pub(super) fn seen_through(&self, filter: &Filter) -> Option<(&'static str, Value)> {
+        let cur_passes = self.kind != "DELETED" && filter.matches(&self.ns, &self.object);
+        let old_passes = self.old.as_ref().is_some_and(|o| filter.matches(&self.ns, o));
+        match (cur_passes, old_passes) {
+            (true, true) => Some(("MODIFIED", self.object.clone())),
+            (true, false) => Some(("ADDED", self.object.clone())),
+            (false, true) => {
+                let mut prev = self.old.clone().unwrap_or_default();
+                prev["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+                Some(("DELETED", prev))
+            }
+            (false, false) => None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +129,8 @@ pub(super) struct Shared {
     pub(super) inner: Mutex<Inner>,
     pub(super) events: broadcast::Sender<Event>,
     pub(super) log: Mutex<Vec<RequestRecord>>,
+    /// Where every request is also appended as a JSON line (`--request-log`).
+    pub(super) log_file: Mutex<Option<std::fs::File>>,
     pub(super) addr: SocketAddr,
 }
 
@@ -112,6 +156,8 @@ pub(super) enum Target {
 #[derive(Debug)]
 pub(super) enum Route {
     Version,
+    OpenApiRoot,
+    OpenApiGroupVersion(String),
     CoreVersions,
     Groups,
     ResourceList {
@@ -129,6 +175,8 @@ pub(super) fn route(path: &str) -> Option<Route> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         ["version"] => return Some(Route::Version),
+        ["openapi", "v3"] => return Some(Route::OpenApiRoot),
+        ["openapi", "v3", rest @ ..] => return Some(Route::OpenApiGroupVersion(rest.join("/"))),
         ["api"] => return Some(Route::CoreVersions),
         ["apis"] => return Some(Route::Groups),
         ["api", v, rest @ ..] => ("", v, rest),
@@ -239,14 +287,30 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
         ),
         Err(_) => status_error(413, "RequestEntityTooLarge", "request entity too large", None),
     };
-    lock(&shared.log).push(RequestRecord {
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let record = RequestRecord {
         method: method.to_string(),
         path,
         query: query_raw,
         content_type,
         status: response.status().as_u16(),
         client,
-    });
+        user_agent,
+    };
+    if let Some(file) = lock(&shared.log_file).as_mut() {
+        use std::io::Write;
+        let mut line = serde_json::to_vec(&record.to_json()).unwrap_or_default();
+        line.push(b'\n');
+        // One write per line, so a reader never sees half a record.
+        if let Err(e) = file.write_all(&line) {
+            tracing::warn!(error = %e, "fake kube: cannot append to the request log");
+        }
+    }
+    lock(&shared.log).push(record);
     response
 }
 
@@ -264,6 +328,10 @@ pub(super) fn field_manager(q: &BTreeMap<String, String>, headers: &HeaderMap) -
 }
 
 pub(super) fn parse_body(body: &[u8], content_type: Option<&str>) -> Result<Value, Response> {
+    if content_type.is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf")) {
+        return super::protobuf::decode(body)
+            .map_err(|message| status_error(415, "UnsupportedMediaType", message, None));
+    }
     let yaml = content_type.is_some_and(|c| c.contains("yaml"));
     let parsed: Result<Value, String> = if yaml {
         serde_yaml::from_slice(body).map_err(|e| e.to_string())
@@ -272,6 +340,163 @@ pub(super) fn parse_body(body: &[u8], content_type: Option<&str>) -> Result<Valu
     };
     // The parser's message may quote the body, which may hold secret values: say where only.
     parsed.map_err(|_| bad_request("the request body could not be decoded"))
+}
+
+/// A continue token: the list's resourceVersion and the last key sent, base64 JSON as the
+/// API server makes them (k8s.io/apiserver/pkg/storage/continue.go: `{"v", "rv", "start"}`).
+fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
+    use base64::Engine;
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{ns}/{name}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE.encode(serde_json::to_vec(&token).unwrap_or_default())
+}
+
+type ContinueFrom = (u64, Option<(String, String)>);
+
+fn decode_continue(token: &str) -> Result<ContinueFrom, String> {
+    use base64::Engine;
+    let bad =
+        || "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".to_string();
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
+        return Err("continue key is not valid: server does not recognize this encoded key".into());
+    }
+    let rv = v
+        .get("rv")
+        .and_then(Value::as_u64)
+        .filter(|rv| *rv > 0)
+        .ok_or_else(bad)?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    let start = start.strip_suffix('\u{0}').unwrap_or(start);
+    let (ns, name) = start.split_once('/').ok_or_else(bad)?;
+    Ok((rv, Some((ns.to_string(), name.to_string()))))
+}
+
+/// The objects of resource `rid` as they were at resourceVersion `rv`, undoing the
+/// events since; `None` when the history no longer reaches back that far.
+fn snapshot_at(inner: &Inner, rid: usize, rv: u64) -> Option<BTreeMap<Key, Value>> {
+    if rv > inner.rv {
+        return None;
+    }
+    let oldest = inner.history.front().map(|e| e.rv).unwrap_or(inner.rv + 1);
+    if oldest > rv + 1 {
+        return None;
+    }
+    let mut objects: BTreeMap<Key, Value> = inner
+        .objects
+        .iter()
+        .filter(|(k, _)| k.rid == rid)
+        .map(|(k, s)| (k.clone(), s.obj.clone()))
+        .collect();
+    for e in inner.history.iter().rev().filter(|e| e.rv > rv && e.rid == rid) {
+        let name = e.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let key = Key {
+            rid,
+            ns: e.ns.clone(),
+            name: name.to_string(),
+        };
+        match &e.old {
+            None => {
+                objects.remove(&key);
+            }
+            Some(old) => {
+                objects.insert(key, old.clone());
+            }
+        }
+    }
+    Some(objects)
+}
+
+/// Namespaces a fresh fake has, as a new cluster does.
+pub(super) const INITIAL_NAMESPACES: &[&str] = &["default", "kube-node-lease", "kube-public", "kube-system"];
+
+/// Namespaces the API server refuses to delete (NamespaceLifecycle admission).
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-public", "kube-system"];
+
+/// How long the namespace controller takes to empty a `Terminating` namespace here.
+pub(super) const NAMESPACE_FINALIZE_DELAY: Duration = Duration::from_millis(100);
+
+fn namespace_key(name: &str) -> Key {
+    Key {
+        rid: find_resource("", "v1", "namespaces").expect("namespaces are served"),
+        ns: String::new(),
+        name: name.to_string(),
+    }
+}
+
+/// Whether an object may be created under `key`: its namespace must exist (404 `namespaces
+/// "x" not found`) and not be terminating (403), as the NamespaceLifecycle admission plugin
+/// (k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle) decides.
+fn namespace_accepts(inner: &Inner, res: &ResourceDef, key: &Key) -> Result<(), Response> {
+    if !res.namespaced {
+        return Ok(());
+    }
+    let Some(ns) = inner.objects.get(&namespace_key(&key.ns)) else {
+        return Err(status_error(
+            404,
+            "NotFound",
+            format!("namespaces \"{}\" not found", key.ns),
+            Some(json!({"name": key.ns, "kind": "namespaces"})),
+        ));
+    };
+    if ns.obj.pointer("/metadata/deletionTimestamp").is_some() {
+        return Err(status_error(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                res.qualified(),
+                key.name,
+                key.ns
+            ),
+            Some(
+                json!({"name": key.name, "group": res.group, "kind": res.plural, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {} is being terminated", key.ns), "field": "metadata.namespace"}]}),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Which kind of PATCH a request sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PatchKind {
+    /// `application/merge-patch+json`
+    Merge,
+    /// `application/strategic-merge-patch+json`
+    Strategic,
+    /// `application/json-patch+json`
+    Json,
+}
+
+fn unsupported_patch(res: &ResourceDef) -> Response {
+    let accepted = if res.custom {
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+    } else {
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+    };
+    status_error(
+        415,
+        "UnsupportedMediaType",
+        format!("the body of the request was in an unknown format - accepted media types include: {accepted}"),
+        None,
+    )
+}
+
+/// The `fieldValidation` a write asked for; the API server's default is `Warn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+thread_local! {
+    static FIELD_VALIDATION: Cell<FieldValidation> = const { Cell::new(FieldValidation::Warn) };
+    /// `Warning` headers to send with the response being built.
+    static WARNINGS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(vec![]) };
 }
 
 thread_local! {
@@ -292,8 +517,22 @@ impl Shared {
     ) -> Response {
         let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
         DRY_RUN.with(|d| d.set(dry_run));
-        let response = self.dispatch(method, path, q, content_type, headers, body);
+        let validation = match q.get("fieldValidation").map(String::as_str) {
+            Some("Strict") => FieldValidation::Strict,
+            Some("Ignore") => FieldValidation::Ignore,
+            _ => FieldValidation::Warn,
+        };
+        FIELD_VALIDATION.with(|f| f.set(validation));
+        WARNINGS.with(|w| w.borrow_mut().clear());
+        let mut response = self.dispatch(method, path, q, content_type, headers, body);
         DRY_RUN.with(|d| d.set(false));
+        FIELD_VALIDATION.with(|f| f.set(FieldValidation::Warn));
+        for warning in WARNINGS.with(|w| std::mem::take(&mut *w.borrow_mut())) {
+            let text = format!("299 - {}", serde_json::to_string(&warning).unwrap_or_default());
+            if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+                response.headers_mut().append("warning", v);
+            }
+        }
         response
     }
 
@@ -323,6 +562,13 @@ impl Shared {
                 );
             }
             Route::Groups => return json_response(StatusCode::OK, &groups()),
+            Route::OpenApiRoot => return json_response(StatusCode::OK, &openapi_root()),
+            Route::OpenApiGroupVersion(gv) => {
+                return match openapi_gv(&gv) {
+                    Some(v) => json_response(StatusCode::OK, &v),
+                    None => no_such_path(),
+                };
+            }
             Route::ResourceList { group, version } => {
                 return match resource_list(&group, &version) {
                     Some(v) => json_response(StatusCode::OK, &v),
@@ -333,16 +579,17 @@ impl Shared {
         };
         let res = &RESOURCES[rid];
         let version = version.as_str();
+        let as_table = wants_table(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
         match (method, target) {
             (&Method::GET, Target::Collection { ns }) => {
-                let filter = match Filter::from_query(ns, q) {
+                let filter = match Filter::from_query(res, ns, q) {
                     Ok(f) => f,
                     Err(r) => return r,
                 };
                 if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
-                    self.watch(rid, version, filter, q)
+                    self.watch(rid, version, filter, q, as_table)
                 } else {
-                    self.list(rid, version, &filter)
+                    self.list(rid, version, &filter, q, as_table)
                 }
             }
             (&Method::GET, Target::Item { ns, name, .. }) => {
@@ -352,6 +599,15 @@ impl Shared {
                     name: name.clone(),
                 };
                 match lock(&self.inner).objects.get(&key) {
+                    Some(s) if as_table => {
+                        let obj = with_version(&s.obj, res, version);
+                        let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+                        let include = q.get("includeObject").map(String::as_str).unwrap_or("Metadata");
+                        json_response(
+                            StatusCode::OK,
+                            &table(res, version, &[obj], json!({"resourceVersion": rv}), include),
+                        )
+                    }
                     Some(s) => json_response(StatusCode::OK, &with_version(&s.obj, res, version)),
                     None => not_found(res, &name),
                 }
@@ -407,17 +663,36 @@ impl Shared {
                         let force = q.get("force").is_some_and(|f| f == "true");
                         self.apply(rid, version, key, patch, manager, force, status)
                     }
-                    "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-                        self.merge_patch(rid, version, key, patch, &field_manager(q, headers), status)
-                    }
-                    other => status_error(
-                        415,
-                        "UnsupportedMediaType",
-                        format!(
-                            "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got `{other}`)"
-                        ),
-                        None,
+                    "application/merge-patch+json" => self.patch(
+                        rid,
+                        version,
+                        key,
+                        patch,
+                        PatchKind::Merge,
+                        &field_manager(q, headers),
+                        status,
                     ),
+                    "application/json-patch+json" => self.patch(
+                        rid,
+                        version,
+                        key,
+                        patch,
+                        PatchKind::Json,
+                        &field_manager(q, headers),
+                        status,
+                    ),
+                    // Custom resources have no Go types to carry patch strategies, so the
+                    // API server refuses strategic merge patches for them (crd_handler.go).
+                    "application/strategic-merge-patch+json" if !res.custom => self.patch(
+                        rid,
+                        version,
+                        key,
+                        patch,
+                        PatchKind::Strategic,
+                        &field_manager(q, headers),
+                        status,
+                    ),
+                    _ => unsupported_patch(res),
                 }
             }
             (
@@ -453,28 +728,128 @@ impl Shared {
         }
     }
 
-    fn list(&self, rid: usize, version: &str, filter: &Filter) -> Response {
+    /// A list, a page at a time with `limit` and `continue`: later pages are served from
+    /// the same resourceVersion as the first (rebuilt from the event history), as etcd
+    /// serves them; a token older than the history is 410 Expired, as after compaction.
+    fn list(
+        &self,
+        rid: usize,
+        version: &str,
+        filter: &Filter,
+        q: &BTreeMap<String, String>,
+        as_table: bool,
+    ) -> Response {
         let res = &RESOURCES[rid];
+        let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
+            None => None,
+            Some(Ok(n)) if n > 0 => Some(n as usize),
+            Some(Ok(_)) => None,
+            Some(Err(_)) => return bad_request("limit must be an integer"),
+        };
         let inner = lock(&self.inner);
-        let items: Vec<Value> = inner
-            .objects
-            .iter()
-            .filter(|(k, s)| k.rid == rid && filter.matches(&k.ns, &s.obj))
-            .map(|(_, s)| with_version(&s.obj, res, version))
-            .collect();
+        let (snapshot_rv, start) = match q.get("continue").filter(|c| !c.is_empty()) {
+            None => (inner.rv, None),
+            Some(token) => match decode_continue(token) {
+                Ok(t) => t,
+                Err(message) => return bad_request(message),
+            },
+        };
+        let objects: Vec<(Key, Value)> = if snapshot_rv == inner.rv {
+            inner
+                .objects
+                .iter()
+                .filter(|(k, _)| k.rid == rid)
+                .map(|(k, s)| (k.clone(), s.obj.clone()))
+                .collect()
+        } else {
+            match snapshot_at(&inner, rid, snapshot_rv) {
+                Some(o) => o.into_iter().collect(),
+                None => {
+                    return status_error(
+                        410,
+                        "Expired",
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                        None,
+                    );
+                }
+            }
+        };
+        let mut matching = objects
+            .into_iter()
+            .filter(|(k, _)| start.as_ref().is_none_or(|(ns, name)| (&k.ns, &k.name) > (ns, name)))
+            .filter(|(k, o)| filter.matches(&k.ns, o));
+        let mut items = vec![];
+        let mut last = None;
+        for (k, o) in matching.by_ref() {
+            if limit.is_some_and(|l| items.len() >= l) {
+                last = Some(k);
+                break;
+            }
+            items.push(with_version(&o, res, version));
+        }
+        let mut meta = json!({"resourceVersion": snapshot_rv.to_string()});
+        if let Some(next) = last {
+            // `next` is the first item not sent: continue from the one before it.
+            let sent = items.last().map(|o| {
+                (
+                    o.pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    o.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            });
+            let (ns, name) = sent.unwrap_or((next.ns.clone(), next.name.clone()));
+            meta["continue"] = json!(encode_continue(snapshot_rv, &ns, &name));
+            if filter.labels.is_empty() && filter.fields.is_empty() {
+                // remainingItemCount is only known without selectors (etcd counts keys).
+                meta["remainingItemCount"] = json!(1 + matching.count());
+            }
+        }
+        if as_table {
+            let include = q.get("includeObject").map(String::as_str).unwrap_or("Metadata");
+            return json_response(StatusCode::OK, &table(res, version, &items, meta, include));
+        }
         json_response(
             StatusCode::OK,
             &json!({
                 "kind": format!("{}List", res.kind),
                 "apiVersion": res.api_version(version),
-                "metadata": {"resourceVersion": inner.rv.to_string()},
+                "metadata": meta,
                 "items": items,
             }),
         )
     }
 
-    fn watch(&self, rid: usize, version: &str, filter: Filter, q: &BTreeMap<String, String>) -> Response {
+    fn watch(
+        &self,
+        rid: usize,
+        version: &str,
+        filter: Filter,
+        q: &BTreeMap<String, String>,
+        as_table: bool,
+    ) -> Response {
         let res = &RESOURCES[rid];
+        // With `as=Table`, each event carries a one-row Table, as kubectl get --watch asks.
+        let include = q.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into());
+        let table_version = version.to_string();
+        let render = move |obj: Value| -> Value {
+            if as_table {
+                let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+                table(
+                    &RESOURCES[rid],
+                    &table_version,
+                    &[obj],
+                    json!({"resourceVersion": rv}),
+                    &include,
+                )
+            } else {
+                obj
+            }
+        };
         let timeout = q
             .get("timeoutSeconds")
             .and_then(|t| t.parse::<u64>().ok())
@@ -494,7 +869,7 @@ impl Shared {
             if send_initial || rv_param.is_empty() || rv_param == "0" {
                 for (k, s) in &inner.objects {
                     if k.rid == rid && filter.matches(&k.ns, &s.obj) {
-                        initial.push(line("ADDED", with_version(&s.obj, res, version)));
+                        initial.push(line("ADDED", render(with_version(&s.obj, res, version))));
                     }
                 }
                 if send_initial {
@@ -515,12 +890,10 @@ impl Shared {
                         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": format!("too old resource version: {from} ({})", oldest - 1), "reason": "Expired", "code": 410}),
                     ));
                 } else {
-                    for e in inner
-                        .history
-                        .iter()
-                        .filter(|e| e.rv > from && e.rid == rid && filter.matches(&e.ns, &e.object))
-                    {
-                        initial.push(line(e.kind, with_version(&e.object, res, version)));
+                    for e in inner.history.iter().filter(|e| e.rv > from && e.rid == rid) {
+                        if let Some((kind, obj)) = e.seen_through(&filter) {
+                            initial.push(line(kind, render(with_version(&obj, res, version))));
+                        }
                     }
                 }
             }
@@ -545,10 +918,13 @@ impl Shared {
                     _ = &mut deadline => return,
                     ev = rx.recv() => match ev {
                         Ok(e) => {
-                            if e.rv <= start_rv || e.rid != rid || !filter.matches(&e.ns, &e.object) {
+                            if e.rv <= start_rv || e.rid != rid {
                                 continue;
                             }
-                            if tx.send(Ok(line(e.kind, with_version(&e.object, &RESOURCES[rid], &version)))).await.is_err() {
+                            let Some((kind, obj)) = e.seen_through(&filter) else {
+                                continue;
+                            };
+                            if tx.send(Ok(line(kind, render(with_version(&obj, &RESOURCES[rid], &version))))).await.is_err() {
                                 return;
                             }
                         }
@@ -568,6 +944,106 @@ impl Shared {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from_stream(body_rx))
             .expect("a valid response")
+    }
+
+    /// Deleting a Namespace marks it `Terminating` (deletionTimestamp, `status.phase`) and
+    /// answers 200 with it; the namespace controller then deletes everything in it and,
+    /// once empty, the Namespace itself (pkg/registry/core/namespace/storage, the
+    /// namespace controller). Deleting one already terminating is 409; `default`,
+    /// `kube-system` and `kube-public` cannot be deleted (403).
+    fn delete_namespace(
+        self: &Arc<Self>,
+        mut inner: MutexGuard<'_, Inner>,
+        version: &str,
+        key: Key,
+        old: Stored,
+        opts: &Value,
+    ) -> Response {
+        let res = &RESOURCES[key.rid];
+        if IMMORTAL_NAMESPACES.contains(&key.name.as_str()) {
+            return status_error(
+                403,
+                "Forbidden",
+                format!(
+                    "namespaces \"{}\" is forbidden: this namespace may not be deleted",
+                    key.name
+                ),
+                Some(json!({"name": key.name, "kind": "namespaces"})),
+            );
+        }
+        if let Some(want) = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str)
+            && Some(want) != old.obj.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+        {
+            return conflict(res, &key.name);
+        }
+        if old.obj.pointer("/metadata/deletionTimestamp").is_some() {
+            return status_error(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on namespaces \"{}\": The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+                    key.name
+                ),
+                Some(json!({"name": key.name, "kind": "namespaces"})),
+            );
+        }
+        let mut terminating = old.obj.clone();
+        terminating["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        terminating["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        terminating["spec"] = json!({"finalizers": ["kubernetes"]});
+        terminating["status"] = json!({"phase": "Terminating"});
+        let body_dry_run = opts
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+        if DRY_RUN.with(Cell::get) || body_dry_run {
+            return json_response(StatusCode::OK, &with_version(&terminating, res, version));
+        }
+        let obj = self.commit(
+            &mut inner,
+            key.clone(),
+            terminating,
+            old.managers.clone(),
+            Some(&old.obj),
+        );
+        drop(inner);
+        let shared = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(NAMESPACE_FINALIZE_DELAY).await;
+            shared.finalize_namespace(&key.name);
+        });
+        json_response(StatusCode::OK, &with_version(&obj, res, version))
+    }
+
+    /// The namespace controller's work: delete every object in the namespace, then it.
+    fn finalize_namespace(&self, name: &str) {
+        let mut inner = lock(&self.inner);
+        let doomed: Vec<Key> = inner
+            .objects
+            .keys()
+            .filter(|k| RESOURCES[k.rid].namespaced && k.ns == name)
+            .cloned()
+            .collect();
+        for key in doomed.into_iter().chain([namespace_key(name)]) {
+            let Some(old) = inner.objects.remove(&key) else {
+                continue;
+            };
+            inner.rv += 1;
+            let rv = inner.rv;
+            let mut obj = old.obj.clone();
+            obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+            self.record(
+                &mut inner,
+                Event {
+                    rid: key.rid,
+                    ns: key.ns.clone(),
+                    rv,
+                    kind: "DELETED",
+                    object: obj,
+                    old: Some(old.obj),
+                },
+            );
+        }
     }
 
     /// Stores `obj` under `key` with a fresh resourceVersion and tells watchers.
@@ -639,6 +1115,7 @@ impl Shared {
                 rv,
                 kind,
                 object: obj.clone(),
+                old: old.cloned(),
             },
         );
         obj
@@ -691,6 +1168,38 @@ impl Shared {
                 new["type"] = t;
             }
         }
+        if res.kind == "Namespace" {
+            if new.pointer("/status/phase").is_none() {
+                new["status"] = json!({"phase": "Active"});
+            }
+            if new.pointer("/spec/finalizers").is_none() {
+                new["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+        }
+        // Unknown fields: dropped, with a warning by default, refused with
+        // `fieldValidation=Strict` (what kubectl sends), as the API server's decoder does.
+        let unknown = unknown_fields(res, version, &new);
+        if !unknown.is_empty() {
+            let named: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
+            match FIELD_VALIDATION.with(Cell::get) {
+                FieldValidation::Strict => {
+                    return bad_request(format!("strict decoding error: {}", named.join(", ")));
+                }
+                FieldValidation::Warn => WARNINGS.with(|w| w.borrow_mut().extend(named)),
+                FieldValidation::Ignore => {}
+            }
+            prune(&mut new, &unknown);
+        }
+        let mut causes = owner_reference_causes(&new);
+        if res.kind == "Secret" {
+            causes.extend(secret_type_causes(&new));
+        }
+        if res.custom {
+            causes.extend(schema_causes(res, version, &new));
+        }
+        if !causes.is_empty() {
+            return invalid(res, &key.name, causes);
+        }
         if (res.kind == "Secret" || res.kind == "ConfigMap")
             && let Err(r) = validate_data(res, &key.name, &new, old.as_ref().map(|o| &o.obj))
         {
@@ -714,6 +1223,16 @@ impl Shared {
                 let obj = self.commit(inner, key, new, managers, Some(&old.obj));
                 json_response(StatusCode::OK, &with_version(&obj, res, version))
             }
+        }
+    }
+
+    /// Creates `default`, `kube-system`, `kube-public` and `kube-node-lease`, as a new
+    /// cluster has them.
+    pub(super) fn create_initial_namespaces(&self) {
+        let rid = find_resource("", "v1", "namespaces").expect("namespaces are served");
+        for name in INITIAL_NAMESPACES {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+            let _ = self.create(rid, "v1", None, obj, "kube-apiserver");
         }
     }
 
@@ -765,6 +1284,9 @@ impl Shared {
             name: name.clone(),
         };
         let mut inner = lock(&self.inner);
+        if let Err(r) = namespace_accepts(&inner, res, &key) {
+            return r;
+        }
         if inner.objects.contains_key(&key) {
             return status_error(
                 409,
@@ -781,6 +1303,7 @@ impl Shared {
             &mut managers,
             manager,
             &res.api_version(version),
+            res.kind,
             None,
             &obj,
             Part::Main,
@@ -845,6 +1368,23 @@ impl Shared {
         let Some(old) = inner.objects.get(&key).cloned() else {
             return not_found(res, &key.name);
         };
+        // Custom resources allow no unconditional update (apiextensions-apiserver's
+        // strategy: AllowUnconditionalUpdate is false), so a PUT must carry one.
+        if res.custom
+            && obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            return invalid(
+                res,
+                &key.name,
+                vec![(
+                    "metadata.resourceVersion".into(),
+                    "Invalid value: 0x0: must be specified for an update".into(),
+                )],
+            );
+        }
         if let Err(r) = Self::check_precondition(res, &key.name, &obj, &old.obj) {
             return r;
         }
@@ -858,6 +1398,7 @@ impl Shared {
             &mut managers,
             manager,
             &res.api_version(version),
+            res.kind,
             Some(&old.obj),
             &new,
             part,
@@ -865,17 +1406,49 @@ impl Shared {
         self.finish_write(&mut inner, key, version, new, managers, Some(old))
     }
 
-    fn merge_patch(&self, rid: usize, version: &str, key: Key, patch: Value, manager: &str, status: bool) -> Response {
+    #[allow(clippy::too_many_arguments)]
+    fn patch(
+        &self,
+        rid: usize,
+        version: &str,
+        key: Key,
+        patch: Value,
+        kind: PatchKind,
+        manager: &str,
+        status: bool,
+    ) -> Response {
         let res = &RESOURCES[rid];
         let mut inner = lock(&self.inner);
         let Some(old) = inner.objects.get(&key).cloned() else {
             return not_found(res, &key.name);
         };
-        if let Err(r) = Self::check_precondition(res, &key.name, &patch, &old.obj) {
+        if kind != PatchKind::Json
+            && let Err(r) = Self::check_precondition(res, &key.name, &patch, &old.obj)
+        {
             return r;
         }
-        let mut patched = old.obj.clone();
-        json_merge(&mut patched, &patch);
+        let mut patched = with_version(&old.obj, res, version);
+        let result = match kind {
+            PatchKind::Merge => {
+                json_merge(&mut patched, &patch);
+                Ok(())
+            }
+            PatchKind::Strategic => strategic_merge(&mut patched, &patch, res.kind),
+            PatchKind::Json => json_patch(&mut patched, &patch),
+        };
+        if let Err(message) = result {
+            // As the API server answers a patch it cannot apply (patch.go): 422 for a JSON
+            // patch, 400 for a strategic one; the message names paths, not values.
+            return match kind {
+                PatchKind::Json => status_error(422, "Invalid", message, None),
+                _ => bad_request(message),
+            };
+        }
+        if kind == PatchKind::Json
+            && let Err(r) = Self::check_precondition(res, &key.name, &patched, &old.obj)
+        {
+            return r;
+        }
         let mut new = Self::merge_parts(res, &old.obj, patched, status);
         if res.kind == "Secret" {
             fold_string_data(&mut new);
@@ -886,6 +1459,7 @@ impl Shared {
             &mut managers,
             manager,
             &res.api_version(version),
+            res.kind,
             Some(&old.obj),
             &new,
             part,
@@ -932,7 +1506,7 @@ impl Shared {
         let mut inner = lock(&self.inner);
         let old = inner.objects.get(&key).cloned();
         if old.is_none()
-            && let Err(r) = validate_name(res, &key.name)
+            && let Err(r) = validate_name(res, &key.name).and_then(|()| namespace_accepts(&inner, res, &key))
         {
             return r;
         }
@@ -943,27 +1517,13 @@ impl Shared {
         }
         let part = if status { Part::Status } else { Part::Main };
         let subresource = status.then_some("status");
-        let applied_fields = leaf_paths(&applied, part);
+        let applied_fields = leaf_paths(&applied, res.kind, part);
         let mut managers = old.as_ref().map(|o| o.managers.clone()).unwrap_or_default();
         let mut obj = old
             .as_ref()
             .map(|o| o.obj.clone())
             .unwrap_or_else(|| json!({"metadata": {}}));
-
-        let mut conflicts = vec![];
-        for (path, val) in &applied_fields {
-            let current = get_path(&obj, path);
-            for m in managers.iter_mut().filter(|m| m.manager != manager) {
-                if m.fields.iter().any(|f| overlaps(f, path)) && current != Some(val) {
-                    if force {
-                        m.fields.retain(|f| !overlaps(f, path));
-                    } else {
-                        conflicts.push((m.manager.clone(), format!(".{}", path.join("."))));
-                    }
-                }
-            }
-        }
-        if !conflicts.is_empty() {
+        if let Err(conflicts) = apply_fields(&mut obj, &mut managers, manager, &applied_fields, force, subresource) {
             let list: Vec<String> = conflicts
                 .iter()
                 .map(|(m, f)| format!("conflict with \"{m}\": {f}"))
@@ -981,32 +1541,11 @@ impl Shared {
                 Some(json!({"name": key.name, "group": res.group, "kind": res.plural, "causes": causes})),
             );
         }
-        let previously: BTreeSet<FieldPath> = managers
-            .iter()
-            .find(|m| m.manager == manager && m.operation == "Apply" && m.subresource == subresource)
-            .map(|m| m.fields.clone())
-            .unwrap_or_default();
-        for path in previously.iter().filter(|p| !applied_fields.contains_key(*p)) {
-            let shared_with_others = managers.iter().any(|m| {
-                !(m.manager == manager && m.operation == "Apply") && m.fields.iter().any(|f| overlaps(f, path))
-            });
-            if !shared_with_others {
-                remove_path(&mut obj, path);
-            }
-        }
-        for (path, val) in &applied_fields {
-            set_path(&mut obj, path, val.clone());
-        }
-        managers.retain(|m| !(m.manager == manager && m.operation == "Apply" && m.subresource == subresource));
-        if !applied_fields.is_empty() {
-            managers.push(ManagerEntry {
-                manager: manager.to_string(),
-                operation: "Apply",
-                subresource,
-                api_version: res.api_version(version),
-                time: now_rfc3339(),
-                fields: applied_fields.keys().cloned().collect(),
-            });
+        for m in managers
+            .iter_mut()
+            .filter(|m| m.manager == manager && m.operation == "Apply" && m.subresource == subresource)
+        {
+            m.api_version = res.api_version(version);
         }
         managers.retain(|m| !m.fields.is_empty());
         // Keep the manager order stable for no-op detection: same entries, same order.
@@ -1035,12 +1574,15 @@ impl Shared {
         self.finish_write(&mut inner, key, version, new, managers, old)
     }
 
-    fn delete(&self, rid: usize, version: &str, key: Key, opts: &Value) -> Response {
+    fn delete(self: &Arc<Self>, rid: usize, version: &str, key: Key, opts: &Value) -> Response {
         let res = &RESOURCES[rid];
         let mut inner = lock(&self.inner);
         let Some(old) = inner.objects.get(&key).cloned() else {
             return not_found(res, &key.name);
         };
+        if res.kind == "Namespace" {
+            return self.delete_namespace(inner, version, key, old, opts);
+        }
         if let Some(want) = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str)
             && Some(want) != old.obj.pointer("/metadata/resourceVersion").and_then(Value::as_str)
         {
@@ -1074,6 +1616,7 @@ impl Shared {
                 rv,
                 kind: "DELETED",
                 object: obj.clone(),
+                old: Some(old.obj.clone()),
             },
         );
         let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);

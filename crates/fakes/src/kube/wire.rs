@@ -75,9 +75,14 @@ pub(super) fn conflict(res: &ResourceDef, name: &str) -> Response {
 pub(super) fn invalid(res: &ResourceDef, name: &str, causes: Vec<(String, String)>) -> Response {
     let summary: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
     let message = if summary.len() == 1 {
-        format!("{} \"{}\" is invalid: {}", res.kind, name, summary[0])
+        format!("{} \"{}\" is invalid: {}", res.qualified_kind(), name, summary[0])
     } else {
-        format!("{} \"{}\" is invalid: [{}]", res.kind, name, summary.join(", "))
+        format!(
+            "{} \"{}\" is invalid: [{}]",
+            res.qualified_kind(),
+            name,
+            summary.join(", ")
+        )
     };
     let causes: Vec<Value> = causes
         .into_iter()
