@@ -226,6 +226,11 @@ fn message(buf: &[u8], fields: &[Field]) -> Result<Value, String> {
         let Some((_, name, _, repeated)) = field else {
             continue;
         };
+        // Go's JSON leaves out empty strings and zero numbers (`omitempty`); protobuf
+        // carries them, so drop them to get the JSON the same object would have sent.
+        if !*repeated && (value == json!("") || value == json!(0) || value.is_null()) {
+            continue;
+        }
         if *repeated {
             out.entry(name.to_string())
                 .or_insert_with(|| json!([]))

@@ -1262,8 +1262,10 @@ impl Shared {
         if let Err(r) = validate_name(res, &name) {
             return r;
         }
-        if let (Some(path_ns), Some(body_ns)) = (&ns, meta.get("namespace").and_then(Value::as_str))
-            && path_ns != body_ns
+        if let (Some(path_ns), Some(body_ns)) = (
+            &ns,
+            meta.get("namespace").and_then(Value::as_str).filter(|n| !n.is_empty()),
+        ) && path_ns != body_ns
         {
             return bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request",
