@@ -149,20 +149,31 @@ const MAX_PAGE_SIZE: usize = 25_000;
 
 impl FakeSecretManager {
     /// Starts the fake on `127.0.0.1:0`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound (a test cannot run without one).
     pub async fn start() -> Self {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind 127.0.0.1:0 for the fake Secret Manager")
+    }
+
+    /// Starts the fake on `addr` (port 0 picks a free one): what the `fake-gcp` binary
+    /// serves for `gcloud` and Google's client libraries.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
         let inner: Shared = Arc::new(Mutex::new(Inner {
             default_page_size: MAX_PAGE_SIZE,
             ..Inner::default()
         }));
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("fake Secret Manager server");
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "fake Secret Manager server stopped");
+            }
         });
-        Self { addr, inner, task }
+        Ok(Self { addr, inner, task })
     }
 
     /// `http://127.0.0.1:<port>`.

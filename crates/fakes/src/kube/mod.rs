@@ -173,6 +173,21 @@ impl FakeKube {
         Ok(())
     }
 
+    /// Creates these Namespaces (those that do not exist yet) directly, without a request:
+    /// the fake, like a real server, refuses objects in a namespace that does not exist,
+    /// and a test's setup should not show in its request counts.
+    ///
+    /// # Panics
+    /// When a name is not a valid namespace name.
+    pub fn create_namespaces(&self, names: &[&str]) {
+        for name in names {
+            assert!(
+                self.shared.create_namespace(name, "secretsync-test-setup"),
+                "`{name}` is not a valid namespace name"
+            );
+        }
+    }
+
     /// Every request answered so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.shared.log).clone()

@@ -754,16 +754,28 @@ impl Shared {
                 Err(message) => return bad_request(message),
             },
         };
+        // Only what matches is cloned: lists by name or label are frequent and the store
+        // may be large.
+        let after_start = |k: &Key| start.as_ref().is_none_or(|(ns, name)| (&k.ns, &k.name) > (ns, name));
         let objects: Vec<(Key, Value)> = if snapshot_rv == inner.rv {
+            let lo = Key {
+                rid,
+                ns: String::new(),
+                name: String::new(),
+            };
             inner
                 .objects
-                .iter()
-                .filter(|(k, _)| k.rid == rid)
+                .range(lo..)
+                .take_while(|(k, _)| k.rid == rid)
+                .filter(|(k, s)| after_start(k) && filter.matches(&k.ns, &s.obj))
                 .map(|(k, s)| (k.clone(), s.obj.clone()))
                 .collect()
         } else {
             match snapshot_at(&inner, rid, snapshot_rv) {
-                Some(o) => o.into_iter().collect(),
+                Some(o) => o
+                    .into_iter()
+                    .filter(|(k, o)| after_start(k) && filter.matches(&k.ns, o))
+                    .collect(),
                 None => {
                     return status_error(
                         410,
@@ -774,10 +786,7 @@ impl Shared {
                 }
             }
         };
-        let mut matching = objects
-            .into_iter()
-            .filter(|(k, _)| start.as_ref().is_none_or(|(ns, name)| (&k.ns, &k.name) > (ns, name)))
-            .filter(|(k, o)| filter.matches(&k.ns, o));
+        let mut matching = objects.into_iter();
         let mut items = vec![];
         let mut last = None;
         for (k, o) in matching.by_ref() {
@@ -1229,11 +1238,19 @@ impl Shared {
     /// Creates `default`, `kube-system`, `kube-public` and `kube-node-lease`, as a new
     /// cluster has them.
     pub(super) fn create_initial_namespaces(&self) {
-        let rid = find_resource("", "v1", "namespaces").expect("namespaces are served");
         for name in INITIAL_NAMESPACES {
-            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
-            let _ = self.create(rid, "v1", None, obj, "kube-apiserver");
+            self.create_namespace(name, "kube-apiserver");
         }
+    }
+
+    /// Creates a Namespace unless it exists; false when the name is not a valid one.
+    pub(super) fn create_namespace(&self, name: &str, manager: &str) -> bool {
+        let rid = find_resource("", "v1", "namespaces").expect("namespaces are served");
+        if lock(&self.inner).objects.contains_key(&namespace_key(name)) {
+            return true;
+        }
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        self.create(rid, "v1", None, obj, manager).status().is_success()
     }
 
     fn create(&self, rid: usize, version: &str, ns: Option<String>, mut obj: Value, manager: &str) -> Response {
