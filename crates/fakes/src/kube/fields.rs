@@ -208,6 +208,9 @@ fn walk<'a>(kind: &str, path: FieldPath, names: &mut Vec<&'a str>, v: &'a Value,
                 out.insert(path, v.clone());
             }
         },
+        // An empty associative list or set in an applied configuration claims nothing: the
+        // merge keeps the items others own (an atomic empty list is a value like any other).
+        Value::Array(items) if items.is_empty() && list_type(kind, names) != ListType::Atomic => {}
         _ => {
             out.insert(path, v.clone());
         }

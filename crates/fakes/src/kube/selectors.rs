@@ -92,12 +92,17 @@ pub(super) fn parse_field_selector(s: &str) -> Result<Vec<(Vec<String>, bool, St
     split_top_level(s)
         .into_iter()
         .map(|term| {
-            let (k, v, eq) = if let Some((k, v)) = term.split_once("!=") {
-                (k, v, false)
-            } else if let Some((k, v)) = term.split_once("==") {
-                (k, v, true)
-            } else if let Some((k, v)) = term.split_once('=') {
-                (k, v, true)
+            // The first operator in the term splits it: values may contain `=`.
+            let Some(at) = term.find(['=', '!']) else {
+                return Err(format!("invalid field selector: `{term}`"));
+            };
+            let (k, rest) = term.split_at(at);
+            let (v, eq) = if let Some(v) = rest.strip_prefix("!=") {
+                (v, false)
+            } else if let Some(v) = rest.strip_prefix("==") {
+                (v, true)
+            } else if let Some(v) = rest.strip_prefix('=') {
+                (v, true)
             } else {
                 return Err(format!("invalid field selector: `{term}`"));
             };
