@@ -126,6 +126,7 @@ struct Inner {
     faults: Vec<Fault>,
     crc: Crc32cMode,
     default_page_size: usize,
+    max_page_size: usize,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -163,6 +164,7 @@ impl FakeSecretManager {
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
         let inner: Shared = Arc::new(Mutex::new(Inner {
             default_page_size: MAX_PAGE_SIZE,
+            max_page_size: MAX_PAGE_SIZE,
             ..Inner::default()
         }));
         let app = Router::new().fallback(handle).with_state(inner.clone());
@@ -304,6 +306,12 @@ impl FakeSecretManager {
     /// picks its own, up to 25000.
     pub fn set_default_page_size(&self, n: usize) {
         self.lock().default_page_size = n.clamp(1, MAX_PAGE_SIZE);
+    }
+
+    /// Largest page sent whatever `pageSize` asks: the service may return fewer items than
+    /// asked (with a `nextPageToken`), and clients must follow the token (AIP-158).
+    pub fn set_max_page_size(&self, n: usize) {
+        self.lock().max_page_size = n.clamp(1, MAX_PAGE_SIZE);
     }
 
     /// Answers the next `times` requests of `operation` (`AccessSecretVersion`, ...;
@@ -679,6 +687,7 @@ fn page_of<T>(
     items: Vec<T>,
     q: &BTreeMap<String, String>,
     default_size: usize,
+    max_size: usize,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
     let size = match q.get("pageSize").map(String::as_str) {
         None | Some("") | Some("0") => default_size,
@@ -694,6 +703,7 @@ fn page_of<T>(
             _ => return Err(ApiError::new(400, "Invalid page token.")),
         },
     };
+    let size = size.min(max_size);
     let end = (start + size).min(items.len());
     let next = (end < items.len()).then(|| format!("fake-offset-{end}"));
     Ok((items.into_iter().skip(start).take(end - start).collect(), next))
@@ -810,7 +820,7 @@ fn serve(
                 }
             }
             let total = items.len();
-            let (page, next) = page_of(items, q, g.default_page_size)?;
+            let (page, next) = page_of(items, q, g.default_page_size, g.max_page_size)?;
             let mut out = json!({"totalSize": total});
             if !page.is_empty() {
                 out["secrets"] = Value::Array(page);
@@ -940,7 +950,7 @@ fn serve(
                 }
             }
             let total = items.len();
-            let (page, next) = page_of(items, q, g.default_page_size)?;
+            let (page, next) = page_of(items, q, g.default_page_size, g.max_page_size)?;
             let mut out = json!({"totalSize": total});
             if !page.is_empty() {
                 out["versions"] = Value::Array(page);
