@@ -18,29 +18,48 @@
 //!   1 MiB and changes to an `immutable` object's data or a Secret's `type` — all in the
 //!   `Status` JSON shape (`kind: Status`, `status: Failure`, `message`, `reason`, `code`).
 //! - Server-side apply (`application/apply-patch+yaml`, `?fieldManager=&force=`) with
-//!   field ownership per manager at leaf granularity (lists are atomic): fields a manager
-//!   stops applying are removed unless another manager owns them too; `metadata.managedFields`
-//!   is rendered in the `FieldsV1` shape. Updates (POST, PUT, merge patch) take ownership
-//!   of the fields they change, as on a real server.
-//! - JSON merge patch; strategic merge patch is treated as a merge patch (enough for the
-//!   map-shaped patches `kubectl annotate` and `kubectl rollout restart` send).
-//! - List with `labelSelector` (equality and set-based) and `fieldSelector` (any dotted
-//!   path, `=`, `==`, `!=`); watch (`?watch=true`) streaming newline-delimited events
-//!   `ADDED` / `MODIFIED` / `DELETED` from a `resourceVersion`, with `sendInitialEvents`
-//!   and its closing `BOOKMARK`, ending after `timeoutSeconds`.
-//! - A request log (method, path, query, content type, status, and the client's name from
-//!   the [`CLIENT_HEADER`] header, see [`FakeKube::named_client`]) with helpers that count
-//!   writes.
+//!   field ownership per manager: maps are walked into, associative lists merge item by
+//!   key (`metadata.ownerReferences` by uid, containers, env, volumes… by name) and sets by
+//!   value, other lists are atomic; fields a manager stops applying are removed unless
+//!   another manager owns them too; `metadata.managedFields` is rendered in the `FieldsV1`
+//!   shape (`f:`, `k:{…}`, `v:…`). Updates (POST, PUT, patches) take ownership of the
+//!   fields they change, as on a real server.
+//! - JSON merge patch, strategic merge patch (lists merged by patch merge key, `$patch`,
+//!   `$retainKeys`, `$deleteFromPrimitiveList`; refused with 415 for custom resources) and
+//!   JSON patch.
+//! - List with `labelSelector` (equality and set-based), `fieldSelector` (the labels each
+//!   kind supports: `metadata.name`, `metadata.namespace`, plus e.g. a Secret's `type`;
+//!   others are 400) and `limit`/`continue` (every page from the first page's
+//!   resourceVersion, 410 once the history no longer reaches it); watch (`?watch=true`)
+//!   streaming newline-delimited events from a `resourceVersion`, with `sendInitialEvents`
+//!   and its closing `BOOKMARK`, ending after `timeoutSeconds`. Under a selector an object
+//!   that starts matching is `ADDED`, one that stops matching `DELETED`, as the API
+//!   server's cache watcher sends them.
+//! - Namespaces: `default`, `kube-system`, `kube-public`, `kube-node-lease` exist from the
+//!   start; creating in a missing namespace is 404 and in a terminating one 403; deleting
+//!   one makes it `Terminating`, then deletes what is in it, then it. Namespaces carry the
+//!   label `kubernetes.io/metadata.name`.
+//! - Validation: Secret types' required keys, at most one controller owner reference,
+//!   unknown fields (dropped with a `Warning`, or 400 under `fieldValidation=Strict`), the
+//!   ESO CRDs' schemas from deploy/crds.yaml, and no unconditional PUT of a custom resource.
+//! - For kubectl: protobuf request bodies of Secrets, ConfigMaps and Namespaces (what
+//!   `kubectl create` sends), a minimal OpenAPI v3 (`/openapi/v3`), short names and
+//!   categories in discovery, `Table` output (`kubectl get`, also in watches).
+//! - A request log (method, path, query, content type, status, user agent and the client's
+//!   name from the [`CLIENT_HEADER`] header, see [`FakeKube::named_client`]) with helpers
+//!   that count writes, optionally appended to a file as JSON lines
+//!   ([`FakeKube::log_requests_to`], `fake-kube --request-log`).
 //!
 //! `?dryRun=All` writes are validated and answered but not stored.
 //!
-//! - Namespaces carry the label `kubernetes.io/metadata.name` with their name, as the API
-//!   server sets it.
-//!
-//! Divergences worth knowing: namespaces need not exist before objects are created in
-//! them, and deleting one removes it at once (no `Terminating` phase) without deleting
-//! what is in it; no defaulting of workload fields; no admission, RBAC, finalizers or garbage
-//! collection (deleting an owner leaves its dependents); JSON patch is refused (415).
+//! Divergences worth knowing: no defaulting of workload fields; no admission beyond
+//! namespaces, no RBAC, no finalizers or garbage collection of owned objects (deleting an
+//! owner leaves its dependents); only the kinds above, with minimal OpenAPI schemas for
+//! the built-in ones (so `kubectl explain` says little); protobuf only for request bodies of
+//! the three kinds `kubectl create` sends.
+
+// Handlers return the HTTP error response itself as the error: it is built once and sent.
+#![allow(clippy::result_large_err)]
 
 mod crd;
 mod discovery;

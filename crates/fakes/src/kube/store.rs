@@ -1,8 +1,5 @@
 //! The server: routing, the object store, and every verb.
 
-// Handlers return the HTTP error response itself as the error: it is built once and sent.
-#![allow(clippy::result_large_err)]
-
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;

@@ -235,16 +235,12 @@ pub(super) fn secret_type_causes(secret: &Value) -> Vec<(String, String)> {
                 }
             }
         }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                out.push(required("username"));
-                out.push(required("password"));
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            out.push(required("username"));
+            out.push(required("password"));
         }
-        "kubernetes.io/ssh-auth" => {
-            if decoded("ssh-privatekey").is_none_or(|b| b.is_empty()) {
-                out.push(required("ssh-privatekey"));
-            }
+        "kubernetes.io/ssh-auth" if decoded("ssh-privatekey").is_none_or(|b| b.is_empty()) => {
+            out.push(required("ssh-privatekey"));
         }
         "kubernetes.io/service-account-token" => {
             let named = secret
