@@ -325,6 +325,8 @@ async fn run_child(
     env: &[(String, String)],
 ) -> Vec<Cycle> {
     let kube = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    kube.create_namespaces(&[NAMESPACE]);
     let dir = manifests_path.parent().expect("a temp dir");
     let kubeconfig = dir.join(format!("kubeconfig-{mode}"));
     std::fs::write(&kubeconfig, kube.kubeconfig_yaml()).expect("write kubeconfig");

@@ -5,6 +5,8 @@
 #   drongo            - a GCP Secret Manager emulator
 #   pulumi-esc-sdk    - Pulumi's ESC client, to cross-check the fake ESC API
 #   python-dotenv     - a dotenv reader the dotenv sink's output is held to
+#   kubernetes        - the official Python Kubernetes client, to cross-check fake-kube
+#   google-cloud-secret-manager - Google's Python client (REST transport), to cross-check fake-gcp
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,4 +32,12 @@ if [ ! -f "$stamp" ]; then
 fi
 .venv/bin/python -c 'import dotenv' && .venv/bin/python -c 'import moto; print("moto", moto.__version__)'
 .venv/bin/python -c 'import importlib.metadata as m; print("pulumi-esc-sdk", m.version("pulumi-esc-sdk"))'
+# The real clients the fakes are held to (crates/fakes/tests): a new stamp, so venvs made
+# before these were added pick them up.
+stamp_clients=.venv/.secretsync-fake-clients-v1
+if [ ! -f "$stamp_clients" ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check 'kubernetes>=31' 'google-cloud-secret-manager>=2.20'
+  touch "$stamp_clients"
+fi
+.venv/bin/python -c 'import kubernetes, google.cloud.secretmanager; print("kubernetes", kubernetes.__version__)'
 ls .venv/bin/ | grep -E '^(moto_server|doppler|drongo)' || true

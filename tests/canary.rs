@@ -320,6 +320,8 @@ async fn canary_through_every_source_into_kubernetes() {
     secretsync::k8s::install_crypto_provider();
     let w = world().await;
     let kube = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    kube.create_namespaces(&["canary"]);
     let sink = Arc::new(KubeSink::new(kube.client()));
     run_and_check(&w, sink.clone(), "kubernetes sink").await;
     for t in targets_of_ok_specs() {
@@ -502,6 +504,8 @@ async fn kube_token_never_in_debug_errors_or_logs() {
     }
     secretsync::k8s::install_crypto_provider();
     let kube = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    kube.create_namespaces(&["canary"]);
     let dir = tempfile::tempdir().unwrap();
     let config = kube
         .kubeconfig_yaml()

@@ -509,6 +509,8 @@ async fn kube_data(sink: &FaultySink<KubeSink>, ns: &str, name: &str) -> Option<
 async fn kubernetes_conflicts_and_server_errors() {
     secretsync::k8s::install_crypto_provider();
     let kube = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    kube.create_namespaces(&["apps", "ns", "prod"]);
     let sink = Arc::new(FaultySink::new(KubeSink::new(kube.client())));
     let mem = Arc::new(MemorySource::new("fake"));
     for k in ["a", "b", "c"] {

@@ -49,6 +49,7 @@ async fn seed_002_preview_environment_into_a_preview_pr_namespace() {
     secretsync_k8s::install_crypto_provider();
     let esc = FakeEsc::start().await;
     let kube = FakeKube::start().await;
+    kube.create_namespaces(&["preview-pr-123", "external-secrets"]);
     let environment = read("environment.yaml");
     esc.set_yaml("aphiria", "aphiria.com", "base", "values:\n  region: nyc3\n");
     esc.set_yaml("aphiria", "aphiria.com", "Preview", &environment);

@@ -172,6 +172,8 @@ async fn seed_000_bootstrap_rerun_and_rotate_across_gcp_aws_and_kubernetes() {
     secretsync_k8s::install_crypto_provider();
     let gcp = FakeSecretManager::start().await;
     let kube = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    kube.create_namespaces(&["tomoda", "data", "external-secrets"]);
     let moto = Moto::shared();
     let client = kube.client();
 

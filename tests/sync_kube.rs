@@ -18,6 +18,8 @@ fn sync_binary() -> PathBuf {
 #[tokio::test]
 async fn sync_once_against_the_fake_api_server() {
     let kube = secretsync_fakes::kube::FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    kube.create_namespaces(&["tomoda", "data"]);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, kube.kubeconfig_yaml()).unwrap();

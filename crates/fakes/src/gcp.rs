@@ -126,6 +126,7 @@ struct Inner {
     faults: Vec<Fault>,
     crc: Crc32cMode,
     default_page_size: usize,
+    max_page_size: usize,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -149,20 +150,32 @@ const MAX_PAGE_SIZE: usize = 25_000;
 
 impl FakeSecretManager {
     /// Starts the fake on `127.0.0.1:0`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound (a test cannot run without one).
     pub async fn start() -> Self {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind 127.0.0.1:0 for the fake Secret Manager")
+    }
+
+    /// Starts the fake on `addr` (port 0 picks a free one): what the `fake-gcp` binary
+    /// serves for `gcloud` and Google's client libraries.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
         let inner: Shared = Arc::new(Mutex::new(Inner {
             default_page_size: MAX_PAGE_SIZE,
+            max_page_size: MAX_PAGE_SIZE,
             ..Inner::default()
         }));
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("fake Secret Manager server");
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "fake Secret Manager server stopped");
+            }
         });
-        Self { addr, inner, task }
+        Ok(Self { addr, inner, task })
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -293,6 +306,12 @@ impl FakeSecretManager {
     /// picks its own, up to 25000.
     pub fn set_default_page_size(&self, n: usize) {
         self.lock().default_page_size = n.clamp(1, MAX_PAGE_SIZE);
+    }
+
+    /// Largest page sent whatever `pageSize` asks: the service may return fewer items than
+    /// asked (with a `nextPageToken`), and clients must follow the token (AIP-158).
+    pub fn set_max_page_size(&self, n: usize) {
+        self.lock().max_page_size = n.clamp(1, MAX_PAGE_SIZE);
     }
 
     /// Answers the next `times` requests of `operation` (`AccessSecretVersion`, ...;
@@ -668,6 +687,7 @@ fn page_of<T>(
     items: Vec<T>,
     q: &BTreeMap<String, String>,
     default_size: usize,
+    max_size: usize,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
     let size = match q.get("pageSize").map(String::as_str) {
         None | Some("") | Some("0") => default_size,
@@ -683,6 +703,7 @@ fn page_of<T>(
             _ => return Err(ApiError::new(400, "Invalid page token.")),
         },
     };
+    let size = size.min(max_size);
     let end = (start + size).min(items.len());
     let next = (end < items.len()).then(|| format!("fake-offset-{end}"));
     Ok((items.into_iter().skip(start).take(end - start).collect(), next))
@@ -799,7 +820,7 @@ fn serve(
                 }
             }
             let total = items.len();
-            let (page, next) = page_of(items, q, g.default_page_size)?;
+            let (page, next) = page_of(items, q, g.default_page_size, g.max_page_size)?;
             let mut out = json!({"totalSize": total});
             if !page.is_empty() {
                 out["secrets"] = Value::Array(page);
@@ -929,7 +950,7 @@ fn serve(
                 }
             }
             let total = items.len();
-            let (page, next) = page_of(items, q, g.default_page_size)?;
+            let (page, next) = page_of(items, q, g.default_page_size, g.max_page_size)?;
             let mut out = json!({"totalSize": total});
             if !page.is_empty() {
                 out["versions"] = Value::Array(page);

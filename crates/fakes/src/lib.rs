@@ -8,3 +8,4 @@ pub mod gcp;
 pub mod kube;
 pub mod moto;
 pub mod pulumi;
+pub mod signal;

@@ -12,6 +12,17 @@ pub(crate) fn from_kube(e: kube::Error, what: &str) -> Error {
         kube::Error::Api(status) => {
             let message = redact_quoted(&status.message);
             match status.code {
+                // The API server answers a write into a namespace that does not exist with
+                // 404 `namespaces "x" not found`: say so, naming the namespace, rather than
+                // leave the reader to think the object itself was missing.
+                404 if status
+                    .details
+                    .as_ref()
+                    .is_some_and(|d| d.kind == "namespaces" && !d.name.is_empty()) =>
+                {
+                    let ns = status.details.as_ref().map(|d| d.name.as_str()).unwrap_or_default();
+                    Error::not_found(format!("{what}: namespace {ns} does not exist"))
+                }
                 404 => Error::not_found(what.to_string()),
                 401 => Error::Unauthenticated {
                     what: format!("{what}: {message}"),

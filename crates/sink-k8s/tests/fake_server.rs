@@ -45,6 +45,8 @@ fn keys(s: &Secret) -> Vec<String> {
 #[tokio::test]
 async fn not_found_has_reason_not_found_in_status_shape() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "secretsync"]);
     let api: Api<Secret> = Api::namespaced(fake.client(), "prod");
     let err = api.get("missing").await.expect_err("missing");
     let s = status_of(err);
@@ -89,6 +91,8 @@ async fn reqwest_like_get(fake: &FakeKube, path: &str) -> serde_json::Value {
 #[tokio::test]
 async fn create_conflicts_and_stale_updates() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "secretsync"]);
     let api: Api<Secret> = Api::namespaced(fake.client(), "prod");
     let created = api
         .create(&PostParams::default(), &secret("db", &[("password", "a")]))
@@ -149,6 +153,8 @@ async fn create_conflicts_and_stale_updates() {
 #[tokio::test]
 async fn writes_that_change_nothing_are_no_ops() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "secretsync"]);
     let api: Api<Secret> = Api::namespaced(fake.client(), "prod");
     let created = api
         .create(&PostParams::default(), &secret("s", &[("k", "v")]))
@@ -188,6 +194,8 @@ async fn writes_that_change_nothing_are_no_ops() {
 #[tokio::test]
 async fn validation_refuses_bad_names_keys_and_immutable_changes() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "secretsync"]);
     let api: Api<Secret> = Api::namespaced(fake.client(), "prod");
     let bad = status_of(
         api.create(&PostParams::default(), &secret("Bad_Name", &[]))
@@ -232,6 +240,8 @@ async fn validation_refuses_bad_names_keys_and_immutable_changes() {
 #[tokio::test]
 async fn server_side_apply_tracks_ownership_per_manager() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "secretsync"]);
     let api: Api<Secret> = Api::namespaced(fake.client(), "prod");
     // Someone creates the Secret with kubectl-like updates.
     api.create(
@@ -350,6 +360,8 @@ async fn server_side_apply_tracks_ownership_per_manager() {
 #[tokio::test]
 async fn list_by_label_and_across_namespaces_and_delete() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "secretsync"]);
     for (ns, name, app) in [("prod", "a", "api"), ("prod", "b", "worker"), ("data", "c", "api")] {
         let api: Api<ConfigMap> = Api::namespaced(fake.client(), ns);
         let cm = ConfigMap {
@@ -407,6 +419,8 @@ async fn list_by_label_and_across_namespaces_and_delete() {
 #[tokio::test]
 async fn external_secrets_are_stored_generically() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "secretsync"]);
     let gvk = GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret");
     let ar = ApiResource::from_gvk_with_plural(&gvk, "externalsecrets");
     let api: Api<DynamicObject> = Api::namespaced_with(fake.client(), "prod", &ar);
@@ -440,6 +454,8 @@ async fn external_secrets_are_stored_generically() {
 #[tokio::test]
 async fn watch_streams_events_from_a_resource_version() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "secretsync"]);
     let api: Api<Secret> = Api::namespaced(fake.client(), "prod");
     let first = api
         .create(&PostParams::default(), &secret("w1", &[("k", "v")]))
@@ -481,6 +497,8 @@ async fn watch_streams_events_from_a_resource_version() {
 async fn runtime_watcher_sees_changes() {
     use kube::runtime::{WatchStreamExt, watcher};
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "secretsync"]);
     let api: Api<ConfigMap> = Api::namespaced(fake.client(), "prod");
     let mut stream = watcher(api.clone(), watcher::Config::default())
         .applied_objects()
@@ -518,6 +536,8 @@ async fn runtime_watcher_sees_changes() {
 #[tokio::test]
 async fn leases_round_trip() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "secretsync"]);
     let api: Api<Lease> = Api::namespaced(fake.client(), "secretsync");
     let lease: Lease = serde_json::from_value(
         json!({"metadata": {"name": "leader"}, "spec": {"holderIdentity": "pod-a", "leaseDurationSeconds": 15}}),
@@ -535,6 +555,8 @@ async fn leases_round_trip() {
 #[tokio::test]
 async fn kubeconfig_points_at_the_fake() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "secretsync"]);
     let dir = std::env::temp_dir().join(format!("fake-kube-{}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("config");

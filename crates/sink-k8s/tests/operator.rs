@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use secretsync_core::manifest::Store;
 use secretsync_core::registry::{BuiltStore, CredentialResolver, Registry, SourceFactory};
+use secretsync_core::sink::MANAGED_BY_LABEL;
 use secretsync_core::sources::MemorySource;
 use secretsync_core::testkit::CountingSource;
 use secretsync_fakes::kube::{FakeKube, RequestRecord};
@@ -193,6 +194,8 @@ fn sample(text: &str, parts: &[&str]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syncs_refreshes_forces_repairs_and_reports() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["app", "foreign"]);
     let client = fake.client();
     let (source, registry) = remote();
     source.inner().set("db-password", "v1");
@@ -338,6 +341,21 @@ async fn syncs_refreshes_forces_repairs_and_reports() {
         (secret_value(&client, "app", "slow", "DB_PASSWORD").await? == "v2").then_some(())
     })
     .await;
+    // Someone removes our managed-by label: the label-selector watch sees the target leave
+    // (DELETED, as a real API server sends it) and the operator puts the label back.
+    secrets
+        .patch(
+            "slow",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {MANAGED_BY_LABEL: null}}})),
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(3), "the managed-by label back", async || {
+        let s = secrets.get("slow").await.ok()?;
+        (s.metadata.labels?.get(MANAGED_BY_LABEL)? == "secretsync").then_some(())
+    })
+    .await;
     eprintln!("refresh {refresh:?}, force-sync {forced:?}, spec change {spec_change:?}");
 
     // Metrics match what the fake and the source counted. Wait for a quiet moment: no
@@ -364,8 +382,8 @@ async fn syncs_refreshes_forces_repairs_and_reports() {
                 "status=\"ok\""
             ]
         ),
-        applies - 1.0 - deletes_by_us,
-        "sink writes = the fake's PATCHes to Secrets, less the test's own edit"
+        applies - 2.0 - deletes_by_us,
+        "sink writes = the fake's PATCHes to Secrets, less the test's own two edits"
     );
     let status_patches = log
         .iter()
@@ -419,6 +437,8 @@ async fn syncs_refreshes_forces_repairs_and_reports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_spec_reports_secret_synced_error_without_values() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["app", "foreign"]);
     let client = fake.client();
     let (source, registry) = remote();
     source.inner().set("present", "canary-value-1234");
@@ -467,12 +487,16 @@ async fn a_failing_spec_reports_secret_synced_error_without_values() {
     ctl.stop().await;
 }
 
+/// Creates a namespace with these labels, or gives an existing one (the fake's setup
+/// may have made it) these labels.
 async fn create_namespace(client: &kube::Client, name: &str, labels: Value) {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
+    let api = Api::<Namespace>::all(client.clone());
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.reason == "AlreadyExists" => relabel_namespace(client, name, labels).await,
+        Err(e) => panic!("create namespace {name}: {e}"),
+    }
 }
 
 async fn relabel_namespace(client: &kube::Client, name: &str, labels: Value) {
@@ -513,6 +537,8 @@ fn ready_of(status: &Value) -> Option<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_external_secrets_provision_selected_namespaces_and_follow_their_labels() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["app", "foreign"]);
     let client = fake.client();
     let (source, registry) = remote();
     source.inner().set("db-password", "pw1");
@@ -728,6 +754,8 @@ async fn only_the_leader_writes_and_the_other_takes_over_when_it_stops() {
     // Long enough that a CPU-starved test machine does not let the Lease expire by accident.
     let lease = Duration::from_secs(5);
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["app", "foreign"]);
     let admin = fake.client();
     let (source, registry) = remote();
     source.inner().set("k", "one");
@@ -823,6 +851,8 @@ async fn only_the_leader_writes_and_the_other_takes_over_when_it_stops() {
 async fn a_crashed_leader_is_replaced_when_its_lease_expires() {
     let lease = Duration::from_secs(4);
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["app", "foreign"]);
     let admin = fake.client();
     let (source, registry) = remote();
     source.inner().set("k", "one");
@@ -870,6 +900,8 @@ async fn a_crashed_leader_is_replaced_when_its_lease_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_split_resources_between_replicas_each_with_its_own_lease() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["app", "foreign"]);
     let admin = fake.client();
     let (source, registry) = remote();
     source.inner().set("k", "v");

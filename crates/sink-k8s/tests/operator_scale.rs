@@ -91,6 +91,10 @@ fn value_for(name: &str, round: u32) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_resources_one_fetch_per_key_and_a_fast_lane() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&[
+        "ns-0", "ns-1", "ns-2", "ns-3", "ns-4", "ns-5", "ns-6", "ns-7", "ns-8", "ns-9",
+    ]);
     let client = fake.client();
     let remote: Remote = Arc::new(CountingSource::new(FaultySource::new(MemorySource::new("fake"))));
     let memory = remote.inner().inner();

@@ -177,6 +177,8 @@ fn workload_patches(writes: &[RequestRecord]) -> Vec<String> {
 #[tokio::test]
 async fn db_password_change_updates_both_secrets_and_restarts_exactly_its_readers() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data"]);
     create_workloads(&fake).await;
 
     let manifests = load_str(MANIFESTS, "seed000.yaml")
@@ -322,6 +324,8 @@ async fn db_password_change_updates_both_secrets_and_restarts_exactly_its_reader
 #[tokio::test]
 async fn restarter_contract() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data"]);
     create_workloads(&fake).await;
     let restarter = KubeRestarter::new(fake.client());
 

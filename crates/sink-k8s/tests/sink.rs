@@ -22,6 +22,8 @@ fn prefix() -> String {
 
 async fn setup() -> (FakeKube, KubeSink) {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "external-secrets", "conformance", "conformance-2"]);
     let sink = KubeSink::new(fake.client());
     (fake, sink)
 }
@@ -601,6 +603,8 @@ async fn owner_reference_points_at_the_external_secret_in_the_cluster() {
 #[tokio::test]
 async fn manifests_load_from_the_cluster() {
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "external-secrets"]);
     let client = fake.client();
     let gvk = |k: &str| GroupVersionKind::gvk("external-secrets.io", "v1", k);
     let css: Api<DynamicObject> = Api::all_with(
@@ -637,6 +641,8 @@ async fn credentials_resolve_secret_keys() {
     use secretsync_core::manifest::SecretKeySelector;
     use secretsync_core::registry::CredentialResolver;
     let fake = FakeKube::start().await;
+    // Objects need their namespace, as on a real cluster.
+    fake.create_namespaces(&["prod", "data", "external-secrets"]);
     let api: Api<Secret> = Api::namespaced(fake.client(), "external-secrets");
     let s = Secret {
         metadata: kube::api::ObjectMeta {
@@ -729,4 +735,62 @@ async fn values_never_reach_logs_debug_or_errors() {
     .await;
     assert!(!logs.is_empty(), "logs were captured");
     assert_no_canary(&logs, "trace logs of the sink, kube and the fake");
+}
+
+/// Another controller's owner reference on our target (a backup tool, a GitOps agent)
+/// stays when our forced server-side apply sets ours: ownerReferences merge by uid on a
+/// real server, and our apply owns only our entry.
+#[tokio::test]
+async fn a_forced_apply_keeps_a_foreign_owner_reference() {
+    let (fake, sink) = setup().await;
+    let api: Api<Secret> = Api::namespaced(fake.client(), "prod");
+    let t = TargetRef::secret("prod", "shared-owner");
+    let mut d = desired(t.clone(), map(&[("k", "v1")]), CreationPolicy::Owner);
+    d.owner = Some(OwnerRef {
+        api_version: "external-secrets.io/v1".into(),
+        kind: "ExternalSecret".into(),
+        name: "es".into(),
+        uid: Some("uid-es".into()),
+    });
+    sink.apply(&d).await.unwrap();
+    // Another controller adds its (non-controller) reference with its own apply.
+    api.patch(
+        "shared-owner",
+        &PatchParams::apply("backup-operator"),
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shared-owner",
+            "ownerReferences": [{"apiVersion": "backup.example/v1", "kind": "Backup", "name": "nightly", "uid": "uid-backup"}]}})),
+    )
+    .await
+    .unwrap();
+    // Our next change is a forced apply: the foreign reference survives it.
+    let mut d2 = desired(t.clone(), map(&[("k", "v2")]), CreationPolicy::Owner);
+    d2.owner = d.owner.clone();
+    assert_eq!(sink.apply(&d2).await.unwrap(), ApplyOutcome::Updated);
+    let s = api.get("shared-owner").await.unwrap();
+    let mut uids: Vec<String> = s
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|r| r.uid.clone())
+        .collect();
+    uids.sort();
+    assert_eq!(uids, vec!["uid-backup", "uid-es"]);
+    assert_eq!(secret_data(&s).get("k").map(String::as_str), Some("v2"));
+}
+
+/// Syncing into a namespace that does not exist fails (as on a real cluster) with an error
+/// that names the namespace.
+#[tokio::test]
+async fn a_target_in_a_missing_namespace_is_a_clear_error() {
+    let (_fake, sink) = setup().await;
+    let d = desired(
+        TargetRef::secret("no-such-ns", "db"),
+        map(&[("k", "s3cr3t-value")]),
+        CreationPolicy::Owner,
+    );
+    let e = sink.apply(&d).await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("namespace no-such-ns does not exist"), "{text}");
+    assert!(!text.contains("s3cr3t-value"));
 }

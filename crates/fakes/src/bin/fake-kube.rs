@@ -2,11 +2,14 @@
 //! without a cluster.
 //!
 //! ```text
-//! fake-kube [--port N] [--kubeconfig PATH]
+//! fake-kube [--port N] [--kubeconfig PATH] [--request-log FILE]
 //! ```
 //! Prints a kubeconfig pointing at the fake (or writes it to PATH), then serves until
-//! Ctrl-C, printing a summary of the requests it answered. Then, in another shell:
-//! `KUBECONFIG=PATH cargo run --example sync --features k8s -- -m examples/manifests --once`.
+//! Ctrl-C or SIGTERM, printing a summary of the requests it answered. With
+//! `--request-log FILE`, every request is appended to FILE as one JSON line (method, path,
+//! query, status, userAgent, contentType, client). Then, in another shell:
+//! `KUBECONFIG=PATH cargo run --example sync --features k8s -- -m examples/manifests --once`,
+//! or plain `kubectl`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +28,9 @@ struct Args {
     /// Write the kubeconfig to this file instead of printing it.
     #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
+    /// Append one JSON line per request to this file.
+    #[arg(long, value_name = "FILE")]
+    request_log: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -41,6 +47,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(path) = &args.request_log
+        && let Err(e) = fake.log_requests_to(path)
+    {
+        eprintln!("fake-kube: cannot open the request log {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
     let kubeconfig = fake.kubeconfig_yaml();
     match &args.kubeconfig {
         Some(path) => {
@@ -60,8 +72,8 @@ async fn main() -> ExitCode {
             print!("{kubeconfig}");
         }
     }
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("fake-kube: cannot wait for Ctrl-C: {e}");
+    if let Err(e) = secretsync_fakes::signal::shutdown().await {
+        eprintln!("fake-kube: cannot wait for a signal: {e}");
         return ExitCode::from(1);
     }
     let requests = fake.requests();
