@@ -22,22 +22,8 @@ pub(crate) enum Download {
     NotModified,
 }
 
-pub(crate) struct RetryPolicy {
-    pub max_retries: u32,
-    pub base: Duration,
-    pub max: Duration,
-    pub max_retry_after: Duration,
-}
-
-impl RetryPolicy {
-    /// Exponential backoff with jitter: a random wait in [d/2, d], d = base · 2^attempt ≤ max.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let d = self.base.saturating_mul(1u32 << attempt.min(16)).min(self.max);
-        let half = d / 2;
-        let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
-        half + Duration::from_millis(jitter)
-    }
-}
+/// The retry policy: core's one [`Backoff`](secretsync_core::backoff::Backoff).
+pub(crate) type RetryPolicy = secretsync_core::backoff::Backoff;
 
 pub(crate) struct Client {
     http: reqwest::Client,
@@ -105,12 +91,14 @@ impl Client {
     /// errors; returns the final response of a status below 400 or 304.
     async fn send(&self, operation: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let mut attempt = 0u32;
+        let start = std::time::Instant::now();
         loop {
             let request = make()
                 .bearer_auth(self.token_str())
                 .header(header::ACCEPT, "application/json");
             let outcome = request.send().await;
             let last = attempt >= self.retry.max_retries;
+            let elapsed = start.elapsed();
             match outcome {
                 Err(e) => {
                     self.stats.record(operation, "error");
@@ -118,7 +106,7 @@ impl Client {
                     if last {
                         return Err(error::from_transport(e, operation, &self.target));
                     }
-                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
                 }
                 Ok(response) => {
                     let status = response.status();
@@ -128,7 +116,8 @@ impl Client {
                     }
                     let retry_after = retry_after(response.headers());
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-                    if !retryable || last || retry_after.is_some_and(|d| d > self.retry.max_retry_after) {
+                    let wait = if retryable { self.retry.wait(attempt, retry_after, elapsed) } else { None };
+                    let Some(wait) = wait else {
                         let body = response.bytes().await.unwrap_or_default();
                         let messages = error::doppler_messages(&body, self.token_str());
                         return Err(error::from_status(
@@ -138,8 +127,7 @@ impl Client {
                             messages,
                             retry_after,
                         ));
-                    }
-                    let wait = retry_after.unwrap_or_else(|| self.retry.backoff(attempt));
+                    };
                     tracing::debug!(
                         operation,
                         attempt,
@@ -232,15 +220,9 @@ pub(crate) struct ChangeRequest<'a> {
     pub value: &'a str,
 }
 
-/// `Retry-After` in seconds (Doppler sends seconds; an HTTP date is not honoured).
+/// `Retry-After` in seconds (an HTTP date is not honoured).
 fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    v.parse::<u64>().ok().map(Duration::from_secs).or_else(|| {
-        v.parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
-    })
+    secretsync_core::backoff::parse_retry_after(headers.get(header::RETRY_AFTER)?.to_str().ok()?)
 }
 
 #[cfg(test)]
@@ -252,11 +234,12 @@ mod tests {
         let p = RetryPolicy {
             max_retries: 4,
             base: Duration::from_millis(100),
-            max: Duration::from_millis(400),
+            cap: Duration::from_millis(400),
             max_retry_after: Duration::from_secs(1),
+            total: None,
         };
         for attempt in 0..8 {
-            let d = p.backoff(attempt);
+            let d = p.delay(attempt);
             let cap = Duration::from_millis(100 * (1 << attempt.min(2)));
             assert!(d <= cap && d >= cap / 2, "attempt {attempt}: {d:?}");
         }

@@ -94,8 +94,9 @@ impl DopplerSource {
         let retry = RetryPolicy {
             max_retries: b.max_retries,
             base: b.base_backoff,
-            max: b.max_backoff,
+            cap: b.max_backoff,
             max_retry_after: b.max_retry_after,
+            total: None,
         };
         let target = Target {
             project: b.project.clone(),

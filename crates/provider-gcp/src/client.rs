@@ -315,10 +315,16 @@ impl GcpSecretManager {
     {
         let client = self.client().await?;
         let start = Instant::now();
+        // Core's one retry policy; the whole call stays within the retry time limit.
+        let backoff = secretsync_core::backoff::Backoff {
+            base: self.initial_backoff,
+            cap: Duration::from_secs(5),
+            max_retries: self.max_attempts.saturating_sub(1),
+            max_retry_after: self.retry_time_limit,
+            total: Some(self.retry_time_limit),
+        };
         let mut attempt = 0u32;
-        let mut delay = self.initial_backoff;
         loop {
-            attempt += 1;
             match f(client).await {
                 Ok(v) => {
                     self.stats.record(op, "ok");
@@ -326,13 +332,13 @@ impl GcpSecretManager {
                 }
                 Err(e) => {
                     self.stats.record(op, gerr::status_label(&e));
-                    if attempt >= self.max_attempts || !gerr::is_transient(&e, idempotent) {
+                    if !gerr::is_transient(&e, idempotent) {
                         return Err(CallError::Api(e));
                     }
-                    let wait = gerr::server_retry_after(&e).map_or(delay, |d| d.max(delay));
-                    if start.elapsed() + wait > self.retry_time_limit {
+                    let Some(wait) = backoff.wait(attempt, gerr::server_retry_after(&e), start.elapsed()) else {
                         return Err(CallError::Api(e));
-                    }
+                    };
+                    attempt += 1;
                     tracing::debug!(
                         operation = op,
                         attempt,
@@ -340,7 +346,6 @@ impl GcpSecretManager {
                         "gcpsm: retrying"
                     );
                     tokio::time::sleep(wait).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         }

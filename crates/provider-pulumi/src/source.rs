@@ -98,8 +98,9 @@ impl EscSource {
         let retry = RetryPolicy {
             max_retries: b.max_retries,
             base: b.base_backoff,
-            max: b.max_backoff,
+            cap: b.max_backoff,
             max_retry_after: b.max_retry_after,
+            total: None,
         };
         let client = Client::new(base, token, target, retry, b.timeout)?;
         let mut token_key = [0u8; 32];

@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+pub mod backoff;
 pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod files;
 pub mod fingerprint;
+pub mod layers;
 pub mod format;
 pub mod manifest;
 pub mod net;

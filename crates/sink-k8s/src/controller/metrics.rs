@@ -9,7 +9,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use async_trait::async_trait;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,9 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use secretsync_core::manifest::{SpecId, StoreId};
-use secretsync_core::{
-    CallStats, ChangeToken, Fetched, FindQuery, RemoteKey, Result, SecretSource, SourceCapabilities,
-};
+use secretsync_core::SecretSource;
+use secretsync_core::layers::{CallObserver, MeteredSource};
 use std::sync::atomic::AtomicU64;
 
 /// `namespace`, `name` of an ExternalSecret.
@@ -259,83 +257,40 @@ impl Metrics {
     }
 }
 
-/// Wraps a store's source: counts each call by operation and outcome.
-pub(crate) struct MeteredSource {
-    inner: Arc<dyn SecretSource>,
+/// Counts a store's source calls by operation and outcome: the observer of core's
+/// [`MeteredSource`] layer, which the controller puts around every store's source.
+struct StoreCalls {
     store: String,
     metrics: Arc<Metrics>,
 }
 
-impl fmt::Debug for MeteredSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MeteredSource")
-            .field("store", &self.store)
-            .field("inner", &self.inner)
-            .finish()
-    }
-}
-
-impl MeteredSource {
-    pub(crate) fn new(inner: Arc<dyn SecretSource>, store: &StoreId, metrics: Arc<Metrics>) -> Self {
-        Self {
-            inner,
-            store: store.to_string(),
-            metrics,
-        }
-    }
-
-    fn count(&self, call: &str, ok: bool) {
+impl CallObserver for StoreCalls {
+    fn observe(&self, provider: &str, operation: &'static str, ok: bool, _elapsed: std::time::Duration) {
         self.metrics
             .source_calls
             .get_or_create(&CallLabels {
-                provider: self.inner.provider().to_string(),
+                provider: provider.to_string(),
                 store: self.store.clone(),
-                call: call.to_string(),
+                call: operation.to_string(),
                 status: if ok { "ok" } else { "error" }.to_string(),
             })
             .inc();
     }
 }
 
-#[async_trait]
-impl SecretSource for MeteredSource {
-    fn provider(&self) -> &str {
-        self.inner.provider()
-    }
-    fn capabilities(&self) -> SourceCapabilities {
-        self.inner.capabilities()
-    }
-    async fn get(&self, key: &RemoteKey) -> Result<Fetched> {
-        let r = self.inner.get(key).await;
-        self.count("get", r.is_ok());
-        r
-    }
-    async fn get_many(&self, keys: &[RemoteKey]) -> Vec<Result<Fetched>> {
-        let r = self.inner.get_many(keys).await;
-        self.count("get_many", r.iter().all(|x| x.is_ok()));
-        r
-    }
-    async fn find(&self, query: &FindQuery) -> Result<Vec<String>> {
-        let r = self.inner.find(query).await;
-        self.count("find", r.is_ok());
-        r
-    }
-    async fn change_tokens(&self, keys: &[RemoteKey]) -> Vec<Result<Option<ChangeToken>>> {
-        let r = self.inner.change_tokens(keys).await;
-        self.count("change_tokens", r.iter().all(|x| x.is_ok()));
-        r
-    }
-    async fn metadata(&self, key: &str) -> Result<BTreeMap<String, String>> {
-        let r = self.inner.metadata(key).await;
-        self.count("metadata", r.is_ok());
-        r
-    }
-    fn api_calls(&self) -> u64 {
-        self.inner.api_calls()
-    }
-    fn call_stats(&self) -> Option<&CallStats> {
-        self.inner.call_stats()
-    }
+/// `inner` metered into `metrics` under `store`.
+pub(crate) fn metered(
+    inner: Arc<dyn SecretSource>,
+    store: &StoreId,
+    metrics: Arc<Metrics>,
+) -> MeteredSource<Arc<dyn SecretSource>> {
+    MeteredSource::new(
+        inner,
+        Arc::new(StoreCalls {
+            store: store.to_string(),
+            metrics,
+        }),
+    )
 }
 
 /// Seconds since the Unix epoch, for last-success gauges.

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use super::cluster::{CesEntry, Cleanup, NsEntry};
 use super::guard::{GuardedRestarter, GuardedSink, Tracked};
-use super::metrics::{ApiWriteLabels, BatchTimer, MeteredSource, Metrics, ResourceLabels, unix_now};
+use super::metrics::{ApiWriteLabels, BatchTimer, Metrics, ResourceLabels, metered, unix_now};
 use super::watch::Kind;
 use super::{ControllerConfig, LaneStats};
 use crate::{FIELD_MANAGER, KubeRestarter, KubeSink};
@@ -403,7 +403,7 @@ impl Shared {
                         Ok(b) => {
                             let generation = self.source_generation.fetch_add(1, Ordering::SeqCst);
                             let metered: Arc<dyn SecretSource> =
-                                Arc::new(MeteredSource::new(b.source.clone(), &id, self.metrics.clone()));
+                                Arc::new(metered(b.source.clone(), &id, self.metrics.clone()));
                             let mut sources = self.sources.lock().expect("lock");
                             sources.retain(|(s, _, _)| s != &id);
                             sources.push((id.clone(), generation, b.source.clone()));
