@@ -408,6 +408,7 @@ impl<'a> State<'a> {
             ctx: self.ctx,
             name: f.name,
             now: self.now,
+            literal_first: matches!(args.first(), Some(Arg::Str(_))),
         };
         let v = (f.f)(&mut call, vals).map_err(|e| format!("error calling {name}: {e}"))?;
         check_size(&v).map_err(|e| format!("{name}: {e}"))?;

@@ -28,7 +28,12 @@ pub(super) fn register(t: &mut Table) {
     t.var("print", &[], Any, |c, a| Ok(Value::str(sprint(c, &a, false))));
     t.var("println", &[], Any, |c, a| Ok(Value::str(sprint(c, &a, true))));
     t.var("printf", &[Str], Any, |c, a| {
-        Ok(Value::str(sprintf(c.ctx, super::bytes(&a[0]), &a[1..], false)?))
+        Ok(Value::str(sprintf(
+            c.ctx,
+            super::bytes(&a[0]),
+            &a[1..],
+            c.literal_first,
+        )?))
     });
     t.var("html", &[], Any, |c, a| Ok(Value::str(html(&eval_args(c, &a)))));
     t.var("js", &[], Any, |c, a| Ok(Value::str(js(&eval_args(c, &a)))));

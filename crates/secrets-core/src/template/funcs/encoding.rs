@@ -102,15 +102,9 @@ fn bcrypt_hash(password: &[u8]) -> Result<String, String> {
         .map_err(|_| "bcrypt failed".to_string())
 }
 
-/// Go's `base64.StdEncoding.DecodeString`: padding required, `\r` and `\n` ignored; the
-/// error is the offset of the first bad byte.
-fn go_b64_decode(input: &[u8]) -> Result<Vec<u8>, usize> {
-    let clean: Vec<(usize, u8)> = input
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, c)| *c != b'\r' && *c != b'\n')
-        .collect();
+/// Go's `base64.StdEncoding.DecodeString`: padding required, `\r` and `\n` skipped, loose
+/// trailing bits accepted; the error is the offset Go reports (`CorruptInputError`).
+fn go_b64_decode(src: &[u8]) -> Result<Vec<u8>, usize> {
     let val = |c: u8| -> Option<u32> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',
@@ -121,54 +115,68 @@ fn go_b64_decode(input: &[u8]) -> Result<Vec<u8>, usize> {
             _ => return None,
         } as u32)
     };
-    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
-    let mut i = 0;
-    while i < clean.len() {
-        let quad = &clean[i..(i + 4).min(clean.len())];
-        let mut acc = 0u32;
-        let mut n = 0;
-        for (j, &(pos, c)) in quad.iter().enumerate() {
-            if c == b'=' {
-                // Padding: only at positions 2 or 3 of the last quantum.
-                if j < 2 {
-                    return Err(pos);
+    let skip_newlines = |mut si: usize| {
+        while si < src.len() && (src[si] == b'\n' || src[si] == b'\r') {
+            si += 1;
+        }
+        si
+    };
+    let mut out = Vec::with_capacity(src.len() / 4 * 3);
+    let mut si = 0;
+    while si < src.len() {
+        let mut dbuf = [0u32; 4];
+        let mut dlen = 4;
+        let mut j = 0;
+        let mut done = false;
+        while j < 4 {
+            if si == src.len() {
+                if j == 0 {
+                    return Ok(out);
                 }
-                if j == 2 {
-                    match quad.get(3) {
-                        Some((_, b'=')) => {}
-                        Some((p, _)) => return Err(*p),
-                        None => return Err(input.len()),
+                return Err(si - j);
+            }
+            let c = src[si];
+            si += 1;
+            if let Some(v) = val(c) {
+                dbuf[j] = v;
+                j += 1;
+                continue;
+            }
+            if c == b'\n' || c == b'\r' {
+                continue;
+            }
+            if c != b'=' {
+                return Err(si - 1);
+            }
+            match j {
+                0 | 1 => return Err(si - 1),
+                2 => {
+                    si = skip_newlines(si);
+                    if si == src.len() {
+                        return Err(src.len());
                     }
+                    if src[si] != b'=' {
+                        return Err(si - 1);
+                    }
+                    si += 1;
                 }
-                if i + 4 < clean.len() {
-                    return Err(clean[i + 4].0);
-                }
-                break;
+                _ => {}
             }
-            match val(c) {
-                Some(v) => {
-                    acc = (acc << 6) | v;
-                    n += 1;
-                }
-                None => return Err(pos),
+            si = skip_newlines(si);
+            if si < src.len() {
+                return Err(si);
             }
+            dlen = j;
+            done = true;
+            break;
         }
-        if n < 4 && quad.len() < 4 && !quad.iter().any(|(_, c)| *c == b'=') {
-            return Err(input.len());
+        let v = (dbuf[0] << 18) | (dbuf[1] << 12) | (dbuf[2] << 6) | dbuf[3];
+        let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
+        out.extend_from_slice(&bytes[..dlen - 1]);
+        if done {
+            break;
         }
-        match n {
-            4 => out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]),
-            3 => {
-                acc <<= 6;
-                out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8]);
-            }
-            2 => {
-                acc <<= 12;
-                out.push((acc >> 16) as u8);
-            }
-            _ => return Err(quad.first().map(|q| q.0).unwrap_or(input.len())),
-        }
-        i += 4;
+        si = skip_newlines(si);
     }
     Ok(out)
 }

@@ -32,7 +32,7 @@ pub(crate) fn sprintf(ctx: &TemplateContext, format: &[u8], args: &[Value], lite
         if literal {
             format!("`%{verb}`")
         } else {
-            "a verb in a format taken from data".to_string()
+            "(in a format taken from data)".to_string()
         }
     };
     while i < format.len() {

@@ -65,6 +65,9 @@ pub(crate) struct Call<'a> {
     pub name: &'static str,
     /// The clock (`now`).
     pub now: Time,
+    /// The first argument is a string literal of the template (not data), so an error may
+    /// quote it (`printf`'s format).
+    pub literal_first: bool,
 }
 
 /// A function's implementation.

@@ -27,9 +27,18 @@ pub(super) fn register(t: &mut Table) {
         let (p, s) = (bytes(&a[0]), bytes(&a[1]));
         Ok(Value::str(s.strip_suffix(p).unwrap_or(s)))
     });
+    // goutils reads these byte by byte, each byte as a rune (so non-ASCII text comes out
+    // as Latin-1 read UTF-8, as in Go).
     t.add("nospace", &[Str], |_, a| {
+        let s = bytes(&a[0]);
+        if !s.iter().any(|b| is_space_byte(*b)) {
+            return Ok(a[0].clone());
+        }
         Ok(Value::str(
-            text(&a[0]).chars().filter(|c| !c.is_whitespace()).collect::<String>(),
+            s.iter()
+                .filter(|b| !is_space_byte(**b))
+                .map(|b| *b as char)
+                .collect::<String>(),
         ))
     });
     t.add("trunc", &[Int, Str], |_, a| {
@@ -81,12 +90,17 @@ pub(super) fn register(t: &mut Table) {
         Ok(Value::str(s.repeat(n as usize)))
     });
     t.add("initials", &[Str], |_, a| {
-        Ok(Value::str(
-            text(&a[0])
-                .split_whitespace()
-                .filter_map(|w| w.chars().next())
-                .collect::<String>(),
-        ))
+        let mut out = String::new();
+        let mut gap = true;
+        for &b in bytes(&a[0]) {
+            if is_space_byte(b) {
+                gap = true;
+            } else if gap {
+                out.push(b as char);
+                gap = false;
+            }
+        }
+        Ok(Value::str(out))
     });
     t.add("swapcase", &[Str], |_, a| Ok(Value::str(swapcase(&text(&a[0])))));
     t.add("snakecase", &[Str], |_, a| Ok(Value::str(snake(&text(&a[0]), '_'))));
@@ -230,6 +244,11 @@ pub(super) fn register(t: &mut Table) {
     ] {
         t.add(name, &[Str], f);
     }
+}
+
+/// Go's `unicode.IsSpace` of a byte read as a rune.
+fn is_space_byte(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' | 0x85 | 0xa0)
 }
 
 fn trim_space(s: &[u8]) -> Vec<u8> {
