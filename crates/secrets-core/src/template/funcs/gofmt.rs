@@ -102,6 +102,9 @@ pub(crate) fn sprintf(ctx: &TemplateContext, format: &[u8], args: &[Value], lite
         if verb == '[' {
             return Err("printf: explicit argument indexes are not supported".into());
         }
+        if !"vTsqdxXobcUtfFeEgG".contains(verb) {
+            return Err(format!("printf: unsupported verb {}", show(verb)));
+        }
         let Some(arg) = args.get(next) else {
             return Err(format!("printf: missing argument for {}", show(verb)));
         };
