@@ -396,12 +396,12 @@ impl<'a> State<'a> {
         if let Some(v) = fin {
             let i = args.len();
             let p = f.params.get(i).copied().or(f.variadic).unwrap_or(Param::Any);
-            vals.push(convert(v, p).or_else(|v| {
-                Err(format!(
+            vals.push(convert(v, p).map_err(|v| {
+                format!(
                     "wrong type for value of `{name}`: expected {}, got {}",
                     p.go_name(),
                     v.type_name()
-                ))
+                )
             })?);
         }
         let mut call = Call {

@@ -316,7 +316,7 @@ pub(crate) fn format(layout: &str, t: &Time) -> String {
             continue;
         };
         rest = &rest[el.len()..];
-        let hour12 = |h: u32| if h % 12 == 0 { 12 } else { h % 12 };
+        let hour12 = |h: u32| if h.is_multiple_of(12) { 12 } else { h % 12 };
         match el {
             "January" => out.push_str(MONTHS[dt.month0() as usize]),
             "Jan" => out.push_str(&MONTHS[dt.month0() as usize][..3]),
@@ -378,7 +378,7 @@ fn zone_abbrev(offset: i32) -> String {
     }
     let sign = if offset < 0 { '-' } else { '+' };
     let a = offset.unsigned_abs();
-    if a % 3600 == 0 {
+    if a.is_multiple_of(3600) {
         format!("{sign}{:02}", a / 3600)
     } else {
         format!("{sign}{:02}{:02}", a / 3600, a / 60 % 60)

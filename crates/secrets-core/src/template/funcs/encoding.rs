@@ -214,7 +214,7 @@ fn base32_decode(input: &[u8]) -> Result<Vec<u8>, usize> {
         .enumerate()
         .filter(|(_, c)| *c != b'\r' && *c != b'\n')
         .collect();
-    if clean.len() % 8 != 0 {
+    if !clean.len().is_multiple_of(8) {
         return Err(input.len() - input.len() % 8);
     }
     let mut out = Vec::new();

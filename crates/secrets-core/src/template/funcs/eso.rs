@@ -250,8 +250,8 @@ fn order_chain(certs: Vec<CertInfo>) -> Result<Vec<CertInfo>, String> {
         }
     }
     let mut leaf = None;
-    for i in 0..n {
-        if !is_parent[i] {
+    for (i, parent_of_some) in is_parent.iter().enumerate() {
+        if !parent_of_some {
             if leaf.is_some() {
                 return Err("found multiple leaf or disjunct certificates".into());
             }
@@ -288,10 +288,8 @@ fn filter_cert_chain(kind: &str, input: &[u8]) -> Result<Vec<u8>, String> {
         return Err("no leaf certificate found".into());
     };
     match kind {
-        "leaf" => {
-            if first.aki.is_some() && first.aki != first.ski {
-                return Ok(pem_encode("CERTIFICATE", &first.der));
-            }
+        "leaf" if first.aki.is_some() && first.aki != first.ski => {
+            return Ok(pem_encode("CERTIFICATE", &first.der));
         }
         "intermediate" => {
             let mut out = Vec::new();
@@ -590,17 +588,18 @@ struct Jwk {
 impl Drop for Jwk {
     fn drop(&mut self) {
         use zeroize::Zeroize as _;
-        for f in [
+        for s in [
             &mut self.d,
             &mut self.p,
             &mut self.q,
             &mut self.dp,
             &mut self.dq,
             &mut self.qi,
-        ] {
-            if let Some(s) = f {
-                s.zeroize();
-            }
+        ]
+        .into_iter()
+        .flatten()
+        {
+            s.zeroize();
         }
     }
 }

@@ -298,7 +298,7 @@ fn int(i: i64, radix: u32, sp: &Spec, upper: bool) -> Vec<u8> {
 
 /// Go's float verbs. Exponents have at least two digits (`1e+06`).
 fn float(f: f64, verb: char, sp: &Spec) -> Result<Vec<u8>, VerbError> {
-    let sign = if f.is_sign_negative() && !(f == 0.0 && !f.is_sign_negative()) {
+    let sign = if f.is_sign_negative() {
         "-"
     } else if sp.plus {
         "+"
