@@ -152,10 +152,8 @@ fn format_in(c: &Call<'_>, layout: &Value, date: &Value, zone: &str) -> Result<V
     let t = match zone {
         "" | "UTC" | "Local" => Time { offset: 0, ..t },
         _ => {
-            return fail(format!(
-                "time zone `{}` is not supported (only UTC and Local, read as UTC)",
-                zone.escape_default()
-            ));
+            // The zone may come from data: not quoted.
+            return fail("the time zone is not supported (only UTC and Local, read as UTC)");
         }
     };
     Ok(Value::str(format(&text(layout), &t)))

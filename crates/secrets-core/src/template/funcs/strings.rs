@@ -8,6 +8,7 @@ use super::{Call, Param::*, Table, bytes, fail, int, strval, text};
 const MAX_REGEX: usize = 4096;
 
 pub(super) fn register(t: &mut Table) {
+    t.add("hello", &[], |_, _| Ok(Value::str("Hello!")));
     t.add("upper", &[Str], |_, a| Ok(Value::str(text(&a[0]).to_uppercase())));
     t.add("lower", &[Str], |_, a| Ok(Value::str(text(&a[0]).to_lowercase())));
     t.add("title", &[Str], |_, a| Ok(Value::str(title(&text(&a[0])))));
