@@ -255,7 +255,7 @@ impl<'a> State<'a> {
         let first = &cmd.args[0];
         let has_args = cmd.args.len() > 1 || fin.is_some();
         match first {
-            Arg::Func(name) => self.function(dot, name, &cmd.args[1..], fin),
+            Arg::Func(name, f) => self.function(dot, name, *f, &cmd.args[1..], fin),
             Arg::Field(path) => {
                 if has_args {
                     return Err(format!("`.{}` is not a method but has arguments", path.join(".")));
@@ -315,7 +315,7 @@ impl<'a> State<'a> {
             Arg::Bool(b) => Value::Bool(*b),
             Arg::Number(n) => ideal(n)?,
             Arg::Str(s) => Value::str(s.as_bytes()),
-            Arg::Func(name) => self.function(dot, name, &[], None)?,
+            Arg::Func(name, f) => self.function(dot, name, *f, &[], None)?,
             Arg::Pipe(p) => self.pipeline_scoped(dot, p)?,
             Arg::Chain(inner, path) => {
                 let v = self.arg(dot, inner)?;
@@ -358,7 +358,14 @@ impl<'a> State<'a> {
         }
     }
 
-    fn function(&mut self, dot: &Value, name: &str, args: &[Arg], fin: Option<Value>) -> R<Value> {
+    fn function(
+        &mut self,
+        dot: &Value,
+        name: &str,
+        f: Option<&'static funcs::Func>,
+        args: &[Arg],
+        fin: Option<Value>,
+    ) -> R<Value> {
         // `and` / `or` evaluate their arguments only as far as needed.
         if name == "and" || name == "or" {
             let n = args.len() + usize::from(fin.is_some());
@@ -377,7 +384,7 @@ impl<'a> State<'a> {
             }
             return Ok(last);
         }
-        let Some(f) = funcs::lookup(name) else {
+        let Some(f) = f else {
             return Err(format!("function `{name}` not defined"));
         };
         let n = args.len() + usize::from(fin.is_some());

@@ -53,7 +53,7 @@ pub fn excluded_functions() -> &'static [(&'static str, &'static str)] {
 }
 
 /// Templates parsed once and shared: the engine renders the same template source for many
-/// targets every cycle.
+/// targets every cycle (each spec has its own copy of the text, so the text is the key).
 static CACHE: LazyLock<Mutex<HashMap<String, Arc<Template>>>> = LazyLock::new(Default::default);
 /// Most templates kept in the parse cache (it is emptied when full).
 const CACHE_SIZE: usize = 4096;

@@ -62,8 +62,9 @@ pub(crate) enum Arg {
     Bool(bool),
     Number(Number),
     Str(String),
-    /// A function name.
-    Func(&'static str),
+    /// A function: its name and, except for `and` / `or`, its implementation (resolved once
+    /// here, not at every call).
+    Func(&'static str, Option<&'static funcs::Func>),
     /// `(pipeline)`.
     Pipe(Box<Pipe>),
     /// `(pipeline).a.b`.
@@ -511,7 +512,7 @@ impl Parser {
         let line = self.line();
         match self.next() {
             Some(Tok::Ident(name)) => match funcs::lookup_name(&name) {
-                Some(n) => Ok(Arg::Func(n)),
+                Some(n) => Ok(Arg::Func(n, funcs::lookup(n))),
                 None => match name.as_str() {
                     "if" | "else" | "end" | "range" | "with" | "define" | "template" | "block" | "break"
                     | "continue" => self.err(format!("unexpected `{name}` in command")),

@@ -34,10 +34,72 @@ pub(super) fn register(t: &mut Table) {
     });
 }
 
-/// Parses JSON as Go does into `interface{}`: objects, arrays, float64 numbers.
+/// Parses JSON as Go does into `interface{}`: objects, arrays, float64 numbers (straight
+/// into template values, without an intermediate tree).
 pub(crate) fn from_json(text: &[u8]) -> Option<Value> {
-    let v: serde_json::Value = serde_json::from_slice(text).ok()?;
-    Some(from_serde(v))
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let v = serde::de::DeserializeSeed::deserialize(JsonSeed(0), &mut de).ok()?;
+    de.end().ok()?;
+    Some(v)
+}
+
+/// Deserializes a JSON value into a template value; the depth bounds nesting.
+struct JsonSeed(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonSeed {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonSeed {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Float(i as f64))
+    }
+    fn visit_u64<E>(self, i: u64) -> Result<Value, E> {
+        Ok(Value::Float(i as f64))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Float(f))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::str(s.as_bytes()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::str(s.into_bytes()))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+        if self.0 > 128 {
+            return Err(serde::de::Error::custom("JSON nests too deeply"));
+        }
+        let mut v = Vec::new();
+        while let Some(e) = a.next_element_seed(JsonSeed(self.0 + 1))? {
+            v.push(e);
+        }
+        Ok(Value::list(v))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+        if self.0 > 128 {
+            return Err(serde::de::Error::custom("JSON nests too deeply"));
+        }
+        let mut m = BTreeMap::new();
+        while let Some(k) = a.next_key::<String>()? {
+            let v = a.next_value_seed(JsonSeed(self.0 + 1))?;
+            m.insert(k, v);
+        }
+        Ok(Value::map(m))
+    }
 }
 
 /// A serde JSON value as a template value (numbers as float64, as Go decodes them).

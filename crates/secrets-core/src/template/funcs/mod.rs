@@ -81,6 +81,12 @@ pub(crate) struct Func {
     pub f: Imp,
 }
 
+impl std::fmt::Debug for Func {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
 /// Where families add their functions.
 pub(crate) struct Table(Vec<Func>);
 
