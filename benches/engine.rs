@@ -7,7 +7,10 @@
 //!   no write — the per-refresh overhead, the "engine overhead" target (< 50 ms / 10,000);
 //! - `engine/plan`: the same as a dry run;
 //! - `fingerprint`: the keyed HMAC of every target's data;
-//! - `diff`: comparing every desired target with what the sink holds.
+//! - `diff`: comparing every desired target with what the sink holds;
+//! - `engine/unchanged_cycle_templated`: the unchanged cycle where every spec also renders a
+//!   20-line Go template (config file, DSN, docker config with `range`, `if`, sprig
+//!   functions) — to stay within 2× of `engine/unchanged_cycle`.
 //!
 //! `cargo bench --bench engine`. Under `cargo test --all-targets` (no `--bench`) or with
 //! `SECRETSYNC_BENCH_SMOKE=1` criterion runs each bench once at a small N, and the
@@ -52,6 +55,38 @@ fn manifests_yaml(n: usize) -> String {
         );
     }
     y
+}
+
+/// A 20-line template as ESO users write them: a config file, a DSN, a docker config built
+/// with `range`, conditionals and sprig functions.
+const TEMPLATE_20_LINES: &str = r#"|
+          [database]
+          user = {{ .json | fromJson | dig "user" "none" }}
+          password = {{ .password | quote }}
+          dsn = postgres://{{ (fromJson .json).user }}:{{ .password | urlquery }}@db:5432/app
+          {{- if hasPrefix "p-" .password }}
+          sslmode = require
+          {{- else }}
+          sslmode = disable
+          {{- end }}
+          [cache]
+          key = {{ .password | sha256sum | trunc 16 }}
+          {{- range $i, $r := list "a.example.com" "b.example.com" }}
+          registry{{ $i }} = {{ $r }}
+          {{- end }}
+          auth = {{ printf "%s:%s" (fromJson .json).user .password | b64enc }}
+          upper = {{ .password | upper }}
+          {{- with .password }}
+          len = {{ len . }}
+          {{- end }}
+          # end"#;
+
+/// The manifests of [`manifests_yaml`] with a 20-line template on every spec.
+fn templated_yaml(n: usize) -> String {
+    manifests_yaml(n).replace(
+        "  target:\n    name: ",
+        &format!("  target:\n    template:\n      mergePolicy: Merge\n      data:\n        app.ini: {TEMPLATE_20_LINES}\n    name: "),
+    )
 }
 
 struct Setup {
@@ -146,6 +181,35 @@ fn benches(c: &mut Criterion) {
         ..Default::default()
     };
     g.bench_function("engine/plan", |b| b.to_async(&rt).iter(|| warm.run(&s.manifests, &dry)));
+
+    // The same unchanged cycle with a 20-line template rendered for every spec.
+    let templated = load_str(&templated_yaml(n), "bench.yaml")
+        .into_result()
+        .expect("templated manifests load");
+    assert_eq!(templated.external_secrets.len(), n);
+    let tsink = Arc::new(MemorySink::new());
+    let twarm = engine(&s, tsink.clone());
+    let first = rt.block_on(twarm.run(&templated, &opts));
+    assert!(first.all_synced(), "templated first cycle: {:?}", first.failed().next());
+    let rendered = tsink.get(&tsink.targets()[0]).expect("a target");
+    let ini = rendered.data.get("app.ini").expect("the template rendered");
+    let text = ini.expose_str().expect("UTF-8");
+    assert!(
+        text.starts_with("[database]\nuser = u") && text.contains("sslmode = require\n") && text.ends_with("# end\n"),
+        "the template rendered as written"
+    );
+    assert_eq!(
+        rt.block_on(twarm.run(&templated, &opts)).writes,
+        0,
+        "unchanged templated cycle writes nothing"
+    );
+    g.bench_function("engine/unchanged_cycle_templated", |b| {
+        b.to_async(&rt).iter(|| async {
+            let r = twarm.run(&templated, &opts).await;
+            debug_assert_eq!(r.writes, 0);
+            r
+        })
+    });
 
     // What the sink holds, and the desired state rebuilt from it, for fingerprint and diff.
     let key = FingerprintKey::from_bytes(vec![7; 32]).expect("32-byte key");

@@ -7,9 +7,21 @@
 #   python-dotenv     - a dotenv reader the dotenv sink's output is held to
 #   kubernetes        - the official Python Kubernetes client, to cross-check fake-kube
 #   google-cloud-secret-manager - Google's Python client (REST transport), to cross-check fake-gcp
+# and, from Debian, the template oracle: Go's text/template with sprig and sigs.k8s.io/yaml
+# (golang-go, golang-github-masterminds-sprig-dev, golang-k8s-sigs-yaml-dev).
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Go oracle for templates (crates/secrets-core/tests/template_go.rs), built in GOPATH
+# mode from Debian's sources under /usr/share/gocode.
+if ! command -v go >/dev/null 2>&1 \
+  || [ ! -d /usr/share/gocode/src/github.com/Masterminds/sprig ] \
+  || [ ! -d /usr/share/gocode/src/sigs.k8s.io/yaml ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev >/dev/null
+fi
+go version
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv

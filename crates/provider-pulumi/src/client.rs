@@ -136,7 +136,11 @@ impl Client {
                     }
                     let retry_after = retry_after(response.headers());
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS || (idempotent && status.is_server_error());
-                    let wait = if retryable { self.retry.wait(attempt, retry_after, elapsed) } else { None };
+                    let wait = if retryable {
+                        self.retry.wait(attempt, retry_after, elapsed)
+                    } else {
+                        None
+                    };
                     let Some(wait) = wait else {
                         let body = response.bytes().await.unwrap_or_default();
                         let message = error::esc_message(&body, self.token_str());

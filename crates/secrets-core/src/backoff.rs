@@ -109,9 +109,19 @@ mod tests {
         };
         assert!(b.wait(0, None, Duration::ZERO).is_some());
         assert!(b.wait(2, None, Duration::ZERO).is_none(), "out of retries");
-        assert_eq!(b.wait(0, Some(Duration::from_secs(3)), Duration::ZERO), Some(Duration::from_secs(3)));
-        assert!(b.wait(0, Some(Duration::from_secs(11)), Duration::ZERO).is_none(), "asks too much");
-        assert!(b.wait(1, Some(Duration::from_secs(3)), Duration::from_secs(13)).is_none(), "past the total");
+        assert_eq!(
+            b.wait(0, Some(Duration::from_secs(3)), Duration::ZERO),
+            Some(Duration::from_secs(3))
+        );
+        assert!(
+            b.wait(0, Some(Duration::from_secs(11)), Duration::ZERO).is_none(),
+            "asks too much"
+        );
+        assert!(
+            b.wait(1, Some(Duration::from_secs(3)), Duration::from_secs(13))
+                .is_none(),
+            "past the total"
+        );
     }
 
     #[test]

@@ -148,7 +148,9 @@ pub struct MeteredSource<S> {
 
 impl<S: std::fmt::Debug> std::fmt::Debug for MeteredSource<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MeteredSource").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("MeteredSource")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -296,7 +298,8 @@ impl<S: SecretSource> SecretSource for TimeoutSource<S> {
         }
     }
     async fn metadata(&self, key: &str) -> Result<BTreeMap<String, String>> {
-        self.bound(format!("metadata of `{key}`"), self.inner.metadata(key)).await
+        self.bound(format!("metadata of `{key}`"), self.inner.metadata(key))
+            .await
     }
     fn api_calls(&self) -> u64 {
         self.inner.api_calls()
@@ -309,13 +312,18 @@ impl<S: SecretSource> SecretSource for TimeoutSource<S> {
 #[async_trait]
 impl<S: SecretWriter> SecretWriter for TimeoutSource<S> {
     async fn describe(&self, key: &str) -> Result<Option<RemoteDescription>> {
-        self.bound(format!("describe of `{key}`"), self.inner.describe(key)).await
+        self.bound(format!("describe of `{key}`"), self.inner.describe(key))
+            .await
     }
     async fn put(&self, request: &WriteRequest) -> Result<WriteOutcome> {
-        self.bound(format!("put of `{}`", request.key), self.inner.put(request)).await
+        self.bound(format!("put of `{}`", request.key), self.inner.put(request))
+            .await
     }
     async fn disable_version(&self, key: &str, version: &str) -> Result<()> {
-        self.bound(format!("disable_version of `{key}`"), self.inner.disable_version(key, version))
-            .await
+        self.bound(
+            format!("disable_version of `{key}`"),
+            self.inner.disable_version(key, version),
+        )
+        .await
     }
 }

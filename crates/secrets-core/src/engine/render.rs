@@ -304,19 +304,26 @@ pub(crate) fn render(
     let mut data = collect_data(es, f.store(store))?;
     let t = &es.spec.target;
     let tpl = t.template.as_ref();
+    // Labels and annotations that templateFrom entries render.
+    let mut templated = crate::manifest::TemplateOutput::default();
     if let Some(tpl) = tpl
-        && !tpl.data.is_empty()
+        && (!tpl.data.is_empty() || !tpl.template_from.is_empty())
     {
         let ctx: TemplateContext = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let mut rendered = SecretMap::new();
+        // templateFrom first, then template.data (which wins), as ESO applies them.
+        crate::manifest::render_template_from(es, &ctx, &mut templated)
+            .map_err(|(field, e)| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
         for (k, src) in &tpl.data {
             let field = format!("spec.target.template.data.{k}");
-            let parsed = Template::parse(src).map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
+            // Parsed once per source: the same template renders for many targets a cycle.
+            let parsed =
+                Template::parse_cached(src).map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
             let v = parsed
                 .render(&ctx)
                 .map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
-            rendered.insert(k.clone(), v);
+            templated.data.insert(k.clone(), v);
         }
+        let rendered = std::mem::take(&mut templated.data);
         if tpl.merge_policy.as_deref() == Some("Merge") {
             data.extend(rendered);
         } else {
@@ -346,6 +353,8 @@ pub(crate) fn render(
         labels.extend(md.labels.clone());
         annotations.extend(md.annotations.clone());
     }
+    labels.extend(templated.labels);
+    annotations.extend(templated.annotations);
     if matches!(t.creation_policy, CreationPolicy::Owner | CreationPolicy::Orphan) {
         labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_LABEL_VALUE.into());
     }

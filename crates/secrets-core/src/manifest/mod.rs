@@ -13,6 +13,7 @@
 //! the operator resolves them (see [`ClusterExternalSecret::selects`]).
 
 pub mod model;
+mod template_from;
 mod validate;
 mod walk;
 
@@ -25,6 +26,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use model::*;
+pub use template_from::resolve_template_from;
+pub(crate) use template_from::{Rendered as TemplateOutput, render_template_from};
 pub use validate::{ValidateOptions, check_external_secret, is_valid_object_name, validate};
 
 use crate::error::{Error, Location, redact_quoted};
@@ -555,6 +558,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
             }
         }
     }
+    resolve_template_from(&mut loaded.manifests);
     loaded
 }
 
@@ -597,6 +601,7 @@ pub fn load_str(text: &str, file: impl AsRef<Path>) -> Loaded {
             loaded.errors.push(e);
         }
     }
+    resolve_template_from(&mut loaded.manifests);
     loaded
 }
 

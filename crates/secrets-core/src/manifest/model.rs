@@ -359,9 +359,54 @@ pub struct Template {
     /// Keys rendered from Go templates.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,
-    /// Templates from ConfigMaps/Secrets (not supported yet).
+    /// Templates from ConfigMaps, Secrets and literals.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub template_from: Vec<Value>,
+    pub template_from: Vec<TemplateFrom>,
+}
+
+/// ESO `template.templateFrom[]`: templates kept in a ConfigMap or Secret, or a literal.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateFrom {
+    /// Templates in a ConfigMap of the ExternalSecret's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<TemplateRef>,
+    /// Templates in a Secret of the ExternalSecret's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<TemplateRef>,
+    /// Where the rendered text goes: `Data` (default), `Annotations` or `Labels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// A template rendered as `KeysAndValues` (YAML `key: value` lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub literal: Option<String>,
+}
+
+/// ESO `templateFrom[].configMap` / `.secret`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateRef {
+    /// The object's name.
+    pub name: String,
+    /// Which of its keys hold templates.
+    #[serde(default)]
+    pub items: Vec<TemplateRefItem>,
+    /// The object's data once found (in the manifests, or in a cluster by the operator):
+    /// not part of the manifest.
+    #[serde(skip)]
+    pub resolved: Option<crate::value::SecretMap>,
+}
+
+/// ESO `templateFrom[].configMap.items[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateRefItem {
+    /// The key holding a template.
+    pub key: String,
+    /// `Values` (default: the template renders the value of `key`) or `KeysAndValues` (it
+    /// renders YAML `key: value` lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_as: Option<String>,
 }
 
 /// ESO `template.metadata`.

@@ -234,8 +234,8 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
                 &format!("`{v}`; only v2"),
             ));
         }
-        if !tpl.template_from.is_empty() {
-            errors.push(not_supported(es, "spec.target.template.templateFrom", ""));
+        for (i, tf) in tpl.template_from.iter().enumerate() {
+            check_template_from(es, tf, &format!("spec.target.template.templateFrom[{i}]"), errors);
         }
         if let Some(p) = &tpl.merge_policy
             && p != "Replace"
@@ -283,7 +283,12 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
         }
         check_remote_ref(&d.remote_ref, es, &format!("{p}.remoteRef"), errors);
     }
-    if spec.data.is_empty() && spec.data_from.is_empty() && t.template.as_ref().is_none_or(|t| t.data.is_empty()) {
+    if spec.data.is_empty()
+        && spec.data_from.is_empty()
+        && t.template
+            .as_ref()
+            .is_none_or(|t| t.data.is_empty() && t.template_from.is_empty())
+    {
         errors.push(Error::manifest(
             es.field("spec"),
             "no data, dataFrom or template.data: nothing to sync",
@@ -342,6 +347,85 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
                     }
                 }
                 _ => errors.push(Error::manifest(es.field(&rp), "exactly one of regexp and transform")),
+            }
+        }
+    }
+}
+
+/// A `templateFrom` entry: its shape, its reference found in the manifests (or filled by
+/// the operator), its keys present, its templates parsing.
+fn check_template_from(es: &ExternalSecret, tf: &super::TemplateFrom, at: &str, errors: &mut Vec<Error>) {
+    use super::template_from::{reference, scope};
+    if scope(tf).is_none() {
+        errors.push(not_supported(
+            es,
+            &format!("{at}.target"),
+            "only Data, Annotations and Labels",
+        ));
+    }
+    if let Some(lit) = &tf.literal {
+        if tf.config_map.is_some() || tf.secret.is_some() {
+            errors.push(Error::manifest(
+                es.field(at),
+                "exactly one of configMap, secret and literal",
+            ));
+        }
+        if let Err(e) = Template::parse(lit) {
+            errors.push(Error::manifest(es.field(&format!("{at}.literal")), e));
+        }
+        return;
+    }
+    let Some((kind, r)) = reference(tf) else {
+        errors.push(Error::manifest(
+            es.field(at),
+            "exactly one of configMap, secret and literal",
+        ));
+        return;
+    };
+    if r.items.is_empty() {
+        errors.push(Error::manifest(
+            es.field(&format!("{at}.{kind}.items")),
+            "items is required",
+        ));
+    }
+    for (j, item) in r.items.iter().enumerate() {
+        if let Some(s) = &item.template_as
+            && s != "Values"
+            && s != "KeysAndValues"
+        {
+            errors.push(Error::manifest(
+                es.field(&format!("{at}.{kind}.items[{j}].templateAs")),
+                format!("unknown templateAs `{s}` (Values, KeysAndValues)"),
+            ));
+        }
+    }
+    let Some(source) = &r.resolved else {
+        errors.push(Error::manifest(
+            es.field(&format!("{at}.{kind}.name")),
+            format!(
+                "{kind} `{}` is not in the manifests (a plain v1 {} in namespace {})",
+                r.name,
+                if kind == "configMap" { "ConfigMap" } else { "Secret" },
+                es.namespace()
+            ),
+        ));
+        return;
+    };
+    for (j, item) in r.items.iter().enumerate() {
+        let field = format!("{at}.{kind}.items[{j}]");
+        match source.get(&item.key).map(|v| v.expose_str()) {
+            None => errors.push(Error::manifest(
+                es.field(&format!("{field}.key")),
+                format!("key `{}` is not in {kind} `{}`", item.key, r.name),
+            )),
+            Some(None) => errors.push(Error::manifest(
+                es.field(&format!("{field}.key")),
+                format!("the template at key `{}` is not UTF-8", item.key),
+            )),
+            Some(Some(src)) => {
+                if let Err(e) = Template::parse(src) {
+                    errors.push(Error::manifest(es.field(&field), e));
+                }
             }
         }
     }
