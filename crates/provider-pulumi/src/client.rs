@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use rand::Rng as _;
 use reqwest::{Method, StatusCode, Url, header};
 use secretsync_core::{CallStats, Error, Result, SecretValue};
 

@@ -184,6 +184,9 @@ impl<'a> IntoIterator for &'a SecretMap {
     }
 }
 
+/// Kubernetes refuses objects over 1 MiB; the data must fit with room for metadata.
+pub const MAX_TARGET_BYTES: usize = 1024 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +210,3 @@ mod tests {
     }
 }
 
-/// Kubernetes refuses objects over 1 MiB; the data must fit with room for metadata.
-pub const MAX_TARGET_BYTES: usize = 1024 * 1024;

@@ -4,7 +4,7 @@
 //! `externalsecret_sync_calls_error`), under the `secretsync_` prefix. Labels name
 //! resources, stores, providers and operations; never values.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -15,9 +15,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use secretsync_core::SecretSource;
 use secretsync_core::layers::{CallObserver, MeteredSource};
 use secretsync_core::manifest::{SpecId, StoreId};
+use secretsync_core::{CallStats, SecretSource};
 use std::sync::atomic::AtomicU64;
 
 /// `namespace`, `name` of an ExternalSecret.
