@@ -91,10 +91,11 @@ fn specs(store: &str, p: &str) -> String {
     // The value is not base64.
     out += &head("bad-base64");
     out += &format!("  data:\n    - {{secretKey: A, remoteRef: {{key: {p}token, decodingStrategy: Base64}}}}\n");
-    // A template function fails on the value.
+    // A template function fails on the value (sprig's `b64dec` and `fromJson` do not fail,
+    // as in Go: they return an error text or an empty map; `mustFromJson` does).
     out += &head("bad-template");
     out += &format!(
-        "  target:\n    template:\n      data:\n        X: '{{{{ .A | b64dec }}}}{{{{ .A | fromJson | toJson }}}}'\n  data:\n    - {{secretKey: A, remoteRef: {{key: {p}token}}}}\n"
+        "  target:\n    template:\n      data:\n        X: '{{{{ .A | mustFromJson | toJson }}}}'\n  data:\n    - {{secretKey: A, remoteRef: {{key: {p}token}}}}\n"
     );
     // The remote key is missing.
     out += &head("bad-missing");
