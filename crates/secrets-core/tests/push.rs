@@ -270,6 +270,7 @@ spec:
   selector: {secret: {name: flowyml-secrets}}
   dataTo: [{storeRef: {name: out}}]
   template: {type: Opaque}
+  deletionPolicy: Delete
   data:
     - match: {secretKey: A, remoteRef: {remoteKey: a}}
       metadata: {apiVersion: kubernetes.external-secrets.io/v1alpha1, kind: PushSecretMetadata}
@@ -290,7 +291,12 @@ spec:
     assert_eq!(m.push_secrets[2].namespace(), "b");
     let (errors, _) = validate(&m, Default::default());
     let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    for path in ["spec.dataTo", "spec.template", "spec.data[0].metadata"] {
+    for path in [
+        "spec.dataTo",
+        "spec.template",
+        "spec.data[0].metadata",
+        "spec.deletionPolicy",
+    ] {
         assert!(
             errors.iter().any(|e| e.contains(&format!("not supported yet: {path}"))),
             "{path}: {errors:?}"
