@@ -296,3 +296,108 @@ spec:
     let (code, json, _) = run().await;
     assert_eq!(code, Exit::SpecFailed, "{json}");
 }
+
+/// The same push to Doppler (the fake, through our reqwest client) and to the file store;
+/// `IfNotExists` leaves a value someone set by hand alone.
+#[tokio::test]
+async fn the_same_push_to_doppler_and_the_file_store() {
+    let doppler = secretsync_fakes::doppler::FakeDoppler::start().await;
+    doppler.create_config("flowyml", "prd");
+    doppler.set_secret("flowyml", "prd", "API_TOKEN", "set-by-hand");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prod.secrets.tfvars"), TFVARS).unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    let c = creds.path().join("external-secrets/doppler-token");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(c.join("token"), doppler.service_token("flowyml", "prd")).unwrap();
+    let text = format!(
+        r#"apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {{name: tfvars}}
+spec: {{provider: {{file: {{path: prod.secrets.tfvars}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {{name: doppler}}
+spec:
+  provider:
+    doppler:
+      endpoint: "{}"
+      auth: {{secretRef: {{dopplerToken: {{name: doppler-token, key: token, namespace: external-secrets}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {{name: local}}
+spec: {{provider: {{file: {{path: pushed.env}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: flowyml, namespace: prod}}
+spec:
+  secretStoreRef: {{name: tfvars, kind: ClusterSecretStore}}
+  target: {{name: flowyml-secrets}}
+  dataFrom: [{{extract: {{key: ignored}}}}]
+"#,
+        doppler.url()
+    )
+    .replace("  dataFrom: [{extract: {key: ignored}}]\n", "  data:\n    - {secretKey: db_password, remoteRef: {key: db_password}}\n    - {secretKey: api_token, remoteRef: {key: api_token}}\n");
+    let push = |policy: &str| {
+        format!(
+            r#"---
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {{name: flowyml-{}, namespace: prod}}
+spec:
+  updatePolicy: {policy}
+  secretStoreRefs: [{{name: doppler, kind: ClusterSecretStore}}, {{name: local, kind: ClusterSecretStore}}]
+  selector: {{secret: {{name: flowyml-secrets}}}}
+  data:
+    - match: {{secretKey: {}, remoteRef: {{remoteKey: {}}}}}
+"#,
+            policy.to_lowercase(),
+            if policy == "Replace" {
+                "db_password"
+            } else {
+                "api_token"
+            },
+            if policy == "Replace" {
+                "DB_PASSWORD"
+            } else {
+                "API_TOKEN"
+            },
+        )
+    };
+    let all = format!("{text}{}{}", push("Replace"), push("IfNotExists"));
+    let m = load_str(&all, dir.path().join("m.yaml")).into_result().unwrap();
+    let run = || async {
+        let registry = secretsync::registry().with_credentials(Arc::new(EnvFileCredentials::with_dir(creds.path())));
+        let (stores, errors) = registry.build_all(&m).await;
+        assert!(errors.is_empty(), "{errors:?}");
+        let engine = Engine::new(stores, Arc::new(MemorySink::new()));
+        assert!(engine.run(&m, &CycleOptions::default()).await.all_synced());
+        let r = push_all(&m, &engine).await;
+        assert!(r.ok(), "{}", r.to_text());
+        r
+    };
+    let doppler_writes = || doppler.requests().iter().filter(|r| r.method == "POST").count();
+
+    let r = run().await;
+    // DB_PASSWORD to both stores; API_TOKEN exists in Doppler (left alone), is new locally.
+    assert_eq!(r.writes, 3, "{}", r.to_text());
+    assert_eq!(doppler_writes(), 1);
+    assert_eq!(
+        doppler.secret("flowyml", "prd", "DB_PASSWORD").as_deref(),
+        Some("super_secure_db_password")
+    );
+    assert_eq!(
+        doppler.secret("flowyml", "prd", "API_TOKEN").as_deref(),
+        Some("set-by-hand")
+    );
+    let local = std::fs::read_to_string(dir.path().join("pushed.env")).unwrap();
+    assert!(local.contains("DB_PASSWORD=\"super_secure_db_password\""), "{local}");
+    assert!(local.contains("API_TOKEN=\"your_static_api_token\""), "{local}");
+
+    let r = run().await;
+    assert_eq!(r.writes, 0, "{}", r.to_text());
+    assert_eq!(doppler_writes(), 1, "no write at Doppler on a re-run");
+}
