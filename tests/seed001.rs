@@ -401,3 +401,28 @@ spec:
     assert_eq!(r.writes, 0, "{}", r.to_text());
     assert_eq!(doppler_writes(), 1, "no write at Doppler on a re-run");
 }
+
+/// ESO's bug avoided: a GCP secret that exists with no version (created by Terraform's
+/// `google_secret_manager_secret` before its first `..._version`) gets its first version.
+#[tokio::test]
+async fn a_gcp_secret_without_a_version_gets_its_first_version() {
+    let w = World::new().await;
+    let parent = format!("projects/{PROJECT}");
+    for k in ["db-password", "auth-secret", "api-token"] {
+        w.gcp
+            .create_secret(&parent, &format!("{}{k}", w.prefix), &[("managed-by", "secretsync")]);
+    }
+    let r = w.sync_once().await;
+    assert!(r.ok(), "{}", r.to_text());
+    let gcp: Vec<PushOutcome> = r
+        .entries
+        .iter()
+        .filter(|e| e.store.contains("gcp"))
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(gcp, [PushOutcome::Updated; 3], "{}", r.to_text());
+    assert_eq!(w.gcp.version_count(&parent, &format!("{}db-password", w.prefix)), 1);
+    assert_eq!(w.gcp_value("db-password"), b"super_secure_db_password");
+    let again = w.sync_once().await;
+    assert_eq!(again.writes, 0, "{}", again.to_text());
+}
