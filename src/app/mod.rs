@@ -404,6 +404,20 @@ fn shared_env_files(manifests: &Manifests, template: &str) -> Vec<String> {
         .collect()
 }
 
+/// Environment variable naming the folder of PushSecret records (`deletionPolicy: Delete`);
+/// default `.secretsync/push-state`.
+pub const PUSH_STATE_DIR_ENV: &str = "SECRETSYNC_PUSH_STATE_DIR";
+
+fn push_options() -> secretsync_core::push::PushOptions {
+    secretsync_core::push::PushOptions {
+        state_dir: Some(
+            std::env::var_os(PUSH_STATE_DIR_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".secretsync/push-state")),
+        ),
+    }
+}
+
 fn should_print(opts: &SyncOptions, report: &CycleReport) -> bool {
     !opts.quiet
         || report.writes > 0
@@ -471,7 +485,7 @@ async fn sync_until_done(opts: &SyncOptions, last: &AtomicU8, out: &mut dyn Writ
         // PushSecrets after the ExternalSecrets that feed them, so one run carries an edit
         // of their source all the way to the provider.
         if !opts.dry_run && !manifests.push_secrets.is_empty() {
-            report.push = Some(secretsync_core::push::push_all(&manifests, &engine).await);
+            report.push = Some(secretsync_core::push::push_all_with(&manifests, &engine, &push_options()).await);
         }
         if should_print(opts, &report) {
             print_report(out, &report, opts.format);
@@ -509,7 +523,7 @@ async fn daemon(
             // Every cycle that runs re-checks the PushSecrets: compare first, so an
             // unchanged source costs reads and no write.
             if !manifests.push_secrets.is_empty() {
-                report.push = Some(secretsync_core::push::push_all(&manifests, &engine).await);
+                report.push = Some(secretsync_core::push::push_all_with(&manifests, &engine, &push_options()).await);
             }
             let done = Instant::now();
             for s in &report.specs {

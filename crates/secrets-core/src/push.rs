@@ -10,16 +10,22 @@
 //!   exist, so re-runs never regenerate: the way to bootstrap generated values;
 //! - an empty value is refused for GCP Secret Manager before any call (it has no empty
 //!   payloads), naming the PushSecret, the Secret key and the remote key;
-//! - errors and reports name keys, never values.
+//! - errors and reports name keys, never values;
+//! - `deletionPolicy: Delete`: a remote key this PushSecret pushed before (kept in a record
+//!   under [`PushOptions::state_dir`], as ESO keeps `status.syncedPushSecrets`) and no
+//!   longer lists is deleted through [`SecretWriter::delete`], which only deletes secrets
+//!   carrying the managed-by mark; an unmanaged one is left alone and reported. A store no
+//!   longer in `secretStoreRefs` is never deleted from (ESO's bug avoided).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::manifest::push::{PushData, PushUpdatePolicy};
+use crate::manifest::push::{PushData, PushDeletionPolicy, PushUpdatePolicy};
 use crate::manifest::{Manifests, PushSecret, SpecId, StoreId, StoreKind};
 use crate::sink::TargetKind;
 use crate::source::{RemoteKey, SecretWriter, WriteRequest};
@@ -36,6 +42,10 @@ pub enum PushOutcome {
     Unchanged,
     /// `IfNotExists` (or generate if-absent) and the remote secret exists: left alone.
     Exists,
+    /// No longer pushed and `deletionPolicy: Delete`: deleted.
+    Deleted,
+    /// No longer pushed, but not managed by secretsync or ESO: left alone.
+    LeftUnmanaged,
     /// Nothing was written: see the error.
     Failed,
 }
@@ -61,6 +71,8 @@ pub struct PushEntry {
 pub struct PushReport {
     /// Writes sent to stores (creates and updates).
     pub writes: u64,
+    /// Remote secrets deleted (`deletionPolicy: Delete`).
+    pub deletes: u64,
     /// Per remote key.
     pub entries: Vec<PushEntry>,
     /// Problems with a whole PushSecret (its source or its stores).
@@ -81,6 +93,8 @@ impl PushReport {
                 PushOutcome::Updated => "pushed (updated)",
                 PushOutcome::Unchanged => "unchanged",
                 PushOutcome::Exists => "exists, left alone",
+                PushOutcome::Deleted => "no longer pushed: deleted",
+                PushOutcome::LeftUnmanaged => "no longer pushed, not managed: left alone",
                 PushOutcome::Failed => "FAILED",
             };
             out.push_str(&format!(
@@ -109,14 +123,108 @@ enum Source<'a> {
 /// after the ExternalSecret cycle: a PushSecret that reads an ExternalSecret's target pushes
 /// what that ExternalSecret renders now.
 pub async fn push_all(manifests: &Manifests, engine: &Engine) -> PushReport {
+    push_all_with(manifests, engine, &PushOptions::default()).await
+}
+
+/// Options of [`push_all_with`].
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// Folder of the records of what each PushSecret with `deletionPolicy: Delete` pushed
+    /// (`<namespace>/<name>.json`: store and remote key, never a value). Without it, such a
+    /// PushSecret fails: deleting needs the record.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// [`push_all`] with options.
+pub async fn push_all_with(manifests: &Manifests, engine: &Engine, opts: &PushOptions) -> PushReport {
     let mut report = PushReport::default();
     for ps in &manifests.push_secrets {
-        push_one(manifests, engine, ps, &mut report).await;
+        push_one(manifests, engine, ps, opts, &mut report).await;
     }
     report
 }
 
-async fn push_one(manifests: &Manifests, engine: &Engine, ps: &PushSecret, report: &mut PushReport) {
+/// One pushed remote key, as the record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Pushed {
+    store: String,
+    remote_key: String,
+}
+
+fn record_path(dir: &Path, ps: &PushSecret) -> PathBuf {
+    dir.join(ps.namespace()).join(format!("{}.json", ps.name()))
+}
+
+async fn delete_stale(
+    engine: &Engine,
+    ps: &PushSecret,
+    stores: &[StoreId],
+    dir: &Path,
+    report: &mut PushReport,
+) -> Result<(), Error> {
+    let id = format!("{}/{}", ps.namespace(), ps.name());
+    let path = record_path(dir, ps);
+    let before: BTreeSet<Pushed> = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| Error::invalid(format!("{}: not a push record: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let mut now: BTreeSet<Pushed> = BTreeSet::new();
+    for d in &ps.spec.data {
+        for s in stores {
+            now.insert(Pushed {
+                store: s.to_string(),
+                remote_key: d.match_.remote_ref.remote_key.clone(),
+            });
+        }
+    }
+    let mut keep = now.clone();
+    for old in before.difference(&now) {
+        // A store no longer referenced is never deleted from.
+        let Some(store) = stores.iter().find(|s| s.to_string() == old.store) else {
+            continue;
+        };
+        let mut entry = PushEntry {
+            push_secret: id.clone(),
+            store: old.store.clone(),
+            remote_key: old.remote_key.clone(),
+            outcome: PushOutcome::Failed,
+            error: None,
+        };
+        let writer = engine.store(store).and_then(|b| b.writer.clone());
+        match writer {
+            None => entry.error = Some(format!("store {store} does not accept writes")),
+            Some(w) => match w.delete(&old.remote_key).await {
+                Ok(()) => {
+                    entry.outcome = PushOutcome::Deleted;
+                    report.deletes += 1;
+                }
+                Err(Error::PermissionDenied { .. }) => entry.outcome = PushOutcome::LeftUnmanaged,
+                Err(e) => {
+                    entry.error = Some(e.to_string());
+                    keep.insert(old.clone());
+                }
+            },
+        }
+        tracing::info!(push_secret = %id, store = %entry.store, remote_key = %entry.remote_key, outcome = ?entry.outcome, "push delete");
+        report.entries.push(entry);
+    }
+    let text = serde_json::to_vec_pretty(&keep).expect("records serialize");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    crate::files::atomic_write(&path, &text).await
+}
+
+async fn push_one(
+    manifests: &Manifests,
+    engine: &Engine,
+    ps: &PushSecret,
+    opts: &PushOptions,
+    report: &mut PushReport,
+) {
     let id = format!("{}/{}", ps.namespace(), ps.name());
     let problems = ps.check();
     if !problems.is_empty() {
@@ -167,6 +275,18 @@ async fn push_one(manifests: &Manifests, engine: &Engine, ps: &PushSecret, repor
             }
             tracing::info!(push_secret = %id, store = %store, remote_key = %entry.remote_key, outcome = ?entry.outcome, "push");
             report.entries.push(entry);
+        }
+    }
+    if ps.spec.deletion_policy == PushDeletionPolicy::Delete {
+        let result = match &opts.state_dir {
+            Some(dir) => delete_stale(engine, ps, &stores, dir, report).await,
+            None => Err(Error::manifest(
+                ps.field("deletionPolicy"),
+                "Delete needs a record of what was pushed: no state folder given",
+            )),
+        };
+        if let Err(e) = result {
+            report.errors.push(format!("{id}: {e}"));
         }
     }
 }

@@ -270,7 +270,6 @@ spec:
   selector: {secret: {name: flowyml-secrets}}
   dataTo: [{storeRef: {name: out}}]
   template: {type: Opaque}
-  deletionPolicy: Delete
   data:
     - match: {secretKey: A, remoteRef: {remoteKey: a}}
       metadata: {apiVersion: kubernetes.external-secrets.io/v1alpha1, kind: PushSecretMetadata}
@@ -291,12 +290,7 @@ spec:
     assert_eq!(m.push_secrets[2].namespace(), "b");
     let (errors, _) = validate(&m, Default::default());
     let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    for path in [
-        "spec.dataTo",
-        "spec.template",
-        "spec.data[0].metadata",
-        "spec.deletionPolicy",
-    ] {
+    for path in ["spec.dataTo", "spec.template", "spec.data[0].metadata"] {
         assert!(
             errors.iter().any(|e| e.contains(&format!("not supported yet: {path}"))),
             "{path}: {errors:?}"
@@ -318,4 +312,98 @@ spec:
         "{:?}",
         bad.errors
     );
+}
+
+/// `deletionPolicy: Delete`: a key no longer pushed is deleted when managed (by secretsync
+/// or ESO), an unmanaged one survives, and a store dropped from `secretStoreRefs` is never
+/// deleted from.
+#[tokio::test]
+async fn delete_removes_only_managed_secrets_no_longer_pushed() {
+    use secretsync_core::manifest::{StoreId, StoreKind};
+    use secretsync_core::push::{PushOptions, push_all_with};
+    use secretsync_core::registry::BuiltStore;
+    use secretsync_core::sources::MemorySource;
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::write(dir.path().join("prod.secrets.tfvars"), TFVARS).unwrap();
+    let push = |data: &str, store: &str| {
+        format!(
+            "---\napiVersion: external-secrets.io/v1alpha1\nkind: PushSecret\nmetadata: {{name: p, namespace: prod}}\nspec:\n  deletionPolicy: Delete\n  secretStoreRefs: [{{name: {store}, kind: ClusterSecretStore}}]\n  selector: {{secret: {{name: flowyml-secrets}}}}\n  data:\n{data}---\napiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {{name: mem}}\nspec: {{provider: {{fake: {{data: []}}}}}}\n"
+        )
+    };
+    let a = "    - match: {secretKey: DB_PASSWORD, remoteRef: {remoteKey: a}}\n";
+    let b = "    - match: {secretKey: API_TOKEN, remoteRef: {remoteKey: b}}\n";
+    let mem = Arc::new(MemorySource::new("fake"));
+    let run = |m: Manifests| {
+        let mem = mem.clone();
+        let state = state.clone();
+        async move {
+            let mut registry = Registry::empty();
+            registry.register(Arc::new(FileFactory));
+            registry.register(Arc::new(secretsync_core::sources::FakeFactory));
+            let (mut stores, errors) = registry.build_all(&m).await;
+            assert!(errors.is_empty(), "{errors:?}");
+            let id = StoreId {
+                kind: StoreKind::ClusterSecretStore,
+                namespace: None,
+                name: "mem".into(),
+            };
+            stores.insert(
+                id,
+                BuiltStore {
+                    source: mem.clone(),
+                    writer: Some(mem.clone()),
+                },
+            );
+            let e = Engine::new(stores, Arc::new(MemorySink::new()));
+            assert!(e.run(&m, &CycleOptions::default()).await.all_synced());
+            push_all_with(&m, &e, &PushOptions { state_dir: Some(state) }).await
+        }
+    };
+    let r = run(manifests(dir.path(), &push(&format!("{a}{b}"), "mem"))).await;
+    assert!(r.ok(), "{}", r.to_text());
+    assert_eq!((r.writes, r.deletes), (2, 0));
+    let record = state.join("prod/p.json");
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(!text.contains("super_secure"), "the record holds no value: {text}");
+
+    // A team migrating from ESO: its status listed two more keys, one pushed by ESO, one
+    // someone made by hand.
+    mem.set_unmanaged("eso-pushed", "x");
+    mem.set_label("eso-pushed", "managed-by", "external-secrets");
+    mem.set_unmanaged("hand-made", "y");
+    let mut rec: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    for k in ["eso-pushed", "hand-made"] {
+        rec.push(serde_json::json!({"store": "ClusterSecretStore mem", "remoteKey": k}));
+    }
+    std::fs::write(&record, serde_json::to_string(&rec).unwrap()).unwrap();
+
+    let r = run(manifests(dir.path(), &push(a, "mem"))).await;
+    assert!(r.ok(), "{}", r.to_text());
+    assert_eq!(r.deletes, 2, "{}", r.to_text());
+    let exists = |k: &str| futures::executor::block_on(mem.get(&RemoteKey::new(k))).is_ok();
+    assert!(exists("a"));
+    assert!(!exists("b"), "no longer pushed, managed: deleted");
+    assert!(!exists("eso-pushed"), "ESO's managed-by counts");
+    assert!(exists("hand-made"), "an unmanaged secret survives");
+    let left = r.entries.iter().find(|e| e.remote_key == "hand-made").unwrap();
+    assert_eq!(left.outcome, PushOutcome::LeftUnmanaged);
+
+    // Moving the PushSecret to another store never deletes from the old one.
+    let r = run(manifests(dir.path(), &push(a, "out"))).await;
+    assert!(r.ok(), "{}", r.to_text());
+    assert_eq!(r.deletes, 0);
+    assert!(exists("a"));
+
+    // Without a state folder, Delete is an error, not a silent no-op.
+    let m = manifests(dir.path(), &push(a, "out"));
+    let mut registry = Registry::empty();
+    registry.register(Arc::new(FileFactory));
+    registry.register(Arc::new(secretsync_core::sources::FakeFactory));
+    let (stores, _) = registry.build_all(&m).await;
+    let e = Engine::new(stores, Arc::new(MemorySink::new()));
+    let r = push_all(&m, &e).await;
+    assert!(!r.ok());
+    assert!(r.errors[0].contains("spec.deletionPolicy"), "{:?}", r.errors);
 }

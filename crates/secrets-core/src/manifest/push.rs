@@ -251,12 +251,6 @@ impl PushSecret {
         if !s.data_to.is_empty() {
             errors.push(ns("dataTo".into(), "list the keys in data"));
         }
-        if s.deletion_policy == PushDeletionPolicy::Delete {
-            errors.push(ns(
-                "deletionPolicy".into(),
-                "Delete needs a record of what was pushed; use None",
-            ));
-        }
         if s.template.is_some() {
             errors.push(ns(
                 "template".into(),

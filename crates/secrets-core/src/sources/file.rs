@@ -290,6 +290,18 @@ impl SecretWriter for FileSource {
             "disable version {version} of `{key}`: the file provider has no versions"
         )))
     }
+    /// Removes the key (a local file has no tags: every key counts as managed; Terraform's
+    /// files are refused as for writes).
+    async fn delete(&self, key: &str) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let Some(mut map) = self.read_if_exists().await? else {
+            return Ok(());
+        };
+        if map.remove(key).is_some() {
+            self.write_all(&map).await?;
+        }
+        Ok(())
+    }
 }
 
 /// secretsync's `spec.provider.file`: a local YAML, JSON or dotenv file of secrets.
