@@ -426,3 +426,59 @@ async fn a_gcp_secret_without_a_version_gets_its_first_version() {
     let again = w.sync_once().await;
     assert_eq!(again.writes, 0, "{}", again.to_text());
 }
+
+/// `deletionPolicy: Delete` on AWS: a key dropped from the PushSecret is deleted at moto
+/// with a recovery window (DeleteSecret, marked for deletion, restorable), the other stays.
+#[tokio::test]
+async fn delete_on_aws_marks_the_dropped_secret_for_deletion() {
+    let w = World::new().await;
+    let state = w.dir.path().join("push-state");
+    let path = w.dir.path().join("flowyml.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("  deletionPolicy: None", "  deletionPolicy: Delete")
+        .replace(
+            "{labelSelector: {matchLabels: {flowyml/push: \"yes\"}}, kind: ClusterSecretStore}",
+            "{name: aws, kind: ClusterSecretStore}",
+        );
+    std::fs::write(&path, &text).unwrap();
+    let run = || async {
+        let m = w.manifests();
+        let registry = secretsync::registry().with_credentials(Arc::new(EnvFileCredentials::with_dir(w.creds.path())));
+        let (stores, errors) = registry.build_all(&m).await;
+        assert!(errors.is_empty(), "{errors:?}");
+        let engine = Engine::new(stores, Arc::new(MemorySink::new()));
+        assert!(engine.run(&m, &CycleOptions::default()).await.all_synced());
+        let r = secretsync::push::push_all_with(
+            &m,
+            &engine,
+            &secretsync::push::PushOptions {
+                state_dir: Some(state.clone()),
+            },
+        )
+        .await;
+        assert!(r.ok(), "{}", r.to_text());
+        r
+    };
+    assert_eq!(run().await.writes, 3);
+    let dropped = format!(
+        "    - match: {{secretKey: api_token, remoteRef: {{remoteKey: {}api-token}}}}\n",
+        w.prefix
+    );
+    assert!(text.contains(&dropped));
+    std::fs::write(&path, text.replace(&dropped, "")).unwrap();
+    let before = recording().len();
+    let r = run().await;
+    assert_eq!((r.writes, r.deletes), (0, 1), "{}", r.to_text());
+    let deletes: Vec<String> = recording()[before..]
+        .iter()
+        .filter(|q| q.op == "DeleteSecret")
+        .map(|q| q.body.clone())
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert!(deletes[0].contains(&format!("{}api-token", w.prefix)), "{deletes:?}");
+    assert!(deletes[0].contains("\"RecoveryWindowInDays\":30"), "{deletes:?}");
+    assert!(!deletes[0].contains("ForceDeleteWithoutRecovery"), "{deletes:?}");
+    // The next run deletes nothing more.
+    assert_eq!(run().await.deletes, 0);
+}
