@@ -427,20 +427,16 @@ async fn a_gcp_secret_without_a_version_gets_its_first_version() {
     assert_eq!(again.writes, 0, "{}", again.to_text());
 }
 
-/// `deletionPolicy: Delete` on AWS: a key dropped from the PushSecret is deleted at moto
-/// with a recovery window (DeleteSecret, marked for deletion, restorable), the other stays.
+/// `deletionPolicy: Delete` on AWS and GCP: a key dropped from the PushSecret is deleted at
+/// moto with a recovery window (restorable) and at the GCP fake; the others stay.
 #[tokio::test]
-async fn delete_on_aws_marks_the_dropped_secret_for_deletion() {
+async fn delete_on_aws_and_gcp_removes_only_the_dropped_key() {
     let w = World::new().await;
     let state = w.dir.path().join("push-state");
     let path = w.dir.path().join("flowyml.yaml");
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("  deletionPolicy: None", "  deletionPolicy: Delete")
-        .replace(
-            "{labelSelector: {matchLabels: {flowyml/push: \"yes\"}}, kind: ClusterSecretStore}",
-            "{name: aws, kind: ClusterSecretStore}",
-        );
+        .replace("  deletionPolicy: None", "  deletionPolicy: Delete");
     std::fs::write(&path, &text).unwrap();
     let run = || async {
         let m = w.manifests();
@@ -460,7 +456,7 @@ async fn delete_on_aws_marks_the_dropped_secret_for_deletion() {
         assert!(r.ok(), "{}", r.to_text());
         r
     };
-    assert_eq!(run().await.writes, 3);
+    assert_eq!(run().await.writes, 6);
     let dropped = format!(
         "    - match: {{secretKey: api_token, remoteRef: {{remoteKey: {}api-token}}}}\n",
         w.prefix
@@ -468,8 +464,14 @@ async fn delete_on_aws_marks_the_dropped_secret_for_deletion() {
     assert!(text.contains(&dropped));
     std::fs::write(&path, text.replace(&dropped, "")).unwrap();
     let before = recording().len();
+    w.gcp.clear_log();
     let r = run().await;
-    assert_eq!((r.writes, r.deletes), (0, 1), "{}", r.to_text());
+    assert_eq!((r.writes, r.deletes), (0, 2), "{}", r.to_text());
+    // GCP has no recovery window: the secret is gone, deleted once.
+    assert_eq!(w.gcp.count("DeleteSecret"), 1);
+    let parent = format!("projects/{PROJECT}");
+    assert!(w.gcp.labels(&parent, &format!("{}api-token", w.prefix)).is_none());
+    assert!(w.gcp.labels(&parent, &format!("{}db-password", w.prefix)).is_some());
     let deletes: Vec<String> = recording()[before..]
         .iter()
         .filter(|q| q.op == "DeleteSecret")
