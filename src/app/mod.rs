@@ -404,8 +404,26 @@ fn shared_env_files(manifests: &Manifests, template: &str) -> Vec<String> {
         .collect()
 }
 
+/// Environment variable naming the folder of PushSecret records (`deletionPolicy: Delete`);
+/// default `.secretsync/push-state`.
+pub const PUSH_STATE_DIR_ENV: &str = "SECRETSYNC_PUSH_STATE_DIR";
+
+fn push_options() -> secretsync_core::push::PushOptions {
+    secretsync_core::push::PushOptions {
+        state_dir: Some(
+            std::env::var_os(PUSH_STATE_DIR_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".secretsync/push-state")),
+        ),
+    }
+}
+
 fn should_print(opts: &SyncOptions, report: &CycleReport) -> bool {
-    !opts.quiet || report.writes > 0 || !report.all_synced() || !report.restarts.is_empty()
+    !opts.quiet
+        || report.writes > 0
+        || report.push.as_ref().is_some_and(|p| p.writes > 0)
+        || !report.all_synced()
+        || !report.restarts.is_empty()
 }
 
 async fn sync_until_done(opts: &SyncOptions, last: &AtomicU8, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
@@ -455,7 +473,7 @@ async fn sync_until_done(opts: &SyncOptions, last: &AtomicU8, out: &mut dyn Writ
         engine = engine.with_restarter(r);
     }
     if opts.once || opts.dry_run {
-        let report = engine
+        let mut report = engine
             .run(
                 &manifests,
                 &CycleOptions {
@@ -464,6 +482,11 @@ async fn sync_until_done(opts: &SyncOptions, last: &AtomicU8, out: &mut dyn Writ
                 },
             )
             .await;
+        // PushSecrets after the ExternalSecrets that feed them, so one run carries an edit
+        // of their source all the way to the provider.
+        if !opts.dry_run && !manifests.push_secrets.is_empty() {
+            report.push = Some(secretsync_core::push::push_all_with(&manifests, &engine, &push_options()).await);
+        }
         if should_print(opts, &report) {
             print_report(out, &report, opts.format);
         }
@@ -496,7 +519,12 @@ async fn daemon(
         if first || !due.is_empty() {
             let only = if first { None } else { Some(due) };
             first = false;
-            let report = engine.run(&manifests, &CycleOptions { dry_run: false, only }).await;
+            let mut report = engine.run(&manifests, &CycleOptions { dry_run: false, only }).await;
+            // Every cycle that runs re-checks the PushSecrets: compare first, so an
+            // unchanged source costs reads and no write.
+            if !manifests.push_secrets.is_empty() {
+                report.push = Some(secretsync_core::push::push_all_with(&manifests, &engine, &push_options()).await);
+            }
             let done = Instant::now();
             for s in &report.specs {
                 scheduler.record(s, done);

@@ -329,6 +329,10 @@ fn is_managed(tags: &BTreeMap<String, String>) -> bool {
     tags.get(MANAGED_BY_KEY).map(String::as_str) == Some(MANAGED_BY_VALUE)
 }
 
+/// Days AWS keeps a secret deleted by a PushSecret before removing it for good
+/// (`RestoreSecret` undoes the delete meanwhile); AWS's own default.
+pub const DELETE_RECOVERY_WINDOW_DAYS: i64 = 30;
+
 /// At most `max` prefixes such that every name starts with one of them, as long as
 /// possible: names are sorted and cut where neighbours share the shortest prefix.
 pub(crate) fn cover_prefixes(names: &[String], max: usize) -> Vec<String> {
@@ -868,6 +872,36 @@ impl SecretWriter for AwsSecretsManager {
             previous,
             disabled_previous: disabled,
         })
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let name = self.full(key);
+        self.forget_listing(&name);
+        let existing = match self.describe_raw(&name).await {
+            Ok(o) => o,
+            Err(f) if f.kind == Kind::NotFound => return Ok(()),
+            Err(f) => return Err(f.into_error()),
+        };
+        if existing.deleted_date.is_some() {
+            return Ok(());
+        }
+        let tags = tags_map(existing.tags);
+        let mark = tags.get(MANAGED_BY_KEY).map(String::as_str);
+        if mark != Some(MANAGED_BY_VALUE) && mark != Some(secretsync_core::source::ESO_MANAGED_BY_VALUE) {
+            return Err(Error::PermissionDenied {
+                what: format!(
+                    "delete `{name}` in AWS Secrets Manager: not managed by secretsync or external-secrets (no tag {MANAGED_BY_KEY}); left alone"
+                ),
+            });
+        }
+        self.client
+            .delete_secret()
+            .secret_id(&name)
+            .recovery_window_in_days(DELETE_RECOVERY_WINDOW_DAYS)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("DeleteSecret", &name, e))?;
+        Ok(())
     }
 
     async fn disable_version(&self, key: &str, version: &str) -> Result<()> {

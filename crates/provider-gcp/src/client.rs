@@ -849,6 +849,35 @@ impl SecretWriter for GcpSecretManager {
         })
     }
 
+    async fn delete(&self, key: &str) -> Result<()> {
+        let secret = self.secret_name(key)?;
+        let Some(s) = self.get_secret(key, &secret).await? else {
+            return Ok(());
+        };
+        let mark = s.labels.get(MANAGED_BY_KEY).map(String::as_str);
+        if mark != Some(MANAGED_BY_VALUE) && mark != Some(secretsync_core::source::ESO_MANAGED_BY_VALUE) {
+            return Err(Error::PermissionDenied {
+                what: format!(
+                    "delete `{key}` ({}): not managed by secretsync or external-secrets (no label {MANAGED_BY_KEY}); left alone",
+                    self.scope()
+                ),
+            });
+        }
+        // GCP has no recovery window: the etag makes the delete apply only to the secret
+        // just checked, not to one re-created meanwhile.
+        let etag = s.etag.clone();
+        match self
+            .call("DeleteSecret", false, |c| {
+                c.delete_secret().set_name(secret.clone()).set_etag(etag.clone()).send()
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(CallError::Api(e)) if gerr::code_of(&e) == Some(Code::NotFound) => Ok(()),
+            Err(e) => Err(self.map("DeleteSecret", &self.subject(key, None), e)),
+        }
+    }
+
     async fn disable_version(&self, key: &str, version: &str) -> Result<()> {
         let secret = self.secret_name(key)?;
         let version = version_id(version);

@@ -292,7 +292,23 @@ pub trait SecretWriter: SecretSource {
 
     /// Disables one version.
     async fn disable_version(&self, key: &str, version: &str) -> Result<()>;
+
+    /// Deletes a secret that carries the managed-by mark (secretsync's, or ESO's
+    /// `managed-by: external-secrets`): where the provider has one, with a recovery window,
+    /// so a mistake can be undone. A secret without the mark is refused with
+    /// [`Error::PermissionDenied`] naming the key, before any change; a missing one is
+    /// `Ok(())`. The default is [`Error::NotSupported`].
+    async fn delete(&self, key: &str) -> Result<()> {
+        Err(Error::not_supported(format!(
+            "delete `{key}`: provider {} cannot delete secrets",
+            self.provider()
+        )))
+    }
 }
+
+/// ESO's value of [`MANAGED_BY_KEY`] on secrets it pushed; accepted as managed for
+/// deletion, so a team can move from ESO's PushSecrets to secretsync's.
+pub const ESO_MANAGED_BY_VALUE: &str = "external-secrets";
 
 /// Conveniences for every source.
 #[async_trait]
@@ -348,6 +364,9 @@ macro_rules! forward_source {
             }
             async fn disable_version(&self, key: &str, version: &str) -> Result<()> {
                 (**self).disable_version(key, version).await
+            }
+            async fn delete(&self, key: &str) -> Result<()> {
+                (**self).delete(key).await
             }
         }
     };

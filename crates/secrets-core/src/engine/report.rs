@@ -107,12 +107,15 @@ pub struct CycleReport {
     pub specs: Vec<SpecReport>,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
+    /// PushSecrets pushed after the cycle ([`crate::push::push_all`]), when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<crate::push::PushReport>,
 }
 
 impl CycleReport {
     /// Whether every spec synced.
     pub fn all_synced(&self) -> bool {
-        self.specs.iter().all(|s| s.status == SyncStatus::SecretSynced)
+        self.specs.iter().all(|s| s.status == SyncStatus::SecretSynced) && self.push.as_ref().is_none_or(|p| p.ok())
     }
     /// Specs that failed.
     pub fn failed(&self) -> impl Iterator<Item = &SpecReport> {
@@ -158,6 +161,10 @@ impl CycleReport {
         }
         for r in &self.restarts {
             out.push_str(&format!("restarted {r}\n"));
+        }
+        if let Some(p) = &self.push {
+            out.push_str(&p.to_text());
+            out.push_str(&format!("{} push writes\n", p.writes));
         }
         for e in &self.restart_errors {
             out.push_str(&format!("restart failed: {e}\n"));

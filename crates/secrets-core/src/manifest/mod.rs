@@ -14,6 +14,7 @@
 
 pub mod model;
 mod template_from;
+pub mod push;
 mod validate;
 mod walk;
 
@@ -28,6 +29,7 @@ use serde_json::Value;
 pub use model::*;
 pub use template_from::resolve_template_from;
 pub(crate) use template_from::{Rendered as TemplateOutput, render_template_from};
+pub use push::{GeneratorDoc, GeneratorKind, PushSecret};
 pub use validate::{ValidateOptions, check_external_secret, is_valid_object_name, validate};
 
 use crate::error::{Error, Location, redact_quoted};
@@ -492,6 +494,10 @@ pub struct Manifests {
     pub static_targets: Vec<StaticTarget>,
     /// ClusterExternalSecrets, as loaded (already expanded into `external_secrets`).
     pub cluster_external_secrets: Vec<ClusterExternalSecret>,
+    /// PushSecrets, including those expanded from ClusterPushSecrets.
+    pub push_secrets: Vec<PushSecret>,
+    /// Generators (`Password`, `UUID`).
+    pub generators: Vec<GeneratorDoc>,
 }
 
 impl Manifests {
@@ -505,6 +511,8 @@ impl Manifests {
         self.external_secrets.extend(other.external_secrets);
         self.static_targets.extend(other.static_targets);
         self.cluster_external_secrets.extend(other.cluster_external_secrets);
+        self.push_secrets.extend(other.push_secrets);
+        self.generators.extend(other.generators);
     }
 }
 
@@ -637,6 +645,12 @@ fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> R
         None => format!("{kind} {name}"),
     });
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
+    if group == API_GROUP && (kind == "PushSecret" || kind == "ClusterPushSecret") {
+        return load_push(value, &kind, version, location, out);
+    }
+    if group == push::GENERATORS_API_GROUP {
+        return load_generator(value, &kind, version, location, out);
+    }
     if group == API_GROUP {
         if version != "v1" && version != "v1beta1" {
             return Err(Error::manifest(
@@ -698,12 +712,6 @@ fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> R
                 }
                 out.cluster_external_secrets.push(ces);
             }
-            "PushSecret" | "ClusterPushSecret" => {
-                return Err(Error::manifest(
-                    location.field("kind"),
-                    format!("{}kind {kind}", model::NOT_SUPPORTED_PREFIX),
-                ));
-            }
             _ => {
                 return Err(Error::manifest(
                     location.field("kind"),
@@ -726,6 +734,117 @@ fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> R
             "unknown kind `{kind}` (apiVersion `{api_version}`): secretsync reads {API_GROUP} SecretStore, ClusterSecretStore, ExternalSecret and ClusterExternalSecret, and v1 ConfigMap and Secret"
         ),
     ))
+}
+
+/// PushSecret and ClusterPushSecret (`v1alpha1`); a ClusterPushSecret expands into one
+/// PushSecret per listed namespace.
+fn load_push(value: Value, kind: &str, version: &str, location: Location, out: &mut Manifests) -> Result<(), Error> {
+    if version != "v1alpha1" {
+        return Err(Error::manifest(
+            location.field("apiVersion"),
+            format!("unsupported apiVersion for {kind}: expected {API_GROUP}/v1alpha1"),
+        ));
+    }
+    if kind == "PushSecret" {
+        let doc: Document<push::PushSecretSpec> = typed(value, &location)?;
+        require_name(&doc.metadata, &location)?;
+        out.push_secrets.push(PushSecret {
+            metadata: doc.metadata,
+            spec: doc.spec,
+            origin: location,
+            spec_path: "spec".into(),
+        });
+        return Ok(());
+    }
+    let doc: Document<push::ClusterPushSecretSpec> = typed(value, &location)?;
+    require_name(&doc.metadata, &location)?;
+    if !doc.spec.namespace_selectors.is_empty() {
+        return Err(Error::manifest(
+            location.field("spec.namespaceSelectors"),
+            "namespace selectors need a cluster's Namespaces: run the operator, or list the namespaces in spec.namespaces",
+        ));
+    }
+    if doc.spec.namespaces.is_empty() {
+        return Err(Error::manifest(
+            location.field("spec.namespaces"),
+            "no namespaces: nothing to push (without a cluster, spec.namespaces lists them)",
+        ));
+    }
+    for ns in &doc.spec.namespaces {
+        let mut metadata = ObjectMeta {
+            name: doc
+                .spec
+                .push_secret_name
+                .clone()
+                .unwrap_or_else(|| doc.metadata.name.clone()),
+            namespace: Some(ns.clone()),
+            ..ObjectMeta::default()
+        };
+        if let Some(m) = &doc.spec.push_secret_metadata {
+            metadata.labels = m.labels.clone();
+            metadata.annotations = m.annotations.clone();
+        }
+        out.push_secrets.push(PushSecret {
+            metadata,
+            spec: doc.spec.push_secret_spec.clone(),
+            origin: location.clone(),
+            spec_path: "spec.pushSecretSpec".into(),
+        });
+    }
+    Ok(())
+}
+
+/// `Password` and `UUID` generators (`generators.external-secrets.io/v1alpha1`).
+fn load_generator(
+    value: Value,
+    kind: &str,
+    version: &str,
+    location: Location,
+    out: &mut Manifests,
+) -> Result<(), Error> {
+    if version != "v1alpha1" {
+        return Err(Error::manifest(
+            location.field("apiVersion"),
+            format!(
+                "unsupported apiVersion for {kind}: expected {}/v1alpha1",
+                push::GENERATORS_API_GROUP
+            ),
+        ));
+    }
+    let (metadata, kind) = match kind {
+        "Password" => {
+            let doc: Document<push::PasswordSpec> = typed(value, &location)?;
+            (doc.metadata, GeneratorKind::Password(doc.spec))
+        }
+        "UUID" => {
+            let doc: Document<Option<BTreeMap<String, Value>>> = typed(value, &location)?;
+            if doc.spec.as_ref().is_some_and(|s| !s.is_empty()) {
+                return Err(Error::manifest(
+                    location.field("spec"),
+                    "a UUID generator takes no settings",
+                ));
+            }
+            (doc.metadata, GeneratorKind::Uuid)
+        }
+        other => {
+            return Err(Error::manifest(
+                location.field("kind"),
+                format!("{}generator kind {other} (Password, UUID)", model::NOT_SUPPORTED_PREFIX),
+            ));
+        }
+    };
+    require_name(&metadata, &location)?;
+    if let GeneratorKind::Password(p) = &kind
+        && let Err(m) = crate::generators::PasswordRules::from_spec(p)
+    {
+        return Err(Error::manifest(location.field("spec"), m));
+    }
+    out.generators.push(GeneratorDoc {
+        metadata,
+        kind,
+        origin: location,
+    });
+    Ok(())
 }
 
 fn require_name(meta: &ObjectMeta, location: &Location) -> Result<(), Error> {

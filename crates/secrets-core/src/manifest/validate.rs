@@ -48,6 +48,10 @@ fn not_supported(es: &ExternalSecret, path: &str, what: &str) -> Error {
 pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String>) {
     let mut errors = vec![];
     let mut warnings = vec![];
+    // PushSecrets: unsupported parts and invalid combinations (see PushSecret::check).
+    for ps in &m.push_secrets {
+        errors.extend(ps.check());
+    }
 
     let mut seen_stores = BTreeSet::new();
     for s in &m.stores {

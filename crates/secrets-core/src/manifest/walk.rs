@@ -65,6 +65,7 @@ pub(crate) fn foreign(value: &Value) -> Option<String> {
     let (api_version, kind) = (text("apiVersion"), text("kind"));
     let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
     if group == API_GROUP
+        || group == super::push::GENERATORS_API_GROUP
         || (api_version == "v1" && matches!(kind, "ConfigMap" | "Secret"))
         || OUR_KINDS.contains(&kind)
     {

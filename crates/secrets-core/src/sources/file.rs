@@ -1,5 +1,5 @@
 //! secretsync's `file` provider: a local YAML, JSON or dotenv file of secrets, for local
-//! development. The file is a flat map of names to values; nested YAML/JSON values are
+//! development, or Terraform's `.tfvars` / `terraform output -json` files. The file is a flat map of names to values; nested YAML/JSON values are
 //! returned as JSON text (so `property` works on them). Writes rewrite the file atomically
 //! (temporary file + rename, mode 0600); comments in a dotenv file are not kept.
 
@@ -26,6 +26,10 @@ pub enum FileFormat {
     Json,
     /// `KEY=value` lines.
     Dotenv,
+    /// Terraform variables (`.tfvars`: HCL `name = value` attributes); read-only.
+    Tfvars,
+    /// `terraform output -json`: each output's `.value`; read-only.
+    TerraformOutput,
 }
 
 impl FileFormat {
@@ -34,6 +38,8 @@ impl FileFormat {
         let f = format.map(str::to_string).unwrap_or_else(|| {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             match path.extension().and_then(|e| e.to_str()) {
+                _ if name.ends_with(".tfvars.json") => "tfvars-json".into(),
+                Some("tfvars") => "tfvars".into(),
                 Some("yaml" | "yml") => "yaml".into(),
                 Some("json") => "json".into(),
                 _ if name.starts_with(".env") || name.ends_with(".env") => "dotenv".into(),
@@ -43,13 +49,18 @@ impl FileFormat {
         match f.as_str() {
             "yaml" => Ok(FileFormat::Yaml),
             "json" => Ok(FileFormat::Json),
+            // Terraform's JSON variable files are a flat JSON object: lists and maps
+            // become JSON text, exactly as the JSON format reads them.
+            "tfvars-json" => Ok(FileFormat::Json),
             "dotenv" | "env" => Ok(FileFormat::Dotenv),
+            "tfvars" | "hcl" => Ok(FileFormat::Tfvars),
+            "terraform-output" => Ok(FileFormat::TerraformOutput),
             "" => Err(Error::invalid(format!(
-                "{}: cannot tell the format from the name; set format: yaml, json or dotenv",
+                "{}: cannot tell the format from the name; set format: yaml, json, dotenv, tfvars or terraform-output",
                 path.display()
             ))),
             other => Err(Error::invalid(format!(
-                "unknown file format `{other}` (yaml, json, dotenv)"
+                "unknown file format `{other}` (yaml, json, dotenv, tfvars, terraform-output)"
             ))),
         }
     }
@@ -100,6 +111,8 @@ impl FileSource {
         let file = self.path.display().to_string();
         match self.format {
             FileFormat::Dotenv => crate::format::dotenv::parse(text, &file).map(Some),
+            FileFormat::Tfvars => crate::format::tfvars::parse_tfvars(text, &file).map(Some),
+            FileFormat::TerraformOutput => crate::format::tfvars::parse_terraform_output(text, &file).map(Some),
             FileFormat::Yaml | FileFormat::Json => {
                 let v: serde_json::Value = if self.format == FileFormat::Json {
                     serde_json::from_str(text).map_err(|e| {
@@ -149,6 +162,12 @@ impl FileSource {
                 &self.path.display().to_string(),
                 crate::format::dotenv::Keys::Relaxed,
             )?,
+            FileFormat::Tfvars | FileFormat::TerraformOutput => {
+                return Err(Error::not_supported(format!(
+                    "writing to {}: Terraform's files are read-only for secretsync (edit them, or push from them)",
+                    self.path.display()
+                )));
+            }
             FileFormat::Yaml | FileFormat::Json => {
                 let mut obj = serde_json::Map::new();
                 for (k, v) in map.iter() {
@@ -271,6 +290,18 @@ impl SecretWriter for FileSource {
             "disable version {version} of `{key}`: the file provider has no versions"
         )))
     }
+    /// Removes the key (a local file has no tags: every key counts as managed; Terraform's
+    /// files are refused as for writes).
+    async fn delete(&self, key: &str) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let Some(mut map) = self.read_if_exists().await? else {
+            return Ok(());
+        };
+        if map.remove(key).is_some() {
+            self.write_all(&map).await?;
+        }
+        Ok(())
+    }
 }
 
 /// secretsync's `spec.provider.file`: a local YAML, JSON or dotenv file of secrets.
@@ -279,7 +310,8 @@ impl SecretWriter for FileSource {
 pub struct FileProvider {
     /// Path; relative paths are relative to the manifest's folder.
     pub path: String,
-    /// `yaml`, `json` or `dotenv`; inferred from the extension when absent.
+    /// `yaml`, `json`, `dotenv`, `tfvars` or `terraform-output`; inferred from the extension
+    /// (`.yaml`, `.json`, `.env`, `.tfvars`, `.tfvars.json`) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
 }

@@ -269,6 +269,25 @@ impl SecretWriter for MemorySource {
         v.enabled = false;
         Ok(())
     }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.count();
+        let mut e = self.entries.lock().expect("lock");
+        let Some(entry) = e.get(key) else {
+            return Ok(());
+        };
+        let mark = entry.labels.get(MANAGED_BY_KEY).map(String::as_str);
+        if mark != Some(MANAGED_BY_VALUE) && mark != Some(ESO_MANAGED_BY_VALUE) {
+            return Err(Error::PermissionDenied {
+                what: format!(
+                    "delete `{key}` in {} store: not managed by secretsync or external-secrets (no {MANAGED_BY_KEY} label)",
+                    self.provider
+                ),
+            });
+        }
+        e.remove(key);
+        Ok(())
+    }
 }
 
 /// Sets top-level `property` of the JSON object in `current` (or a new object) to `value`.
