@@ -267,16 +267,31 @@ pub fn engine_over(
     sink: Arc<dyn SecretSink>,
     err: &mut dyn Write,
 ) -> Result<Engine, Exit> {
-    let key = FingerprintKey::from_env_or_random().map_err(|e| {
-        let _ = writeln!(err, "error: {e}");
-        Exit::BadInput
-    })?;
+    let key = stable_key(err)?;
     let mut engine = Engine::new(stores, sink).with_fingerprint_key(key);
     for (id, e) in failed {
         let _ = writeln!(err, "warning: {e}");
         engine = engine.with_store_error(id, &e);
     }
     Ok(engine)
+}
+
+/// The fingerprint key of this user: `SECRETSYNC_FINGERPRINT_KEY` (a malformed one is bad
+/// input), else the key file under the state folder, created on first use. When that file
+/// cannot be used (a read-only home), a random key with a warning: fingerprints then differ
+/// between runs, which costs nothing but stable reports.
+pub fn stable_key(err: &mut dyn Write) -> Result<FingerprintKey, Exit> {
+    match FingerprintKey::from_env() {
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            Err(Exit::BadInput)
+        }
+        Ok(Some(k)) => Ok(k),
+        Ok(None) => Ok(FingerprintKey::stable().unwrap_or_else(|e| {
+            let _ = writeln!(err, "warning: {e}; fingerprints will differ between runs");
+            FingerprintKey::random()
+        })),
+    }
 }
 
 /// Builds the engine for a set of manifests.

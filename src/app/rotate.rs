@@ -61,12 +61,9 @@ pub async fn run_rotate(
         .iter()
         .filter_map(|(id, b)| b.writer.clone().map(|w| (id.clone(), w)))
         .collect();
-    let key = match FingerprintKey::from_env_or_random() {
+    let key = match super::stable_key(err) {
         Ok(k) => k,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return Exit::BadInput;
-        }
+        Err(code) => return code,
     };
     let plans = match rotation::plan(&plan, &writers, opts.rotate, env, &key).await {
         Ok(p) => p,

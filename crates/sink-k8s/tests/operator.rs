@@ -949,3 +949,71 @@ async fn shards_split_resources_between_replicas_each_with_its_own_lease() {
     s0.stop().await;
     s1.stop().await;
 }
+
+fn fingerprint_of(secret: &Secret) -> String {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(secretsync_core::sink::FINGERPRINT_ANNOTATION))
+        .cloned()
+        .expect("the target carries a fingerprint annotation")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operator_instances_share_one_fingerprint_key_secret() {
+    let fake = FakeKube::start().await;
+    fake.create_namespaces(&["app"]);
+    let client = fake.client();
+    let (source, registry) = remote();
+    source.inner().set("db-password", "v1");
+    create_store(&client, "store").await;
+    let es_api = eso(&client, "ExternalSecret", "externalsecrets", Some("app"));
+    create(
+        &es_api,
+        external_secret("app", "db", "store", "1h", &[("PASSWORD", "db-password")]),
+    )
+    .await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), "app");
+
+    // The first instance creates the key Secret (in the client's namespace) and the target.
+    let first = Running::start(client.clone(), registry.clone(), config("first"));
+    let written = eventually(Duration::from_secs(10), "the target", async || {
+        secrets.get_opt("db").await.unwrap()
+    })
+    .await;
+    let fp_first = fingerprint_of(&written);
+    first.stop().await;
+    let key_secret = Api::<Secret>::namespaced(client.clone(), "default")
+        .get(secretsync_k8s::controller::DEFAULT_KEY_SECRET)
+        .await
+        .expect("the key Secret exists");
+    assert!(key_secret.data.unwrap().contains_key("key"));
+
+    // A second instance (another process, another identity) finds the target up to date:
+    // the same key gives the same fingerprint, so it rewrites nothing.
+    fake.clear_requests();
+    let reads = || source.gets() + source.get_manys() + source.token_calls();
+    let before = reads();
+    let second = Running::start(client.clone(), registry.clone(), config("second"));
+    eventually(
+        Duration::from_secs(10),
+        "the second instance's first round",
+        async || (reads() > before).then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        secret_writes(&fake.requests(), "app", "db"),
+        0,
+        "an unchanged target is not rewritten by another instance"
+    );
+    // Deleted, it is recreated with the very same annotation.
+    secrets.delete("db", &DeleteParams::default()).await.unwrap();
+    let rewritten = eventually(Duration::from_secs(10), "the recreated target", async || {
+        secrets.get_opt("db").await.unwrap()
+    })
+    .await;
+    assert_eq!(fingerprint_of(&rewritten), fp_first);
+    second.stop().await;
+}

@@ -147,7 +147,7 @@ pub(crate) struct Shared {
     pub(crate) cfg: ControllerConfig,
     pub(crate) client: kube::Client,
     registry: Registry,
-    key: FingerprintKey,
+    key: Mutex<FingerprintKey>,
     pub(crate) leader_rx: watch::Receiver<bool>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tracked: Arc<Tracked>,
@@ -201,7 +201,7 @@ impl Shared {
             cfg,
             client,
             registry,
-            key,
+            key: Mutex::new(key),
             leader_rx,
             metrics,
             tracked,
@@ -219,6 +219,12 @@ impl Shared {
             restarter,
             recorder,
         }
+    }
+
+    /// Replaces the fingerprint key (before the lanes start).
+    pub(crate) fn set_key(&self, key: FingerprintKey) {
+        self.tracked.set_key(key.clone());
+        *self.key.lock().expect("lock") = key;
     }
 
     /// Every ESO watch has listed once.
@@ -435,7 +441,7 @@ impl Shared {
                 .filter_map(|(id, b)| b.result.as_ref().ok().map(|s| (id.clone(), s.clone())))
                 .collect();
             let mut engine = Engine::new(ok, self.sink.clone())
-                .with_fingerprint_key(self.key.clone())
+                .with_fingerprint_key(self.key.lock().expect("lock").clone())
                 .with_config(self.cfg.engine.clone());
             for (id, b) in &slot.built {
                 if let Err(m) = &b.result {
