@@ -8,7 +8,6 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use secretsync_core::FingerprintKey;
 use secretsync_core::manifest::StoreId;
 use secretsync_core::rotation::{self, Action, RotationPlan};
 use secretsync_core::source::SecretWriter;
