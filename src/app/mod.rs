@@ -660,6 +660,56 @@ pub fn daemon_text(cycle: usize, report: &CycleReport) -> String {
 
 #[cfg(test)]
 mod tests {
+    use secretsync_core::engine::{CycleReport, Outcome, SpecReport, SyncStatus};
+
+    #[test]
+    fn daemon_text_folds_a_broken_store_and_skips_unchanged_specs() {
+        let spec = |name: &str, status, outcome, message: &str| SpecReport {
+            status,
+            outcome,
+            message: message.to_string(),
+            ..SpecReport::pending("ExternalSecret", "dev", name, format!("Secret dev/{name}"))
+        };
+        let broken = "store dev/vault: Unauthenticated: token expired";
+        let mut specs = vec![spec("new", SyncStatus::SecretSynced, Outcome::Created, "")];
+        for i in 0..5 {
+            specs.push(spec(
+                &format!("b{i}"),
+                SyncStatus::SecretSyncedError,
+                Outcome::Skipped,
+                broken,
+            ));
+        }
+        for i in 0..100 {
+            specs.push(spec(&format!("u{i}"), SyncStatus::SecretSynced, Outcome::Unchanged, ""));
+        }
+        specs.push(spec(
+            "alone",
+            SyncStatus::SecretSyncedError,
+            Outcome::Skipped,
+            "key db: not found",
+        ));
+        let report = CycleReport {
+            specs,
+            writes: 1,
+            ..CycleReport::default()
+        };
+        let text = super::daemon_text(7, &report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines[0], "created dev/new -> Secret dev/new");
+        assert_eq!(lines[1], "failed dev/alone -> Secret dev/alone: key db: not found");
+        assert_eq!(
+            lines[2],
+            format!("failed 5 specs (dev/b0, dev/b1, dev/b2, and 2 more): {broken}")
+        );
+        assert!(
+            lines[3].starts_with("cycle 7: 107 specs, 1 changed, 6 failed, 1 writes"),
+            "{}",
+            lines[3]
+        );
+    }
+
     #[test]
     fn rfc3339_matches_known_instants() {
         let at = |s: u64| super::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(s));
