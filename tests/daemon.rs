@@ -154,3 +154,47 @@ fn millis_of_day(t: &str) -> i64 {
     let ms: i64 = hms[9..12].parse().unwrap();
     ((h * 60 + m) * 60 + s) * 1000 + ms
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_are_re_read_only_when_a_file_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifests(dir.path(), 2, "1h");
+    let (stop, handle) = Stop::manual();
+    let opts = SyncOptions {
+        manifests: vec![dir.path().to_path_buf()],
+        sink: SinkChoice::Folder(dir.path().join("out")),
+        format: Format::Json,
+        reload_every: Some(Duration::from_millis(100)),
+        stop,
+        ..SyncOptions::default()
+    };
+    let m2 = m.clone();
+    let editor = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Broken text of the same size with the same modification time: a daemon that
+        // re-reads at every wake would report it; one that stats first does not.
+        let meta = std::fs::metadata(&m2).unwrap();
+        let broken = "{".repeat(meta.len() as usize);
+        std::fs::write(&m2, &broken).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&m2)
+            .unwrap()
+            .set_modified(meta.modified().unwrap())
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Now a real edit (a new modification time): read, and its problem reported.
+        std::fs::write(&m2, format!("{broken}{{")).unwrap();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        handle.stop();
+    });
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    run_sync(&opts, &mut out, &mut err).await;
+    editor.await.unwrap();
+    let err = String::from_utf8(err).unwrap();
+    let problems = err.matches("problem(s) found").count();
+    assert!(problems >= 1, "the edited file is read and its problem reported: {err}");
+    // The daemon wakes every 100 ms: re-reading at each wake would report the disguised
+    // file about 8 times and the edited one 8 more. Only the real edit is read, once.
+    assert_eq!(problems, 1, "a broken file is reported once, not at every wake: {err}");
+}
