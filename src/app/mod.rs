@@ -5,6 +5,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod reload;
 pub mod rotate;
 pub mod run;
 pub mod signals;
@@ -267,16 +268,31 @@ pub fn engine_over(
     sink: Arc<dyn SecretSink>,
     err: &mut dyn Write,
 ) -> Result<Engine, Exit> {
-    let key = FingerprintKey::from_env_or_random().map_err(|e| {
-        let _ = writeln!(err, "error: {e}");
-        Exit::BadInput
-    })?;
+    let key = stable_key(err)?;
     let mut engine = Engine::new(stores, sink).with_fingerprint_key(key);
     for (id, e) in failed {
         let _ = writeln!(err, "warning: {e}");
         engine = engine.with_store_error(id, &e);
     }
     Ok(engine)
+}
+
+/// The fingerprint key of this user: `SECRETSYNC_FINGERPRINT_KEY` (a malformed one is bad
+/// input), else the key file under the state folder, created on first use. When that file
+/// cannot be used (a read-only home), a random key with a warning: fingerprints then differ
+/// between runs, which costs nothing but stable reports.
+pub fn stable_key(err: &mut dyn Write) -> Result<FingerprintKey, Exit> {
+    match FingerprintKey::from_env() {
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            Err(Exit::BadInput)
+        }
+        Ok(Some(k)) => Ok(k),
+        Ok(None) => Ok(FingerprintKey::stable().unwrap_or_else(|e| {
+            let _ = writeln!(err, "warning: {e}; fingerprints will differ between runs");
+            FingerprintKey::random()
+        })),
+    }
 }
 
 /// Builds the engine for a set of manifests.
@@ -511,10 +527,18 @@ async fn daemon(
     let mut scheduler = Scheduler::new();
     let mut cycles = 0usize;
     let mut first = true;
+    let mut stamp = reload::ManifestStamp::of(&opts.manifests);
+    let mut observed = true;
     loop {
         let now = Instant::now();
-        scheduler.observe(&manifests.external_secrets, now);
-        let due = scheduler.due(now);
+        if observed {
+            scheduler.observe(&manifests.external_secrets, now);
+            observed = false;
+        }
+        // Specs due within the window run now, with those already due: one cycle, one
+        // fetch per key, instead of a cycle for every few specs that jitter spread out.
+        let window = scheduler.window();
+        let due = scheduler.due_within(now, window);
         // Static targets are re-checked with every cycle that runs; the first runs them all.
         if first || !due.is_empty() {
             let only = if first { None } else { Some(due) };
@@ -531,10 +555,16 @@ async fn daemon(
             }
             let failed = !report.all_synced();
             last.store(u8::from(failed), Ordering::SeqCst);
-            if should_print(opts, &report) {
-                print_report(out, &report, opts.format);
-            }
             cycles += 1;
+            if should_print(opts, &report) {
+                match opts.format {
+                    Format::Text => {
+                        let _ = out.write_all(daemon_text(cycles, &report).as_bytes());
+                        let _ = out.flush();
+                    }
+                    Format::Json => print_report(out, &report, opts.format),
+                }
+            }
             if opts.max_cycles.is_some_and(|m| cycles >= m) {
                 return if failed { Exit::SpecFailed } else { Exit::Synced };
             }
@@ -545,7 +575,14 @@ async fn daemon(
             .unwrap_or(Instant::now() + reload_every);
         // The stop is raced by the caller, around this whole loop.
         tokio::time::sleep_until(wake.into()).await;
-        // Pick up edited manifests (new specs, changed specs, force-sync annotations).
+        // Pick up edited manifests (new specs, changed specs, force-sync annotations), only
+        // when a file changed: re-parsing thousands of documents at every wake is most of
+        // an idle daemon's work.
+        let now_stamp = reload::ManifestStamp::of(&opts.manifests);
+        if now_stamp == stamp {
+            continue;
+        }
+        stamp = now_stamp;
         let mut sink_err = Vec::new();
         match load_checked(&opts.manifests, false, &mut sink_err) {
             Ok(m) => {
@@ -567,6 +604,7 @@ async fn daemon(
                     }
                 }
                 manifests = m;
+                observed = true;
             }
             Err(_) => {
                 // Keep syncing the last good manifests; say what is wrong.
@@ -576,8 +614,130 @@ async fn daemon(
     }
 }
 
+/// A daemon cycle for people: a line per spec that changed or failed, failures with the
+/// same message (a broken store, an expired token) folded into one line with their count,
+/// restarts, and a one-line summary.
+pub fn daemon_text(cycle: usize, report: &CycleReport) -> String {
+    use secretsync_core::engine::{Outcome, SyncStatus};
+    let mut out = String::new();
+    let mut changed = 0usize;
+    for s in &report.specs {
+        if s.status != SyncStatus::SecretSynced {
+            continue;
+        }
+        let what = match s.outcome {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Deleted => "deleted",
+            Outcome::Unchanged | Outcome::Skipped => continue,
+        };
+        changed += 1;
+        let fp = s
+            .fingerprint
+            .as_deref()
+            .map(|f| format!(" fingerprint={f}"))
+            .unwrap_or_default();
+        out.push_str(&format!("{what} {}/{} -> {}{fp}\n", s.namespace, s.name, s.target));
+    }
+    let mut by_message: std::collections::BTreeMap<&str, Vec<&secretsync_core::engine::SpecReport>> =
+        Default::default();
+    for s in report.failed() {
+        by_message.entry(s.message.as_str()).or_default().push(s);
+    }
+    for (message, specs) in &by_message {
+        match specs.as_slice() {
+            [s] => out.push_str(&format!(
+                "failed {}/{} -> {}: {message}\n",
+                s.namespace, s.name, s.target
+            )),
+            many => {
+                let names: Vec<String> = many
+                    .iter()
+                    .take(3)
+                    .map(|s| format!("{}/{}", s.namespace, s.name))
+                    .collect();
+                let more = if many.len() > 3 {
+                    format!(", and {} more", many.len() - 3)
+                } else {
+                    String::new()
+                };
+                out.push_str(&format!(
+                    "failed {} specs ({}{more}): {message}\n",
+                    many.len(),
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    for r in &report.restarts {
+        out.push_str(&format!("restarted {r}\n"));
+    }
+    for e in &report.restart_errors {
+        out.push_str(&format!("restart failed: {e}\n"));
+    }
+    out.push_str(&format!(
+        "cycle {cycle}: {} specs, {changed} changed, {} failed, {} writes, {} provider calls, {} ms\n",
+        report.specs.len(),
+        report.failed().count(),
+        report.writes,
+        report.provider_calls,
+        report.duration_ms,
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use secretsync_core::engine::{CycleReport, Outcome, SpecReport, SyncStatus};
+
+    #[test]
+    fn daemon_text_folds_a_broken_store_and_skips_unchanged_specs() {
+        let spec = |name: &str, status, outcome, message: &str| SpecReport {
+            status,
+            outcome,
+            message: message.to_string(),
+            ..SpecReport::pending("ExternalSecret", "dev", name, format!("Secret dev/{name}"))
+        };
+        let broken = "store dev/vault: Unauthenticated: token expired";
+        let mut specs = vec![spec("new", SyncStatus::SecretSynced, Outcome::Created, "")];
+        for i in 0..5 {
+            specs.push(spec(
+                &format!("b{i}"),
+                SyncStatus::SecretSyncedError,
+                Outcome::Skipped,
+                broken,
+            ));
+        }
+        for i in 0..100 {
+            specs.push(spec(&format!("u{i}"), SyncStatus::SecretSynced, Outcome::Unchanged, ""));
+        }
+        specs.push(spec(
+            "alone",
+            SyncStatus::SecretSyncedError,
+            Outcome::Skipped,
+            "key db: not found",
+        ));
+        let report = CycleReport {
+            specs,
+            writes: 1,
+            ..CycleReport::default()
+        };
+        let text = super::daemon_text(7, &report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines[0], "created dev/new -> Secret dev/new");
+        assert_eq!(lines[1], "failed dev/alone -> Secret dev/alone: key db: not found");
+        assert_eq!(
+            lines[2],
+            format!("failed 5 specs (dev/b0, dev/b1, dev/b2, and 2 more): {broken}")
+        );
+        assert!(
+            lines[3].starts_with("cycle 7: 107 specs, 1 changed, 6 failed, 1 writes"),
+            "{}",
+            lines[3]
+        );
+    }
+
     #[test]
     fn rfc3339_matches_known_instants() {
         let at = |s: u64| super::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(s));

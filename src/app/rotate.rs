@@ -8,7 +8,6 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use secretsync_core::FingerprintKey;
 use secretsync_core::manifest::StoreId;
 use secretsync_core::rotation::{self, Action, RotationPlan};
 use secretsync_core::source::SecretWriter;
@@ -61,12 +60,9 @@ pub async fn run_rotate(
         .iter()
         .filter_map(|(id, b)| b.writer.clone().map(|w| (id.clone(), w)))
         .collect();
-    let key = match FingerprintKey::from_env_or_random() {
+    let key = match super::stable_key(err) {
         Ok(k) => k,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return Exit::BadInput;
-        }
+        Err(code) => return code,
     };
     let plans = match rotation::plan(&plan, &writers, opts.rotate, env, &key).await {
         Ok(p) => p,

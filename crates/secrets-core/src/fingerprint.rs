@@ -17,6 +17,36 @@ use crate::value::SecretMap;
 /// The environment variable that holds a fingerprint key (hex or base64, at least 16 bytes).
 pub const FINGERPRINT_KEY_ENV: &str = "SECRETSYNC_FINGERPRINT_KEY";
 
+/// Overrides the folder of the key file (see [`state_dir`]).
+pub const STATE_DIR_ENV: &str = "SECRETSYNC_STATE_DIR";
+
+/// The key file's name in [`state_dir`].
+pub const KEY_FILE_NAME: &str = "fingerprint.key";
+
+/// secretsync's state folder: `$SECRETSYNC_STATE_DIR`, else `$XDG_STATE_HOME/secretsync`,
+/// else `~/.local/state/secretsync`; `None` when none of these variables is set.
+pub fn state_dir() -> Option<std::path::PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    var(STATE_DIR_ENV)
+        .or_else(|| var("XDG_STATE_HOME").map(|d| d.join("secretsync")))
+        .or_else(|| var("HOME").map(|h| h.join(".local/state/secretsync")))
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
 /// The HMAC key of fingerprints. Processes that must agree on fingerprints (an operator
 /// and a `rotate` run verifying it) share one through [`FINGERPRINT_KEY_ENV`].
 #[derive(Clone)]
@@ -55,19 +85,95 @@ impl FingerprintKey {
 
     /// The key from [`FINGERPRINT_KEY_ENV`] (hex or base64), or a random one when unset.
     pub fn from_env_or_random() -> Result<Self> {
+        Ok(Self::from_env()?.unwrap_or_else(Self::random))
+    }
+
+    /// The key from [`FINGERPRINT_KEY_ENV`] (hex or base64); `None` when it is unset or empty.
+    pub fn from_env() -> Result<Option<Self>> {
         match std::env::var(FINGERPRINT_KEY_ENV) {
-            Ok(s) if !s.trim().is_empty() => {
-                let s = s.trim();
-                let bytes = hex::decode(s)
-                    .or_else(|_| {
-                        use base64::Engine as _;
-                        base64::engine::general_purpose::STANDARD.decode(s)
-                    })
-                    .map_err(|_| Error::invalid(format!("{FINGERPRINT_KEY_ENV}: neither hex nor base64")))?;
-                Self::from_bytes(bytes).map_err(|e| e.context(FINGERPRINT_KEY_ENV))
-            }
-            _ => Ok(Self::random()),
+            Ok(s) if !s.trim().is_empty() => Self::from_text(&s)
+                .map(Some)
+                .map_err(|e| e.context(FINGERPRINT_KEY_ENV)),
+            _ => Ok(None),
         }
+    }
+
+    /// A key from its text form: hex or base64 of at least 16 bytes. The error never
+    /// contains the text.
+    pub fn from_text(text: &str) -> Result<Self> {
+        let s = text.trim();
+        let bytes = hex::decode(s)
+            .or_else(|_| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(s)
+            })
+            .map_err(|_| Error::invalid("fingerprint key: neither hex nor base64"))?;
+        Self::from_bytes(bytes)
+    }
+
+    /// 32 fresh random bytes in hex: the text of a new key, for a key file or a Secret
+    /// that others then read with [`FingerprintKey::from_text`].
+    pub fn generate_text() -> Zeroizing<String> {
+        let mut k = Zeroizing::new(vec![0u8; 32]);
+        rand::rng().fill_bytes(&mut k);
+        Zeroizing::new(hex::encode(&*k))
+    }
+
+    /// The stable key of this user, without configuration: [`FINGERPRINT_KEY_ENV`] when
+    /// set, else the key file in [`state_dir`] (created on first use, mode 0600). The same
+    /// data then gives the same fingerprint across runs and processes of this user.
+    pub fn stable() -> Result<Self> {
+        if let Some(k) = Self::from_env()? {
+            return Ok(k);
+        }
+        let dir = state_dir().ok_or_else(|| {
+            Error::invalid(format!(
+                "fingerprint key: no state folder (set {STATE_DIR_ENV}, XDG_STATE_HOME or HOME, or {FINGERPRINT_KEY_ENV})"
+            ))
+        })?;
+        Self::from_file_or_create(&dir.join(KEY_FILE_NAME))
+    }
+
+    /// The key in `path`, creating the file (and its folder) with a new random key when it
+    /// does not exist. Creation is atomic: the key is written to a temporary file with mode
+    /// 0600 and linked into place only if no file is there, so processes starting together
+    /// all end up with the one key that won.
+    pub fn from_file_or_create(path: &std::path::Path) -> Result<Self> {
+        let read = |p: &std::path::Path| -> Result<Option<Self>> {
+            match std::fs::read_to_string(p) {
+                Ok(text) => Self::from_text(&text)
+                    .map(Some)
+                    .map_err(|e| e.context(format!("fingerprint key file {}", p.display()))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::invalid(format!("fingerprint key file {}: {e}", p.display()))),
+            }
+        };
+        if let Some(k) = read(path)? {
+            return Ok(k);
+        }
+        let io = |what: &str, e: std::io::Error| {
+            Error::invalid(format!("fingerprint key file {}: {what}: {e}", path.display()))
+        };
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        create_private_dir(dir).map_err(|e| io("creating its folder", e))?;
+        let text = Self::generate_text();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".fingerprint.key.")
+            .tempfile_in(dir)
+            .map_err(|e| io("creating a temporary file", e))?;
+        // tempfile creates files with mode 0600 on Unix.
+        {
+            use std::io::Write as _;
+            tmp.write_all(text.as_bytes()).map_err(|e| io("writing", e))?;
+            tmp.as_file().sync_all().map_err(|e| io("writing", e))?;
+        }
+        match tmp.persist_noclobber(path) {
+            Ok(_) => {}
+            // Another process created it first: its key wins.
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("creating", e.error)),
+        }
+        read(path)?.ok_or_else(|| io("reading after creating", std::io::ErrorKind::NotFound.into()))
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -182,6 +288,41 @@ impl fmt::Debug for Fingerprint {
 mod tests {
     use super::*;
     use crate::value::SecretValue;
+
+    #[test]
+    fn key_file_is_created_once_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/secretsync").join(KEY_FILE_NAME);
+        let mut m = SecretMap::new();
+        m.insert("A", SecretValue::from("1"));
+        let a = FingerprintKey::from_file_or_create(&path).unwrap();
+        let b = FingerprintKey::from_file_or_create(&path).unwrap();
+        assert_eq!(
+            a.fingerprint(&m, &[]),
+            b.fingerprint(&m, &[]),
+            "the second use reads the same key"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // Racing creators all get the one key that won.
+        let dir2 = tempfile::tempdir().unwrap();
+        let p2 = dir2.path().join(KEY_FILE_NAME);
+        let fps: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| FingerprintKey::from_file_or_create(&p2).unwrap().fingerprint(&m, &[])))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(fps.windows(2).all(|w| w[0] == w[1]));
+        // A broken file is an error naming the file, never its content.
+        std::fs::write(&p2, "not-a-key-zzz").unwrap();
+        let e = FingerprintKey::from_file_or_create(&p2).unwrap_err().to_string();
+        assert!(e.contains(&p2.display().to_string()) && !e.contains("zzz"), "{e}");
+    }
 
     #[test]
     fn keyed_stable_and_sensitive() {

@@ -888,8 +888,12 @@ async fn a_crashed_leader_is_replaced_when_its_lease_expires() {
         .unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("b"));
     assert_eq!(spec.lease_transitions, Some(1));
+    // b now writes: a new ExternalSecret gets its target and status from b. (The old one's
+    // status is unchanged, so b writes none for it: an unchanged round writes nothing.)
+    create(&es_api, external_secret("app", "es2", "store", "1h", &[("K", "k")])).await;
     eventually(Duration::from_secs(5), "b's status write", async || {
-        (non_lease_writes(&fake.requests(), "b") > 0).then_some(())
+        (non_lease_writes(&fake.requests(), "b") > 0 && secret_writes(&fake.requests(), "app", "es2") == 1)
+            .then_some(())
     })
     .await;
     assert_eq!(secret_writes(&fake.requests(), "app", "es"), 1, "no duplicated write");
@@ -948,4 +952,151 @@ async fn shards_split_resources_between_replicas_each_with_its_own_lease() {
     }
     s0.stop().await;
     s1.stop().await;
+}
+
+fn fingerprint_of(secret: &Secret) -> String {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(secretsync_core::sink::FINGERPRINT_ANNOTATION))
+        .cloned()
+        .expect("the target carries a fingerprint annotation")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operator_instances_share_one_fingerprint_key_secret() {
+    let fake = FakeKube::start().await;
+    fake.create_namespaces(&["app"]);
+    let client = fake.client();
+    let (source, registry) = remote();
+    source.inner().set("db-password", "v1");
+    create_store(&client, "store").await;
+    let es_api = eso(&client, "ExternalSecret", "externalsecrets", Some("app"));
+    create(
+        &es_api,
+        external_secret("app", "db", "store", "1h", &[("PASSWORD", "db-password")]),
+    )
+    .await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), "app");
+
+    // The first instance creates the key Secret (in the client's namespace) and the target.
+    let first = Running::start(client.clone(), registry.clone(), config("first"));
+    let written = eventually(Duration::from_secs(10), "the target", async || {
+        secrets.get_opt("db").await.unwrap()
+    })
+    .await;
+    let fp_first = fingerprint_of(&written);
+    first.stop().await;
+    let key_secret = Api::<Secret>::namespaced(client.clone(), "default")
+        .get(secretsync_k8s::controller::DEFAULT_KEY_SECRET)
+        .await
+        .expect("the key Secret exists");
+    assert!(key_secret.data.unwrap().contains_key("key"));
+
+    // A second instance (another process, another identity) finds the target up to date:
+    // the same key gives the same fingerprint, so it rewrites nothing.
+    fake.clear_requests();
+    let reads = || source.gets() + source.get_manys() + source.token_calls();
+    let before = reads();
+    let second = Running::start(client.clone(), registry.clone(), config("second"));
+    eventually(
+        Duration::from_secs(10),
+        "the second instance's first round",
+        async || (reads() > before).then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        secret_writes(&fake.requests(), "app", "db"),
+        0,
+        "an unchanged target is not rewritten by another instance"
+    );
+    // Deleted, it is recreated with the very same annotation.
+    secrets.delete("db", &DeleteParams::default()).await.unwrap();
+    let rewritten = eventually(Duration::from_secs(10), "the recreated target", async || {
+        secrets.get_opt("db").await.unwrap()
+    })
+    .await;
+    assert_eq!(fingerprint_of(&rewritten), fp_first);
+    second.stop().await;
+}
+
+fn status_patches(log: &[RequestRecord], ns: &str, name: &str) -> usize {
+    let path = format!("/apis/external-secrets.io/v1/namespaces/{ns}/externalsecrets/{name}/status");
+    log.iter().filter(|r| r.is_write() && r.path == path).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_refresh_round_writes_no_status() {
+    let fake = FakeKube::start().await;
+    fake.create_namespaces(&["app"]);
+    let client = fake.client();
+    let (source, registry) = remote();
+    source.inner().set("db-password", "v1");
+    create_store(&client, "store").await;
+    let es_api = eso(&client, "ExternalSecret", "externalsecrets", Some("app"));
+    create(
+        &es_api,
+        external_secret("app", "calm", "store", "1s", &[("PASSWORD", "db-password")]),
+    )
+    .await;
+    let ctl = Running::start(client.clone(), registry.clone(), config("calm"));
+    eventually(Duration::from_secs(10), "Ready=True", async || {
+        let es = es_api.get("calm").await.unwrap();
+        (ready_of(&es.data["status"])?["status"] == "True").then_some(())
+    })
+    .await;
+    // Let the watch deliver our own status write, then count a few 1s rounds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fake.clear_requests();
+    let reads = || source.gets() + source.get_manys() + source.token_calls();
+    let before = reads();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(reads() >= before + 2, "refresh rounds ran");
+    let log = fake.requests();
+    assert_eq!(
+        status_patches(&log, "app", "calm"),
+        0,
+        "an unchanged round writes no status"
+    );
+    assert_eq!(fake.write_count(), 0, "nor anything else: {:?}", fake.writes());
+    // A failure changes the condition: written at once.
+    source.inner().remove("db-password");
+    eventually(Duration::from_secs(10), "Ready=False", async || {
+        let es = es_api.get("calm").await.unwrap();
+        (ready_of(&es.data["status"])?["status"] == "False").then_some(())
+    })
+    .await;
+    ctl.stop().await;
+
+    // With refreshTime due every second, the same unchanged rounds refresh it.
+    let fake = FakeKube::start().await;
+    fake.create_namespaces(&["app"]);
+    let client = fake.client();
+    source.inner().set("db-password", "v1");
+    create_store(&client, "store").await;
+    let es_api = eso(&client, "ExternalSecret", "externalsecrets", Some("app"));
+    create(
+        &es_api,
+        external_secret("app", "calm", "store", "1s", &[("PASSWORD", "db-password")]),
+    )
+    .await;
+    let cfg = ControllerConfig {
+        refresh_time_every: Duration::from_secs(1),
+        ..config("eager")
+    };
+    let ctl = Running::start(client.clone(), registry, cfg);
+    eventually(Duration::from_secs(10), "Ready=True", async || {
+        let es = es_api.get("calm").await.unwrap();
+        (ready_of(&es.data["status"])?["status"] == "True").then_some(())
+    })
+    .await;
+    fake.clear_requests();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(
+        status_patches(&fake.requests(), "app", "calm") >= 1,
+        "refreshTime is refreshed when due"
+    );
+    ctl.stop().await;
 }

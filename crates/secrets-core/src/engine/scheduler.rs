@@ -17,6 +17,12 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(600);
 /// the same interval do not fire together.
 pub const JITTER_FRACTION: f64 = 0.1;
 
+/// Longest batching window: specs due within it of each other run in one cycle.
+pub const BATCH_WINDOW_MAX: Duration = Duration::from_secs(2);
+/// The batching window is at most this fraction of the shortest refresh interval, so a
+/// spec is never refreshed more than 5 % early.
+pub const BATCH_WINDOW_FRACTION: f64 = 0.05;
+
 #[derive(Debug, Clone)]
 struct Entry {
     next_due: Option<Instant>,
@@ -95,6 +101,26 @@ impl Scheduler {
             .filter(|(_, e)| e.next_due.is_some_and(|d| d <= now))
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// The batching window: [`BATCH_WINDOW_MAX`] or [`BATCH_WINDOW_FRACTION`] of the
+    /// shortest periodic interval, whichever is smaller (zero when no spec is periodic).
+    /// A daemon that runs [`Scheduler::due_within`] this window at each wake runs at most
+    /// one cycle per window, while jitter still spreads specs over their interval.
+    pub fn window(&self) -> Duration {
+        self.entries
+            .values()
+            .filter(|e| e.policy == RefreshPolicy::Periodic)
+            .filter_map(|e| e.interval)
+            .filter(|iv| !iv.is_zero())
+            .min()
+            .map(|iv| iv.mul_f64(BATCH_WINDOW_FRACTION).min(BATCH_WINDOW_MAX))
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Specs due at `now` or within `window` after it: one cycle takes them all.
+    pub fn due_within(&self, now: Instant, window: Duration) -> BTreeSet<SpecId> {
+        self.due(now + window)
     }
 
     /// The earliest time a spec becomes due.
@@ -220,6 +246,33 @@ spec:
         s.record(&report("ns", "a", false, Some(Duration::from_secs(45))), t0);
         assert_eq!(s.next_due(&id).unwrap() - t0, Duration::from_secs(45));
         assert_eq!(s.failures(&id), 2);
+    }
+
+    #[test]
+    fn window_is_the_smaller_of_two_seconds_and_five_percent() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new();
+        assert_eq!(s.window(), Duration::ZERO);
+        let mut es = specs(ES);
+        s.observe(&es, t0);
+        assert_eq!(s.window(), Duration::from_secs(2), "1m: 5% is 3s, capped at 2s");
+        let mut fast = specs(
+            &ES.replace("refreshInterval: 1m", "refreshInterval: 10s")
+                .replace("name: a", "name: b"),
+        );
+        es.append(&mut fast);
+        s.observe(&es, t0);
+        assert_eq!(s.window(), Duration::from_millis(500), "10s: 5%");
+        for r in [report("ns", "a", true, None), report("ns", "b", true, None)] {
+            s.record(&r, t0);
+        }
+        let b = es[1].id();
+        let due_b = s.next_due(&b).unwrap();
+        assert!(s.due(due_b - Duration::from_millis(400)).is_empty());
+        assert!(
+            s.due_within(due_b - Duration::from_millis(400), s.window())
+                .contains(&b)
+        );
     }
 
     #[test]

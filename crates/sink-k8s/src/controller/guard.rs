@@ -27,20 +27,30 @@ fn not_leader(what: &str) -> Error {
 /// Fingerprints of target data as last read or written by us.
 #[derive(Default)]
 pub(crate) struct Tracked {
-    key: Option<FingerprintKey>,
+    key: Mutex<Option<FingerprintKey>>,
     map: Mutex<HashMap<TargetRef, Fingerprint>>,
 }
 
 impl Tracked {
     pub(crate) fn new(key: FingerprintKey) -> Self {
         Self {
-            key: Some(key),
+            key: Mutex::new(Some(key)),
             map: Mutex::new(HashMap::new()),
         }
     }
 
+    /// A new key: what was tracked under the old one is forgotten.
+    pub(crate) fn set_key(&self, key: FingerprintKey) {
+        *self.key.lock().expect("lock") = Some(key);
+        self.map.lock().expect("lock").clear();
+    }
+
     pub(crate) fn fingerprint(&self, data: &SecretMap) -> Option<Fingerprint> {
-        self.key.as_ref().map(|k| k.fingerprint(data, &[]))
+        self.key
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(|k| k.fingerprint(data, &[]))
     }
 
     fn set(&self, t: &TargetRef, data: &SecretMap) {

@@ -36,6 +36,7 @@
 mod cluster;
 mod guard;
 mod http;
+mod key;
 mod lease;
 pub mod metrics;
 mod reconcile;
@@ -99,8 +100,22 @@ pub struct ControllerConfig {
     pub restart_consumers: bool,
     /// Find consumers by reading pod templates (needs list on workloads).
     pub discover_consumers: bool,
-    /// Fingerprint key (default: `SECRETSYNC_FINGERPRINT_KEY`, else random).
+    /// Fingerprint key. Default: `SECRETSYNC_FINGERPRINT_KEY` when set, else the key in
+    /// [`fingerprint_key_secret`](Self::fingerprint_key_secret), else random per process.
     pub fingerprint_key: Option<FingerprintKey>,
+    /// The Secret that holds the fingerprint key every replica uses (created with a random
+    /// key by the first replica, then read by all), so fingerprints in annotations are the
+    /// same across restarts and replicas. Default `secretsync-fingerprint-key`; `None`
+    /// disables it (a random key per process unless one is given).
+    pub fingerprint_key_secret: Option<String>,
+    /// Namespace of the key Secret. Default: `$POD_NAMESPACE`, else the Lease's
+    /// namespace, else the client's default namespace.
+    pub fingerprint_key_namespace: Option<String>,
+    /// `status.refreshTime` alone is rewritten at most this often per ExternalSecret: an
+    /// unchanged refresh writes no status until then (ESO writes it at every refresh, one
+    /// etcd write per resource per interval). A change of the Ready condition, its message
+    /// or the synced version is written at once. Default 10 minutes.
+    pub refresh_time_every: Duration,
     /// The reporting controller name on Events.
     pub controller_name: String,
 }
@@ -125,10 +140,16 @@ impl Default for ControllerConfig {
             restart_consumers: true,
             discover_consumers: true,
             fingerprint_key: None,
+            fingerprint_key_secret: Some(DEFAULT_KEY_SECRET.to_string()),
+            fingerprint_key_namespace: None,
+            refresh_time_every: Duration::from_secs(600),
             controller_name: "secretsync".to_string(),
         }
     }
 }
+
+/// Default name of the fingerprint key Secret ([`ControllerConfig::fingerprint_key_secret`]).
+pub const DEFAULT_KEY_SECRET: &str = "secretsync-fingerprint-key";
 
 /// `$POD_NAME`, else `$HOSTNAME`, else a random name.
 pub fn default_identity() -> String {
@@ -266,9 +287,10 @@ impl Controller {
     /// cluster).
     pub fn new(client: kube::Client, registry: Registry, config: ControllerConfig) -> Result<Self> {
         config.check()?;
+        // Until `run` reads the key Secret, a random key (nothing is fingerprinted before).
         let key = match &config.fingerprint_key {
             Some(k) => k.clone(),
-            None => FingerprintKey::from_env_or_random()?,
+            None => FingerprintKey::from_env()?.unwrap_or_else(FingerprintKey::random),
         };
         // Without election this replica always leads.
         let (leader_tx, leader_rx) = wch::channel(config.lease.is_none());
@@ -290,6 +312,20 @@ impl Controller {
     /// stops every task without releasing: others take over when the Lease expires.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let Controller { shared, leader_tx } = self;
+        if shared.cfg.fingerprint_key.is_none()
+            && FingerprintKey::from_env()?.is_none()
+            && let Some(name) = &shared.cfg.fingerprint_key_secret
+        {
+            let namespace = shared.cfg.fingerprint_key_namespace.clone().unwrap_or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+                    .or_else(|| shared.cfg.lease.as_ref().map(|l| l.namespace.clone()))
+                    .unwrap_or_else(|| shared.client.default_namespace().to_string())
+            });
+            // Before any watch or lane starts, so every fingerprint uses this key.
+            shared.set_key(key::resolve(&shared.client, &namespace, name).await);
+        }
         let (stop_tx, stop_rx) = wch::channel(false);
         let mut tasks = JoinSet::new();
         shared.spawn_watchers(&mut tasks);

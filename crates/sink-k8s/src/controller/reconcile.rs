@@ -25,13 +25,41 @@ use super::watch::Kind;
 use super::{ControllerConfig, LaneStats};
 use crate::{FIELD_MANAGER, KubeRestarter, KubeSink};
 
-/// ESO's Ready condition as it is on an object.
+/// ESO's Ready condition as it is on an object, with the other status fields we write
+/// (compared before writing, so that an unchanged round writes no status).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ReadyCondition {
     pub(crate) status: String,
     pub(crate) reason: String,
     pub(crate) message: String,
     pub(crate) last_transition_time: String,
+    /// `status.syncedResourceVersion`.
+    pub(crate) synced_version: Option<String>,
+    /// `status.refreshTime`.
+    pub(crate) refresh_time: Option<String>,
+    /// `status.binding.name`.
+    pub(crate) binding: Option<String>,
+}
+
+impl ReadyCondition {
+    /// Whether writing `want` would change nothing but a `refreshTime` younger than
+    /// `every` (ESO rewrites it at every refresh: one etcd write per resource per interval).
+    fn covers(&self, want: &ReadyCondition, now: Timestamp, every: Duration) -> bool {
+        let fresh = match (&want.refresh_time, &self.refresh_time) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(have)) => have.parse::<Timestamp>().is_ok_and(|t| {
+                let age = now.duration_since(t);
+                !age.is_negative() && age.unsigned_abs() < every
+            }),
+        };
+        fresh
+            && self.status == want.status
+            && self.reason == want.reason
+            && self.message == want.message
+            && self.binding == want.binding
+            && (want.synced_version.is_none() || self.synced_version == want.synced_version)
+    }
 }
 
 /// A watched ExternalSecret.
@@ -147,7 +175,7 @@ pub(crate) struct Shared {
     pub(crate) cfg: ControllerConfig,
     pub(crate) client: kube::Client,
     registry: Registry,
-    key: FingerprintKey,
+    key: Mutex<FingerprintKey>,
     pub(crate) leader_rx: watch::Receiver<bool>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tracked: Arc<Tracked>,
@@ -201,7 +229,7 @@ impl Shared {
             cfg,
             client,
             registry,
-            key,
+            key: Mutex::new(key),
             leader_rx,
             metrics,
             tracked,
@@ -219,6 +247,12 @@ impl Shared {
             restarter,
             recorder,
         }
+    }
+
+    /// Replaces the fingerprint key (before the lanes start).
+    pub(crate) fn set_key(&self, key: FingerprintKey) {
+        self.tracked.set_key(key.clone());
+        *self.key.lock().expect("lock") = key;
     }
 
     /// Every ESO watch has listed once.
@@ -435,7 +469,7 @@ impl Shared {
                 .filter_map(|(id, b)| b.result.as_ref().ok().map(|s| (id.clone(), s.clone())))
                 .collect();
             let mut engine = Engine::new(ok, self.sink.clone())
-                .with_fingerprint_key(self.key.clone())
+                .with_fingerprint_key(self.key.lock().expect("lock").clone())
                 .with_config(self.cfg.engine.clone());
             for (id, b) in &slot.built {
                 if let Err(m) = &b.result {
@@ -635,7 +669,8 @@ impl Shared {
         } else {
             self.metrics.sync_errors.get_or_create(&labels).inc();
         }
-        let now = Timestamp::now().to_string();
+        let now_ts = Timestamp::now();
+        let now = now_ts.to_string();
         let (status, reason) = if synced {
             ("True", "SecretSynced")
         } else {
@@ -661,6 +696,24 @@ impl Shared {
         if let Some(t) = &info.target_name {
             st["binding"] = json!({"name": t});
         }
+        let want = ReadyCondition {
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message: message.clone(),
+            last_transition_time: ltt.clone(),
+            synced_version: st
+                .get("syncedResourceVersion")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            refresh_time: st.get("refreshTime").and_then(|v| v.as_str()).map(str::to_string),
+            binding: info.target_name.clone(),
+        };
+        // Unchanged condition, message, version and binding, and a recent refreshTime:
+        // nothing to write.
+        let unchanged = info
+            .ready
+            .as_ref()
+            .is_some_and(|have| have.covers(&want, now_ts, self.cfg.refresh_time_every));
         let patch = json!({"status": st});
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
@@ -669,13 +722,15 @@ impl Shared {
         if !self.is_leader() {
             return;
         }
-        let r = self
-            .es_api(&id.namespace)
-            .patch_status(&id.name, &params, &Patch::Merge(&patch))
-            .await;
-        self.count_api_write("status", r.is_ok());
-        if let Err(e) = r {
-            tracing::warn!(spec = %id, error = %crate::error::from_kube(e, &format!("writing the status of ExternalSecret {id}")), "status write failed");
+        if !unchanged {
+            let r = self
+                .es_api(&id.namespace)
+                .patch_status(&id.name, &params, &Patch::Merge(&patch))
+                .await;
+            self.count_api_write("status", r.is_ok());
+            if let Err(e) = r {
+                tracing::warn!(spec = %id, error = %crate::error::from_kube(e, &format!("writing the status of ExternalSecret {id}")), "status write failed");
+            }
         }
         // Events: created, updated, deleted, failed; nothing when unchanged.
         let event = match (spec.map(|s| s.outcome), synced) {

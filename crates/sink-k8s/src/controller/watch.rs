@@ -112,11 +112,16 @@ fn ready_of(obj: &DynamicObject) -> Option<ReadyCondition> {
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?;
     let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let status = obj.data.get("status")?;
+    let field = |p: &str| status.pointer(p).and_then(Value::as_str).map(str::to_string);
     Some(ReadyCondition {
         status: s("status"),
         reason: s("reason"),
         message: s("message"),
         last_transition_time: s("lastTransitionTime"),
+        synced_version: field("/syncedResourceVersion"),
+        refresh_time: field("/refreshTime"),
+        binding: field("/binding/name"),
     })
 }
 
