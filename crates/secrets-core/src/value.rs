@@ -209,4 +209,3 @@ mod tests {
         assert_ne!(SecretValue::from("ab"), SecretValue::from("ac"));
     }
 }
-

@@ -13,8 +13,8 @@
 //! the operator resolves them (see [`ClusterExternalSecret::selects`]).
 
 pub mod model;
-mod template_from;
 pub mod push;
+mod template_from;
 mod validate;
 mod walk;
 
@@ -27,9 +27,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use model::*;
+pub use push::{GeneratorDoc, GeneratorKind, PushSecret};
 pub use template_from::resolve_template_from;
 pub(crate) use template_from::{Rendered as TemplateOutput, render_template_from};
-pub use push::{GeneratorDoc, GeneratorKind, PushSecret};
 pub use validate::{ValidateOptions, check_external_secret, is_valid_object_name, validate};
 
 use crate::error::{Error, Location, redact_quoted};
