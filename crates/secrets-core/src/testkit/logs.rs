@@ -43,9 +43,6 @@ pub async fn capture_logs<F: std::future::Future>(f: F) -> (F::Output, String) {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    // A callsite first hit on another test thread (no subscriber there) may have cached
-    // "never" before this subscriber existed; ask every callsite again.
-    tracing::callsite::rebuild_interest_cache();
     let out = f.await;
     (out, capture.text())
 }
