@@ -39,9 +39,9 @@ def module_of(rel, depth):
     return "/".join(parts[:depth])
 
 
-def refs(text, me, depth):
+def refs(text, me, depth, full):
     found = set()
-    base = me.split("/")
+    base = full.split("/")
     for m in re.finditer(r"\bcrate::(\w+)(?:::(\w+))?", text):
         found.add("/".join([m.group(1)] + ([m.group(2)] if depth > 1 and m.group(2) else []))[: None])
     # `use crate::{a, b::c}` groups
@@ -52,10 +52,10 @@ def refs(text, me, depth):
                 head = re.split(r"::|\s", item)[0].strip("{} ")
                 if head and head != "self":
                     found.add(head)
-    if len(base) >= 1:
-        for m in re.finditer(r"\bsuper::(\w+)", text):
-            parent = base[:-1] if len(base) > 1 else []
-            found.add("/".join(parent + [m.group(1)])[: None] if parent else m.group(1))
+    # `super::x` from the file's own module path (not the depth-truncated one).
+    parent = base[:-1]
+    for m in re.finditer(r"\bsuper::(\w+)", text):
+        found.add("/".join((parent + [m.group(1)])[:depth]) if parent else m.group(1))
     return found
 
 
@@ -72,7 +72,8 @@ def graph(root, depth):
                 continue
             mods.add(me)
             text = strip_tests(open(os.path.join(dirpath, f), encoding="utf-8").read())
-            edges.setdefault(me, set()).update(refs(text, me, depth))
+            full = module_of(rel, 99)
+            edges.setdefault(me, set()).update(refs(text, me, depth, full))
     tops = {m.split("/")[0] for m in mods}
     clean = {}
     for m, rs in edges.items():

@@ -97,9 +97,9 @@ fn stdout_is_only_manifests_and_pipes_into_kubectl_apply() {
     let out = secretsync(&["sync", "-m", q.to_str().unwrap(), "--once", "--stdout"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&stdout)
+    let docs: Vec<serde_norway::Value> = serde_norway::Deserializer::from_str(&stdout)
         .map(|d| serde::Deserialize::deserialize(d).expect("each document is YAML"))
-        .filter(|v: &serde_yaml::Value| !v.is_null())
+        .filter(|v: &serde_norway::Value| !v.is_null())
         .collect();
     assert_eq!(docs.len(), 4, "{stdout}");
     for d in &docs {

@@ -725,16 +725,16 @@ fn evaluate_in(state: &State, k: &Key, stack: &mut Vec<Key>) -> Result<Map<Strin
     }
     stack.push(k.clone());
     let text = env.yaml();
-    let doc: serde_yaml::Value = if text.trim().is_empty() {
-        serde_yaml::Value::Null
+    let doc: serde_norway::Value = if text.trim().is_empty() {
+        serde_norway::Value::Null
     } else {
-        serde_yaml::from_str(text).map_err(|e| vec![diag(format!("invalid YAML: {e}"), None)])?
+        serde_norway::from_str(text).map_err(|e| vec![diag(format!("invalid YAML: {e}"), None)])?
     };
     let mut out = Map::new();
     let mut diags = vec![];
     let root = match &doc {
-        serde_yaml::Value::Null => serde_yaml::Mapping::new(),
-        serde_yaml::Value::Mapping(m) => m.clone(),
+        serde_norway::Value::Null => serde_norway::Mapping::new(),
+        serde_norway::Value::Mapping(m) => m.clone(),
         _ => return Err(vec![diag("the definition must be a mapping", None)]),
     };
     for (top, _) in &root {
@@ -770,7 +770,7 @@ fn evaluate_in(state: &State, k: &Key, stack: &mut Vec<Key>) -> Result<Map<Strin
     let me = format!("{project}/{name}");
     if let Some(values) = root.get("values") {
         match values {
-            serde_yaml::Value::Mapping(m) => {
+            serde_norway::Value::Mapping(m) => {
                 for (k2, v) in m {
                     let Some(k2) = yaml_key(k2) else {
                         diags.push(diag("keys must be strings", Some("values".into())));
@@ -782,7 +782,7 @@ fn evaluate_in(state: &State, k: &Key, stack: &mut Vec<Key>) -> Result<Map<Strin
                     }
                 }
             }
-            serde_yaml::Value::Null => {}
+            serde_norway::Value::Null => {}
             _ => diags.push(diag("values must be a mapping", Some("values".into()))),
         }
     }
@@ -790,11 +790,11 @@ fn evaluate_in(state: &State, k: &Key, stack: &mut Vec<Key>) -> Result<Map<Strin
     if diags.is_empty() { Ok(out) } else { Err(diags) }
 }
 
-fn yaml_key(k: &serde_yaml::Value) -> Option<String> {
+fn yaml_key(k: &serde_norway::Value) -> Option<String> {
     match k {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_norway::Value::String(s) => Some(s.clone()),
+        serde_norway::Value::Number(n) => Some(n.to_string()),
+        serde_norway::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
@@ -821,8 +821,8 @@ fn leaf(value: Value, env: &str) -> Value {
     json!({"value": value, "trace": trace(env)})
 }
 
-fn eval_node(v: &serde_yaml::Value, env: &str, path: &str) -> Result<Value, Diag> {
-    use serde_yaml::Value as Y;
+fn eval_node(v: &serde_norway::Value, env: &str, path: &str) -> Result<Value, Diag> {
+    use serde_norway::Value as Y;
     Ok(match v {
         Y::Null => leaf(Value::Null, env),
         Y::Bool(b) => leaf(json!(b), env),
@@ -857,7 +857,7 @@ fn eval_node(v: &serde_yaml::Value, env: &str, path: &str) -> Result<Value, Diag
     })
 }
 
-fn eval_builtin(name: &str, arg: &serde_yaml::Value, env: &str, path: &str) -> Result<Value, Diag> {
+fn eval_builtin(name: &str, arg: &serde_norway::Value, env: &str, path: &str) -> Result<Value, Diag> {
     match name {
         "fn::secret" => {
             let Some(s) = arg.as_str() else {
@@ -886,7 +886,7 @@ fn eval_builtin(name: &str, arg: &serde_yaml::Value, env: &str, path: &str) -> R
                     Some(path.to_string()),
                 ));
             }
-            if get("unknown").and_then(serde_yaml::Value::as_bool) == Some(true) {
+            if get("unknown").and_then(serde_norway::Value::as_bool) == Some(true) {
                 return Ok(json!({"value": null, "unknown": true, "trace": trace(env)}));
             }
             match get("value") {

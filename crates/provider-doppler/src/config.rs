@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use secretsync_core::{Error, Result, SecretValue};
 
-use crate::source::DopplerSource;
 use crate::transform::NameTransformer;
 
 /// Doppler's API, when nothing else is configured.
@@ -22,7 +21,7 @@ pub const API_HOST_ENV: &str = "DOPPLER_API_HOST";
 /// How long a downloaded config is served without asking Doppler again, by default.
 pub const DEFAULT_FRESHNESS: Duration = Duration::from_secs(2);
 
-/// Builds a [`DopplerSource`].
+/// Builds a [`DopplerSource`](crate::DopplerSource).
 ///
 /// ```no_run
 /// # async fn f() -> secretsync_core::Result<()> {
@@ -193,48 +192,7 @@ impl DopplerBuilder {
     }
 
     /// Checks the settings and builds the source. No request is sent.
-    pub fn build(self) -> Result<DopplerSource> {
-        let token = self.token.clone().ok_or_else(|| Error::Unauthenticated {
-            what: format!("no Doppler token: set {TOKEN_ENV} or the store's auth.secretRef.dopplerToken"),
-        })?;
-        let text = token
-            .expose_str()
-            .ok_or_else(|| Error::invalid("the Doppler token is not UTF-8"))?;
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::invalid(
-                "the Doppler token is empty or has characters not allowed in an HTTP header",
-            ));
-        }
-        if !self.is_service_token() && (self.project.is_none() || self.config.is_none()) {
-            return Err(Error::invalid(format!(
-                "Doppler project and config are required unless the token is a service token (dp.st.…): set project and config on the store or {PROJECT_ENV} and {CONFIG_ENV}"
-            )));
-        }
-        if let Some(f) = self.format.as_deref()
-            && f != "json"
-        {
-            return Err(Error::not_supported(format!(
-                "Doppler format `{f}` (ESO's DOPPLER_SECRETS_FILE download); only `json` is supported"
-            )));
-        }
-        let transformer = self
-            .name_transformer
-            .as_deref()
-            .map(NameTransformer::parse)
-            .transpose()?;
-        let host = self.api_host.clone().unwrap_or_else(|| DEFAULT_API_HOST.to_string());
-        let host = if host.contains("://") {
-            host
-        } else {
-            format!("https://{host}")
-        };
-        let base = reqwest::Url::parse(host.trim_end_matches('/'))
-            .map_err(|e| Error::invalid(format!("Doppler API host `{host}`: {e}")))?;
-        // The bearer token goes to this host: plain http only to loopback (a test server).
-        secretsync_core::net::check_endpoint(base.as_str(), "Doppler API host")?;
-        DopplerSource::new(self, token, base, transformer)
-    }
-}
+ }
 
 #[cfg(test)]
 mod tests {

@@ -901,3 +901,12 @@ impl SecretWriter for GcpSecretManager {
 fn bytes_of(v: &SecretValue) -> Vec<u8> {
     v.expose().to_vec()
 }
+
+// Building lives beside what it builds, so the settings module does not depend on it.
+impl GcpSecretManagerBuilder {
+   pub fn build(self) -> Result<GcpSecretManager> {
+        // Values come back over this endpoint: plain http only to loopback (an emulator).
+        secretsync_core::net::check_endpoint(&self.effective_endpoint(), "GCP Secret Manager endpoint")?;
+        GcpSecretManager::from_builder(self)
+    }
+}

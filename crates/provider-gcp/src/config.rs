@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use secretsync_core::{Error, Result, SecretValue};
 
-use crate::client::GcpSecretManager;
 
 /// Environment variable naming the project (`GOOGLE_CLOUD_PROJECT`).
 pub const PROJECT_ENV: &str = "GOOGLE_CLOUD_PROJECT";
@@ -67,7 +66,7 @@ impl fmt::Debug for GcpCredentials {
     }
 }
 
-/// Builds a [`GcpSecretManager`].
+/// Builds a [`GcpSecretManager`](crate::GcpSecretManager).
 ///
 /// Endpoint precedence: [`with_endpoint`](Self::with_endpoint) (the store's `endpoint`),
 /// then [`EMULATOR_HOST_ENV`] (read by [`from_env`](Self::from_env)), then the regional
@@ -247,12 +246,7 @@ impl GcpSecretManagerBuilder {
 
     /// Checks the settings and builds the source. No network call is made; the client
     /// connects on first use.
-    pub fn build(self) -> Result<GcpSecretManager> {
-        // Values come back over this endpoint: plain http only to loopback (an emulator).
-        secretsync_core::net::check_endpoint(&self.effective_endpoint(), "GCP Secret Manager endpoint")?;
-        GcpSecretManager::from_builder(self)
-    }
-}
+ }
 
 /// Project ids, locations: letters, digits, `-`, `.`, `:` (domain-scoped projects).
 pub(crate) fn valid_name_part(s: &str) -> bool {

@@ -1,5 +1,5 @@
 //! [`EscStoreConfig`] (ESO's `spec.provider.pulumi`) and [`PulumiBuilder`] (settings of an
-//! [`EscSource`]).
+//! [`EscSource`](crate::EscSource)).
 
 use std::fmt;
 use std::time::Duration;
@@ -9,7 +9,6 @@ use secretsync_core::{Error, Result, SecretValue};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Target;
-use crate::source::EscSource;
 
 /// ESC's API, when nothing else is configured (ESO's default `apiUrl`).
 pub const DEFAULT_API_URL: &str = "https://api.pulumi.com/api/esc";
@@ -212,7 +211,7 @@ impl EscStoreConfig {
     }
 }
 
-/// Builds an [`EscSource`].
+/// Builds an [`EscSource`](crate::EscSource).
 ///
 /// ```no_run
 /// # async fn f() -> secretsync_core::Result<()> {
@@ -397,42 +396,7 @@ impl PulumiBuilder {
     }
 
     /// Checks the settings and builds the source. No request is sent.
-    pub fn build(self) -> Result<EscSource> {
-        let config = EscStoreConfig {
-            organization: self.organization.clone().unwrap_or_default(),
-            project: self.project.clone().unwrap_or_default(),
-            environment: self.environment.clone().unwrap_or_default(),
-            api_url: self.api_url.clone(),
-            ..Default::default()
-        };
-        if let Some(p) = config.problems().into_iter().next() {
-            return Err(Error::invalid(format!("Pulumi ESC {}: {}", p.field, p.message)));
-        }
-        let token = self.token.clone().ok_or_else(|| Error::Unauthenticated {
-            what: format!(
-                "no Pulumi access token for {}/{}/{}: set {TOKEN_ENV} or the store's auth.accessToken.secretRef",
-                config.organization, config.project, config.environment
-            ),
-        })?;
-        let text = token
-            .expose_str()
-            .ok_or_else(|| Error::invalid("the Pulumi access token is not UTF-8"))?;
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::invalid(
-                "the Pulumi access token is empty or has characters not allowed in an HTTP header",
-            ));
-        }
-        let url = self.api_url.clone().unwrap_or_else(|| DEFAULT_API_URL.to_string());
-        let base = reqwest::Url::parse(url.trim_end_matches('/'))
-            .map_err(|e| Error::invalid(format!("Pulumi ESC apiUrl `{url}`: {e}")))?;
-        let target = Target {
-            organization: config.organization,
-            project: config.project,
-            environment: config.environment,
-        };
-        EscSource::new(self, token, base, target)
-    }
-}
+ }
 
 #[cfg(test)]
 mod tests {

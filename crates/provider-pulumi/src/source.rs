@@ -441,3 +441,42 @@ impl SecretWriter for EscSource {
         )))
     }
 }
+
+// Building lives beside what it builds, so the settings module does not depend on it.
+impl PulumiBuilder {
+   pub fn build(self) -> Result<EscSource> {
+        let config = EscStoreConfig {
+            organization: self.organization.clone().unwrap_or_default(),
+            project: self.project.clone().unwrap_or_default(),
+            environment: self.environment.clone().unwrap_or_default(),
+            api_url: self.api_url.clone(),
+            ..Default::default()
+        };
+        if let Some(p) = config.problems().into_iter().next() {
+            return Err(Error::invalid(format!("Pulumi ESC {}: {}", p.field, p.message)));
+        }
+        let token = self.token.clone().ok_or_else(|| Error::Unauthenticated {
+            what: format!(
+                "no Pulumi access token for {}/{}/{}: set {TOKEN_ENV} or the store's auth.accessToken.secretRef",
+                config.organization, config.project, config.environment
+            ),
+        })?;
+        let text = token
+            .expose_str()
+            .ok_or_else(|| Error::invalid("the Pulumi access token is not UTF-8"))?;
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::invalid(
+                "the Pulumi access token is empty or has characters not allowed in an HTTP header",
+            ));
+        }
+        let url = self.api_url.clone().unwrap_or_else(|| DEFAULT_API_URL.to_string());
+        let base = reqwest::Url::parse(url.trim_end_matches('/'))
+            .map_err(|e| Error::invalid(format!("Pulumi ESC apiUrl `{url}`: {e}")))?;
+        let target = Target {
+            organization: config.organization,
+            project: config.project,
+            environment: config.environment,
+        };
+        EscSource::new(self, token, base, target)
+    }
+}

@@ -2,7 +2,7 @@
 //! other byte of the YAML text: other lines, comments, key order, quoting style, imports
 //! and `fn::` expressions.
 //!
-//! Why a targeted text edit: serde_yaml (the YAML crate of this workspace) re-emits a whole
+//! Why a targeted text edit: serde_norway (the YAML crate of this workspace) re-emits a whole
 //! document without comments or the author's formatting, and no YAML crate this workspace
 //! can vet keeps formatting through an edit. ESC definitions are block-style YAML, so the
 //! edit finds the key by indentation (`values:` at column 0, then each key of the path one
@@ -14,7 +14,7 @@
 //! written half-edited.
 
 use secretsync_core::{Error, Result, SecretValue};
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use crate::path::{PropertyPath, Step};
 
@@ -213,7 +213,7 @@ pub(crate) fn set_secret(yaml: &str, path: &PropertyPath, value: &SecretValue, w
         if t.trim().is_empty() {
             return Ok(Value::Mapping(Mapping::new()));
         }
-        serde_yaml::from_str::<Value>(t).map_err(|e| {
+        serde_norway::from_str::<Value>(t).map_err(|e| {
             let at = e
                 .location()
                 .map(|l| format!(" at line {} column {}", l.line(), l.column()))

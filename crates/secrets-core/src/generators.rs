@@ -1,13 +1,13 @@
 //! Generators of ESO's `generators.external-secrets.io/v1alpha1` kinds, sharing rotation's
 //! randomness: `Password` (go-password's rules, as ESO) and `UUID`
-//! ([`crate::rotation::Generator::Uuid`]).
+//! (version 4, as rotation's `uuid`). The settings types live here, below the manifest
+//! model that re-exports them, so loading can check them without a cycle.
 
 use base64::Engine as _;
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-use crate::manifest::push::{GeneratorKind, PasswordSpec};
-use crate::rotation::Generator;
+use serde::{Deserialize, Serialize};
 use crate::value::SecretValue;
 
 /// ESO's default symbol set.
@@ -135,7 +135,7 @@ impl PasswordRules {
 pub fn generate(kind: &GeneratorKind) -> Result<SecretValue, String> {
     match kind {
         GeneratorKind::Password(spec) => Ok(PasswordRules::from_spec(spec)?.generate()),
-        GeneratorKind::Uuid => Ok(Generator::Uuid.generate().expect("uuid is generated")),
+        GeneratorKind::Uuid => Ok(SecretValue::from(uuid::Uuid::new_v4().to_string())),
     }
 }
 
@@ -204,4 +204,60 @@ mod tests {
             .contains("allowRepeat")
         );
     }
+}
+
+/// `spec` of a `Password` generator, with ESO's defaults: length 24, digits and symbols
+/// each a quarter of the length, symbols from ESO's set, upper case allowed, no repeated
+/// characters unless `allowRepeat`, `raw` encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordSpec {
+    /// Length (default 24).
+    #[serde(default = "default_length")]
+    pub length: usize,
+    /// How many digits (default: a quarter of the length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digits: Option<usize>,
+    /// How many symbols (default: a quarter of the length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbols: Option<usize>,
+    /// Which symbols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol_characters: Option<String>,
+    /// Lower case letters only.
+    #[serde(default)]
+    pub no_upper: bool,
+    /// Characters may repeat.
+    #[serde(default)]
+    pub allow_repeat: bool,
+    /// `raw` (default), `base64`, `base64url`, `base32`, `hex`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+}
+
+fn default_length() -> usize {
+    24
+}
+
+impl Default for PasswordSpec {
+    fn default() -> Self {
+        Self {
+            length: default_length(),
+            digits: None,
+            symbols: None,
+            symbol_characters: None,
+            no_upper: false,
+            allow_repeat: false,
+            encoding: None,
+        }
+    }
+}
+
+/// A generator's kind and settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GeneratorKind {
+    /// `Password`: its value under the key `password`.
+    Password(PasswordSpec),
+    /// `UUID`: its value under the key `uuid`.
+    Uuid,
 }

@@ -176,7 +176,7 @@ impl RotationPlan {
             object: Some("RotationPlan".into()),
             field: None,
         };
-        let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| {
+        let value: serde_json::Value = serde_norway::from_str(text).map_err(|e| {
             Error::manifest(
                 loc.clone(),
                 format!("malformed YAML: {}", crate::error::redact_quoted(&e.to_string())),

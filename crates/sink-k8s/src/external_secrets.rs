@@ -9,7 +9,7 @@ use secretsync_core::{OwnerRef, Result};
 use serde_json::{Value, json};
 
 use crate::error::from_kube;
-use crate::sink::FIELD_MANAGER;
+use crate::FIELD_MANAGER;
 
 /// One ExternalSecret in the cluster.
 #[derive(Debug, Clone)]

@@ -11,7 +11,12 @@ pub mod validate;
 pub use credentials::KubeCredentials;
 pub use external_secrets::{ExternalSecretObject, KubeExternalSecrets};
 pub use restart::{KubeRestarter, RESTARTED_AT_ANNOTATION};
-pub use sink::{FIELD_MANAGER, KubeSink};
+pub use sink::KubeSink;
+
+/// The field manager of Owner and Orphan targets. A Merge target is written by
+/// `secretsync:<ExternalSecret name>`, so that several specs merging into one Secret, and
+/// whoever else writes it, each keep their own keys.
+pub const FIELD_MANAGER: &str = "secretsync";
 
 /// Installs rustls' ring crypto provider as the process default unless one is installed.
 ///

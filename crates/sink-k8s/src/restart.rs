@@ -11,7 +11,7 @@ use secretsync_core::{ConsumerRef, RestartRequest, Restarter, Result, TargetKind
 use serde_json::{Value, json};
 
 use crate::error::{from_kube, is_not_found};
-use crate::sink::FIELD_MANAGER;
+use crate::FIELD_MANAGER;
 
 /// The pod-template annotation `kubectl rollout restart` sets to the current time.
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";

@@ -16,14 +16,11 @@ use secretsync_core::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::FIELD_MANAGER;
 use crate::error::{from_kube, is_not_found};
 use crate::external_secrets::KubeExternalSecrets;
 use crate::validate::{check_desired, check_target};
 
-/// The field manager of Owner and Orphan targets. A Merge target is written by
-/// `secretsync:<ExternalSecret name>`, so that several specs merging into one Secret, and
-/// whoever else writes it, each keep their own keys.
-pub const FIELD_MANAGER: &str = "secretsync";
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD

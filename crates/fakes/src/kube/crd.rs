@@ -22,7 +22,7 @@ fn all() -> &'static BTreeMap<(String, String), CrdVersion> {
     static CRDS: OnceLock<BTreeMap<(String, String), CrdVersion>> = OnceLock::new();
     CRDS.get_or_init(|| {
         let mut out = BTreeMap::new();
-        for doc in serde_yaml::Deserializer::from_str(CRDS_YAML) {
+        for doc in serde_norway::Deserializer::from_str(CRDS_YAML) {
             let Ok(crd) = <Value as serde::Deserialize>::deserialize(doc) else {
                 continue;
             };

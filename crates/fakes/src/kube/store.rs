@@ -331,7 +331,7 @@ pub(super) fn parse_body(body: &[u8], content_type: Option<&str>) -> Result<Valu
     }
     let yaml = content_type.is_some_and(|c| c.contains("yaml"));
     let parsed: Result<Value, String> = if yaml {
-        serde_yaml::from_slice(body).map_err(|e| e.to_string())
+        serde_norway::from_slice(body).map_err(|e| e.to_string())
     } else {
         serde_json::from_slice(body).map_err(|e| e.to_string())
     };

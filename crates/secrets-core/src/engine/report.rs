@@ -109,7 +109,7 @@ pub struct CycleReport {
     pub duration_ms: u64,
     /// PushSecrets pushed after the cycle ([`crate::push::push_all`]), when there are any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub push: Option<crate::push::PushReport>,
+    pub push: Option<PushReport>,
 }
 
 impl CycleReport {
@@ -183,6 +183,90 @@ impl CycleReport {
                 ""
             }
         ));
+        out
+    }
+}
+
+// ---------------------------------------------------------------- push (crate::push)
+
+/// What happened to one pushed remote key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PushOutcome {
+    /// The remote secret did not exist and was created.
+    Created,
+    /// A new version was written.
+    Updated,
+    /// The remote value already equals the pushed one: no write.
+    Unchanged,
+    /// `IfNotExists` (or generate if-absent) and the remote secret exists: left alone.
+    Exists,
+    /// No longer pushed and `deletionPolicy: Delete`: deleted.
+    Deleted,
+    /// No longer pushed, but not managed by secretsync or ESO: left alone.
+    LeftUnmanaged,
+    /// Nothing was written: see the error.
+    Failed,
+}
+
+/// One remote key of one PushSecret in one store.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushEntry {
+    /// The PushSecret, `namespace/name`.
+    pub push_secret: String,
+    /// The store.
+    pub store: String,
+    /// The remote key (and `.property`).
+    pub remote_key: String,
+    /// What happened.
+    pub outcome: PushOutcome,
+    /// Why it failed (names keys, never values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The result of pushing every PushSecret once.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushReport {
+    /// Writes sent to stores (creates and updates).
+    pub writes: u64,
+    /// Remote secrets deleted (`deletionPolicy: Delete`).
+    pub deletes: u64,
+    /// Per remote key.
+    pub entries: Vec<PushEntry>,
+    /// Problems with a whole PushSecret (its source or its stores).
+    pub errors: Vec<String>,
+}
+
+impl PushReport {
+    /// Whether every push succeeded.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty() && self.entries.iter().all(|e| e.outcome != PushOutcome::Failed)
+    }
+    /// Human-readable lines.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for e in &self.entries {
+            let what = match e.outcome {
+                PushOutcome::Created => "pushed (created)",
+                PushOutcome::Updated => "pushed (updated)",
+                PushOutcome::Unchanged => "unchanged",
+                PushOutcome::Exists => "exists, left alone",
+                PushOutcome::Deleted => "no longer pushed: deleted",
+                PushOutcome::LeftUnmanaged => "no longer pushed, not managed: left alone",
+                PushOutcome::Failed => "FAILED",
+            };
+            out.push_str(&format!(
+                "push {} → {} {}: {what}",
+                e.push_secret, e.store, e.remote_key
+            ));
+            if let Some(err) = &e.error {
+                out.push_str(&format!(": {err}"));
+            }
+            out.push('\n');
+        }
+        for e in &self.errors {
+            out.push_str(&format!("push: {e}\n"));
+        }
         out
     }
 }

@@ -578,7 +578,7 @@ fn list_files(p: &Path) -> Result<Vec<PathBuf>, Error> {
 pub fn load_str(text: &str, file: impl AsRef<Path>) -> Loaded {
     let file = file.as_ref();
     let mut loaded = Loaded::default();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
         let location = Location {
             file: file.to_path_buf(),
             document: i + 1,
@@ -1022,7 +1022,7 @@ mod tests {
     const CES: &str = "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: db}\nspec:\n  namespaces: [listed]\n  namespaceSelector: {matchLabels: {legacy: 'yes'}}\n  namespaceSelectors:\n    - matchLabels: {team: payments}\n      matchExpressions:\n        - {key: env, operator: NotIn, values: [dev]}\n    - matchExpressions:\n        - {key: shared, operator: Exists}\n        - {key: private, operator: DoesNotExist}\n  externalSecretSpec:\n    secretStoreRef: {name: s, kind: ClusterSecretStore}\n    data:\n      - {secretKey: A, remoteRef: {key: a}}\n";
 
     fn parse(text: &str) -> Result<ClusterExternalSecret, Error> {
-        let value: Value = serde_yaml::from_str(text).unwrap();
+        let value: Value = serde_norway::from_str(text).unwrap();
         ClusterExternalSecret::parse(value, &Location::default())
     }
 

@@ -5,6 +5,7 @@
 //! The whole vocabulary parses; unknown fields are errors and fields we model but do not act
 //! on yet are `not supported yet: <path>` (see [`PushSecret::check`]).
 
+pub use crate::generators::{GeneratorKind, PasswordSpec};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -332,52 +333,6 @@ pub struct PushSecretMetadata {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// `spec` of a `Password` generator, with ESO's defaults: length 24, digits and symbols
-/// each a quarter of the length, symbols from ESO's set, upper case allowed, no repeated
-/// characters unless `allowRepeat`, `raw` encoding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PasswordSpec {
-    /// Length (default 24).
-    #[serde(default = "default_length")]
-    pub length: usize,
-    /// How many digits (default: a quarter of the length).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digits: Option<usize>,
-    /// How many symbols (default: a quarter of the length).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub symbols: Option<usize>,
-    /// Which symbols.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub symbol_characters: Option<String>,
-    /// Lower case letters only.
-    #[serde(default)]
-    pub no_upper: bool,
-    /// Characters may repeat.
-    #[serde(default)]
-    pub allow_repeat: bool,
-    /// `raw` (default), `base64`, `base64url`, `base32`, `hex`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encoding: Option<String>,
-}
-
-fn default_length() -> usize {
-    24
-}
-
-impl Default for PasswordSpec {
-    fn default() -> Self {
-        Self {
-            length: default_length(),
-            digits: None,
-            symbols: None,
-            symbol_characters: None,
-            no_upper: false,
-            allow_repeat: false,
-            encoding: None,
-        }
-    }
-}
 
 /// A loaded generator.
 #[derive(Debug, Clone)]
@@ -390,14 +345,6 @@ pub struct GeneratorDoc {
     pub origin: Location,
 }
 
-/// A generator's kind and settings.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GeneratorKind {
-    /// `Password`: its value under the key `password`.
-    Password(PasswordSpec),
-    /// `UUID`: its value under the key `uuid`.
-    Uuid,
-}
 
 impl GeneratorDoc {
     /// The generator's kind name (`Password`, `UUID`).

@@ -113,7 +113,7 @@ impl Rendered {
 
     /// `KeysAndValues`: the rendered text is a YAML map of strings.
     fn put_all(&mut self, scope: Scope, text: &SecretValue) -> Result<(), String> {
-        let map: BTreeMap<String, String> = serde_yaml::from_slice(text.expose())
+        let map: BTreeMap<String, String> = serde_norway::from_slice(text.expose())
             .map_err(|_| "the rendered text is not a YAML map of strings (templateAs: KeysAndValues)".to_string())?;
         for (k, v) in map {
             self.put(scope, k, SecretValue::from(v))?;

@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn other_kinds_are_foreign_ours_and_typos_are_not() {
-        let doc = |y: &str| foreign(&serde_yaml::from_str(y).unwrap());
+        let doc = |y: &str| foreign(&serde_norway::from_str(y).unwrap());
         assert_eq!(
             doc("apiVersion: apps/v1\nkind: Deployment").as_deref(),
             Some("kind `Deployment` (apps/v1)")

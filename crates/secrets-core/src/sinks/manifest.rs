@@ -123,7 +123,7 @@ struct Meta {
 /// state. `file` names it in errors.
 pub fn parse_manifest(text: &str, file: &str) -> Result<(TargetRef, TargetState)> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let doc: Doc = serde_yaml::from_str(text).map_err(|e| {
+    let doc: Doc = serde_norway::from_str(text).map_err(|e| {
         Error::invalid(format!(
             "{file}: not a Secret/ConfigMap manifest{}",
             e.location()

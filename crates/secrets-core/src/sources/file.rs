@@ -123,7 +123,7 @@ impl FileSource {
                         ))
                     })?
                 } else {
-                    serde_yaml::from_str(text).map_err(|e| {
+                    serde_norway::from_str(text).map_err(|e| {
                         Error::invalid(format!(
                             "{file}: invalid YAML{}",
                             e.location()
@@ -180,7 +180,7 @@ impl FileSource {
                 zeroize::Zeroizing::new(if self.format == FileFormat::Json {
                     serde_json::to_string_pretty(&v).expect("JSON serializes")
                 } else {
-                    serde_yaml::to_string(&v).expect("YAML serializes")
+                    serde_norway::to_string(&v).expect("YAML serializes")
                 })
             }
         };

@@ -382,7 +382,7 @@ fn plain_ok(s: &str) -> bool {
 /// `fromYaml`: a map; a document that is not a YAML map gives `{"Error": ...}` as in ESO,
 /// with a message that names no value.
 pub(crate) fn from_yaml(text: &[u8]) -> Value {
-    let parsed: Result<serde_yaml::Value, _> = serde_yaml::from_slice(text);
+    let parsed: Result<serde_norway::Value, _> = serde_norway::from_slice(text);
     let json = parsed.ok().and_then(|y| serde_json::to_value(y).ok());
     match json {
         Some(serde_json::Value::Object(o)) => super::json::from_serde(serde_json::Value::Object(o)),
