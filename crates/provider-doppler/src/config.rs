@@ -3,9 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use secretsync_core::{Error, Result, SecretValue};
-
-use crate::transform::NameTransformer;
+use secretsync_core::SecretValue;
 
 /// Doppler's API, when nothing else is configured.
 pub const DEFAULT_API_HOST: &str = "https://api.doppler.com";
@@ -190,13 +188,12 @@ impl DopplerBuilder {
             .and_then(|t| t.expose_str())
             .is_some_and(|t| t.starts_with("dp.st."))
     }
-
-    /// Checks the settings and builds the source. No request is sent.
- }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secretsync_core::Error;
 
     #[test]
     fn debug_never_shows_the_token() {

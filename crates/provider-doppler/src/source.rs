@@ -15,7 +15,7 @@ use secretsync_core::{CallStats, Error, Result, SecretValue};
 use sha2::Sha256;
 
 use crate::client::{ChangeRequest, Client, Download, OP_DOWNLOAD, RetryPolicy};
-use crate::config::DopplerBuilder;
+use crate::config::{CONFIG_ENV, DEFAULT_API_HOST, DopplerBuilder, PROJECT_ENV, TOKEN_ENV};
 use crate::error::{self, PROVIDER, Target};
 use crate::transform::NameTransformer;
 
@@ -397,7 +397,8 @@ impl SecretWriter for DopplerSource {
 
 // Building lives beside what it builds, so the settings module does not depend on it.
 impl DopplerBuilder {
-   pub fn build(self) -> Result<DopplerSource> {
+    /// Checks the settings and builds the source. No request is sent.
+    pub fn build(self) -> Result<DopplerSource> {
         let token = self.token.clone().ok_or_else(|| Error::Unauthenticated {
             what: format!("no Doppler token: set {TOKEN_ENV} or the store's auth.secretRef.dopplerToken"),
         })?;

@@ -904,7 +904,9 @@ fn bytes_of(v: &SecretValue) -> Vec<u8> {
 
 // Building lives beside what it builds, so the settings module does not depend on it.
 impl GcpSecretManagerBuilder {
-   pub fn build(self) -> Result<GcpSecretManager> {
+    /// Checks the settings and builds the source. No network call is made; the client
+    /// connects on first use.
+    pub fn build(self) -> Result<GcpSecretManager> {
         // Values come back over this endpoint: plain http only to loopback (an emulator).
         secretsync_core::net::check_endpoint(&self.effective_endpoint(), "GCP Secret Manager endpoint")?;
         GcpSecretManager::from_builder(self)

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use secretsync_core::{Error, Result, SecretValue};
 
-
 /// Environment variable naming the project (`GOOGLE_CLOUD_PROJECT`).
 pub const PROJECT_ENV: &str = "GOOGLE_CLOUD_PROJECT";
 /// Environment variable pointing at a Secret Manager emulator, `host:port`, by the
@@ -243,10 +242,7 @@ impl GcpSecretManagerBuilder {
             (None, None) => DEFAULT_ENDPOINT.to_string(),
         }
     }
-
-    /// Checks the settings and builds the source. No network call is made; the client
-    /// connects on first use.
- }
+}
 
 /// Project ids, locations: letters, digits, `-`, `.`, `:` (domain-scoped projects).
 pub(crate) fn valid_name_part(s: &str) -> bool {

@@ -4,11 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use secretsync_core::SecretValue;
 use secretsync_core::manifest::SecretKeySelector;
-use secretsync_core::{Error, Result, SecretValue};
 use serde::{Deserialize, Serialize};
-
-use crate::error::Target;
 
 /// ESC's API, when nothing else is configured (ESO's default `apiUrl`).
 pub const DEFAULT_API_URL: &str = "https://api.pulumi.com/api/esc";
@@ -394,13 +392,12 @@ impl PulumiBuilder {
         self.timeout = timeout;
         self
     }
-
-    /// Checks the settings and builds the source. No request is sent.
- }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secretsync_core::Error;
 
     fn ok() -> PulumiBuilder {
         PulumiBuilder::new()

@@ -15,7 +15,7 @@ use secretsync_core::{CallStats, Error, Result, SecretValue};
 use sha2::Sha256;
 
 use crate::client::{Client, OP_READ, RetryPolicy};
-use crate::config::PulumiBuilder;
+use crate::config::{DEFAULT_API_URL, EscStoreConfig, PulumiBuilder, TOKEN_ENV};
 use crate::error::{self, PROVIDER, Target};
 use crate::path::{self, Node, PropertyPath, Step};
 use crate::yaml_edit;
@@ -444,7 +444,8 @@ impl SecretWriter for EscSource {
 
 // Building lives beside what it builds, so the settings module does not depend on it.
 impl PulumiBuilder {
-   pub fn build(self) -> Result<EscSource> {
+    /// Checks the settings and builds the source. No request is sent.
+    pub fn build(self) -> Result<EscSource> {
         let config = EscStoreConfig {
             organization: self.organization.clone().unwrap_or_default(),
             project: self.project.clone().unwrap_or_default(),

@@ -7,8 +7,8 @@ use base64::Engine as _;
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-use serde::{Deserialize, Serialize};
 use crate::value::SecretValue;
+use serde::{Deserialize, Serialize};
 
 /// ESO's default symbol set.
 pub const DEFAULT_SYMBOLS: &str = "~!@#$%^&*()_+`-={}|[]\\:\"<>?,./";

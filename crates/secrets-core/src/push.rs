@@ -31,7 +31,7 @@ use crate::sink::TargetKind;
 use crate::source::{RemoteKey, SecretWriter, WriteRequest};
 use crate::value::{SecretMap, SecretValue};
 
-pub use crate::engine::report::{PushEntry, PushOutcome, PushReport};
+pub use crate::engine::{PushEntry, PushOutcome, PushReport};
 
 /// Where a PushSecret's values come from.
 enum Source<'a> {

@@ -8,8 +8,8 @@ use secretsync_core::manifest::{API_GROUP, FORCE_SYNC_ANNOTATION, Loaded, SpecId
 use secretsync_core::{OwnerRef, Result};
 use serde_json::{Value, json};
 
-use crate::error::from_kube;
 use crate::FIELD_MANAGER;
+use crate::error::from_kube;
 
 /// One ExternalSecret in the cluster.
 #[derive(Debug, Clone)]

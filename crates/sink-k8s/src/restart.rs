@@ -10,8 +10,8 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams}
 use secretsync_core::{ConsumerRef, RestartRequest, Restarter, Result, TargetKind};
 use serde_json::{Value, json};
 
-use crate::error::{from_kube, is_not_found};
 use crate::FIELD_MANAGER;
+use crate::error::{from_kube, is_not_found};
 
 /// The pod-template annotation `kubectl rollout restart` sets to the current time.
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";

@@ -21,7 +21,6 @@ use crate::error::{from_kube, is_not_found};
 use crate::external_secrets::KubeExternalSecrets;
 use crate::validate::{check_desired, check_target};
 
-
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }

@@ -26,7 +26,7 @@ use futures::StreamExt;
 pub use crate::sink::target_matches;
 pub use crate::value::MAX_TARGET_BYTES;
 pub use render::SpecError;
-pub use report::{CycleReport, Outcome, SpecReport, SyncStatus};
+pub use report::{CycleReport, Outcome, PushEntry, PushOutcome, PushReport, SpecReport, SyncStatus};
 pub use scheduler::Scheduler;
 
 use crate::fingerprint::FingerprintKey;

@@ -333,7 +333,6 @@ pub struct PushSecretMetadata {
     pub annotations: BTreeMap<String, String>,
 }
 
-
 /// A loaded generator.
 #[derive(Debug, Clone)]
 pub struct GeneratorDoc {
@@ -344,7 +343,6 @@ pub struct GeneratorDoc {
     /// Where it was read from.
     pub origin: Location,
 }
-
 
 impl GeneratorDoc {
     /// The generator's kind name (`Password`, `UUID`).
