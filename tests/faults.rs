@@ -10,7 +10,6 @@
 //! crates/secrets-core/tests/engine.rs; these are the same promises over the wire.)
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -212,7 +211,8 @@ async fn a_provider_down_for_a_whole_cycle() {
     let (dfake, project, token) = doppler_fake(&[("STRIPE_KEY", "sk-1")]).await;
     let doppler: Arc<DopplerSource> = Arc::new(doppler_builder(&dfake, &token).build().unwrap());
     // A real client against a closed port: connection refused on every attempt.
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Port 1: nothing listens there (a freed ephemeral port may be taken by a parallel fake).
+    let closed = 1;
     let unreachable = aws_builder(&format!("http://127.0.0.1:{closed}"))
         .with_attempt_timeout(Duration::from_secs(2))
         .build()
