@@ -18,9 +18,14 @@ pub fn is_valid_secret_key(k: &str) -> bool {
 pub const MAX_PROPERTY_LEN: usize = 256;
 /// Deepest nesting of `[`, `{` and `(` in a `property`.
 pub const MAX_PROPERTY_NESTING: usize = 3;
+/// Most wildcards (`*`, `?`) in a `property`. gjson matches wildcards by backtracking, so
+/// time grows exponentially with them (the fuzzer found a 40-byte property with 13 `*`
+/// taking over 10 s); real paths use one or two (`items.*.name`).
+pub const MAX_PROPERTY_WILDCARDS: usize = 4;
 
 /// Checks a `property` before it reaches gjson: at most [`MAX_PROPERTY_LEN`] bytes, no
-/// control characters, brackets nested at most [`MAX_PROPERTY_NESTING`] deep. gjson's
+/// control characters, at most [`MAX_PROPERTY_WILDCARDS`] wildcards, brackets nested at
+/// most [`MAX_PROPERTY_NESTING`] deep. gjson's
 /// multipaths and modifiers nested deeper take time exponential in the nesting (the fuzzer
 /// found a 4 KiB property taking seconds), so a manifest could stall a sync.
 pub fn check_property(property: &str) -> Result<()> {
@@ -46,6 +51,12 @@ pub fn check_property(property: &str) -> Result<()> {
             ']' | '}' | ')' => depth = depth.saturating_sub(1),
             _ => {}
         }
+    }
+    let wildcards = property.chars().filter(|c| matches!(c, '*' | '?')).count();
+    if wildcards > MAX_PROPERTY_WILDCARDS {
+        return Err(Error::invalid(format!(
+            "property has {wildcards} wildcards (`*`, `?`), over the limit of {MAX_PROPERTY_WILDCARDS}"
+        )));
     }
     if max > MAX_PROPERTY_NESTING {
         return Err(Error::invalid(format!(

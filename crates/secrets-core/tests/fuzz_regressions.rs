@@ -1,9 +1,9 @@
 //! Inputs the fuzz targets under `fuzz/` found, kept as tests (`scripts/fuzz-smoke.sh`
 //! runs the targets). Each test names the target and what went wrong.
 
-use secretsync_core::SecretValue;
 use secretsync_core::template::{Template, TemplateContext};
 use secretsync_core::testkit::{CANARY, assert_no_canary};
+use secretsync_core::{SecretValue, transform};
 
 fn ctx() -> TemplateContext {
     let mut c = TemplateContext::new();
@@ -138,4 +138,33 @@ fn templates_that_grow_without_bound_are_errors_not_out_of_memory() {
     // A template that stays small still renders.
     let t = Template::parse(&grow).expect("parses");
     assert!(t.render(&ctx()).is_ok());
+}
+
+/// The fuzzer's slow property (CI fuzz smoke, property_path): 13 wildcards made gjson's
+/// backtracking matcher run past libFuzzer's 10 s limit. Wildcards are now bounded, so the
+/// property is refused at once, naming the limit and never the value.
+#[test]
+fn a_property_with_many_wildcards_is_refused_not_matched() {
+    let raw = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/seeds/property_path/regression-wildcards-timeout"
+    ))
+    .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (property, value) = text.split_once('\n').unwrap();
+    let e = transform::get_property(&SecretValue::from(value), property, "k").unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("wildcards") && msg.contains("`k`"), "{msg}");
+    assert!(!msg.contains("aaaaaaaaaaaa"), "no value in the error: {msg}");
+    // One or two wildcards, as real paths use, still work.
+    let v = SecretValue::from(r#"{"items":[{"name":"a"},{"name":"b"}]}"#);
+    assert_eq!(
+        transform::get_property(&v, "items.#.name", "k").unwrap().expose_str(),
+        Some(r#"["a","b"]"#)
+    );
+    let v = SecretValue::from(r#"{"db-password":"x"}"#);
+    assert_eq!(
+        transform::get_property(&v, "db-pass*", "k").unwrap().expose_str(),
+        Some("x")
+    );
 }
