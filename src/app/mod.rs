@@ -495,6 +495,7 @@ async fn sync_until_done(opts: &SyncOptions, last: &AtomicU8, out: &mut dyn Writ
                 &CycleOptions {
                     dry_run: opts.dry_run,
                     only: None,
+                    ..Default::default()
                 },
             )
             .await;
@@ -543,7 +544,16 @@ async fn daemon(
         if first || !due.is_empty() {
             let only = if first { None } else { Some(due) };
             first = false;
-            let mut report = engine.run(&manifests, &CycleOptions { dry_run: false, only }).await;
+            let mut report = engine
+                .run(
+                    &manifests,
+                    &CycleOptions {
+                        dry_run: false,
+                        only,
+                        ..Default::default()
+                    },
+                )
+                .await;
             // Every cycle that runs re-checks the PushSecrets: compare first, so an
             // unchanged source costs reads and no write.
             if !manifests.push_secrets.is_empty() {

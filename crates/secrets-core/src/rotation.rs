@@ -490,6 +490,7 @@ pub async fn propagate(
                 &CycleOptions {
                     dry_run: false,
                     only: Some(BTreeSet::from([id.clone()])),
+                    ..Default::default()
                 },
             )
             .await;

@@ -70,6 +70,11 @@ pub struct CycleOptions {
     pub dry_run: bool,
     /// Only these ExternalSecrets (static targets are included only when `None`).
     pub only: Option<BTreeSet<SpecId>>,
+    /// What change events said: per store, the only keys that changed. Those are read;
+    /// every other key of that store already cached is served from the cache without a
+    /// provider call (an event-driven sync of a one-key change reads one value). Stores
+    /// not listed are fetched as usual.
+    pub changed: Option<BTreeMap<StoreId, BTreeSet<String>>>,
 }
 
 /// Tunables.
@@ -190,7 +195,7 @@ impl Engine {
                 not_found: true,
             })?;
         let store = self.spec_store(es)?;
-        let fetched = self.fetch(&[(es, Ok(store.clone()))]).await.0;
+        let fetched = self.fetch(&[(es, Ok(store.clone()))], None).await.0;
         render::render(es, es.target_ref(), &store, &fetched, &self.key)
     }
 
@@ -228,7 +233,7 @@ impl Engine {
             .map(|es| (es, self.spec_store(es)))
             .collect();
         let calls_before = self.api_calls();
-        let (fetched, values_read) = self.fetch(&specs).await;
+        let (fetched, values_read) = self.fetch(&specs, opts.changed.as_ref()).await;
         let provider_calls = self.api_calls().saturating_sub(calls_before);
 
         // Render each spec right before its diff and apply, so only the specs in flight
@@ -481,7 +486,11 @@ impl Engine {
     }
 
     /// Fetches every distinct remote value the specs need, per store, stores in parallel.
-    async fn fetch<'a>(&self, specs: &'a [SpecAt<'a>]) -> (Fetched, u64) {
+    async fn fetch<'a>(
+        &self,
+        specs: &'a [SpecAt<'a>],
+        changed: Option<&BTreeMap<StoreId, BTreeSet<String>>>,
+    ) -> (Fetched, u64) {
         /// What one store must give, borrowed from the specs and deduplicated.
         #[derive(Default)]
         struct Needs<'a> {
@@ -528,8 +537,9 @@ impl Engine {
                 })
                 .collect();
             let metadata: Vec<String> = n.metadata.into_iter().map(str::to_string).collect();
+            let changed = changed.and_then(|c| c.get(id));
             async move {
-                let work = self.fetch_store(id, source.as_ref(), keys, metadata, n.finds);
+                let work = self.fetch_store(id, source.as_ref(), keys, metadata, n.finds, changed);
                 match tokio::time::timeout(self.config.fetch_timeout, work).await {
                     Ok((f, read)) => (id.clone(), f, read),
                     Err(_) => {
@@ -573,6 +583,7 @@ impl Engine {
         mut keys: BTreeSet<RemoteKey>,
         metadata: Vec<String>,
         finds: BTreeSet<FindQuery>,
+        changed: Option<&BTreeSet<String>>,
     ) -> (StoreFetched, u64) {
         let mut out = StoreFetched::default();
         for q in finds {
@@ -585,8 +596,27 @@ impl Engine {
             }
             out.finds.insert(q, r);
         }
-        let keys: Vec<RemoteKey> = keys.into_iter().collect();
+        let mut keys: Vec<RemoteKey> = keys.into_iter().collect();
         let mut to_read: Vec<(RemoteKey, Option<ChangeToken>)> = vec![];
+        // An event said which keys changed: those are read without asking for change
+        // tokens, the others are served from the cache.
+        if let Some(changed) = changed {
+            let cache = self.cache.lock().expect("lock");
+            let cached = cache.get(id);
+            keys.retain(|k| {
+                if changed.contains(&k.key) {
+                    to_read.push((k.clone(), None));
+                    return false;
+                }
+                match cached.and_then(|c| c.get(&k.key, k.version.as_deref())) {
+                    Some(c) => {
+                        out.values.insert(k.clone(), Ok(c.value.clone()));
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
         // Change tokens only help for values already cached: a key never read goes straight
         // to `get_many`, whose version becomes its token.
         let (keys, uncached): (Vec<RemoteKey>, Vec<RemoteKey>) = if source.capabilities().change_tokens {
