@@ -339,6 +339,130 @@ pub fn retry_delay(attempt: u32) -> Duration {
     .delay(attempt)
 }
 
+/// Why an HTTP event was refused (401 for every authentication failure, so a prober learns
+/// nothing; the message is for our own log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No signature or token.
+    Missing,
+    /// A signature or token that does not match.
+    Invalid,
+    /// A signature seen before within the replay window, or a payload too old.
+    Stale,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::Missing => "missing signature or token",
+            Refusal::Invalid => "signature or token does not match",
+            Refusal::Stale => "replayed or stale request",
+        })
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` against the expected token, in constant time.
+pub fn check_bearer(expected: &[u8], header: Option<&str>) -> std::result::Result<(), Refusal> {
+    let given = header
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or(Refusal::Missing)?;
+    if expected.is_empty() {
+        return Err(Refusal::Invalid);
+    }
+    // HMAC both sides with a per-call key: equal-length digests compared by `verify_slice`
+    // (constant time), whatever the token lengths.
+    use hmac::{Hmac, Mac};
+    let key: [u8; 32] = rand::random();
+    let mut a = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("any key length");
+    a.update(expected);
+    let mut b = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("any key length");
+    b.update(given.as_bytes());
+    a.verify_slice(&b.finalize().into_bytes()).map_err(|_| Refusal::Invalid)
+}
+
+/// Verifies Doppler's `X-Doppler-Signature: sha256=<hex HMAC-SHA256(signing secret, body)>`.
+pub fn verify_doppler_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> std::result::Result<(), Refusal> {
+    use hmac::{Hmac, Mac};
+    let hex_sig = header
+        .map(str::trim)
+        .and_then(|h| h.strip_prefix("sha256="))
+        .ok_or(Refusal::Missing)?;
+    let sig = hex::decode(hex_sig).map_err(|_| Refusal::Invalid)?;
+    if secret.is_empty() {
+        return Err(Refusal::Invalid);
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(body);
+    mac.verify_slice(&sig).map_err(|_| Refusal::Invalid)
+}
+
+/// The change a Doppler webhook announces: the secret names of its `diff`
+/// (`added`/`updated`/`removed`) when the payload carries one, else the whole config
+/// (`keys` empty). Errors when the body is not a Doppler secrets-update payload.
+pub fn doppler_event(body: &[u8]) -> std::result::Result<ChangeEvent, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not JSON (line {}, column {})", e.line(), e.column()))?;
+    let kind = v
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or("no `type` field (expected a Doppler webhook payload)")?;
+    if !kind.ends_with("secrets.update") {
+        return Err(format!("event type `{kind}` is not a secrets update"));
+    }
+    let mut keys = vec![];
+    if let Some(diff) = v.get("diff").and_then(|d| d.as_object()) {
+        for part in ["added", "updated", "removed"] {
+            for item in diff.get(part).and_then(|x| x.as_array()).into_iter().flatten() {
+                let name = item.as_str().or_else(|| item.get("name").and_then(|n| n.as_str()));
+                if let Some(n) = name {
+                    keys.push(n.to_string());
+                }
+            }
+        }
+        // A diff that names nothing says nothing: sync the whole config.
+    }
+    Ok(ChangeEvent {
+        keys,
+        kind: kind.to_string(),
+        published: None,
+    })
+}
+
+/// Remembers the signatures of recent webhook deliveries so a captured request replayed
+/// within `window` is refused (Doppler's payload carries no timestamp to judge staleness by).
+#[derive(Debug)]
+pub struct ReplayGuard {
+    window: Duration,
+    seen: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, [u8; 32])>>,
+}
+
+impl ReplayGuard {
+    /// A guard remembering deliveries for `window` (bounded to the latest 10,000).
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            seen: Default::default(),
+        }
+    }
+
+    /// Records `signature`; refuses it when it was seen within the window.
+    pub fn check(&self, signature: &str) -> std::result::Result<(), Refusal> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(signature.trim().as_bytes()).into();
+        let now = std::time::Instant::now();
+        let mut seen = self.seen.lock().expect("lock");
+        while seen.front().is_some_and(|(t, _)| now.duration_since(*t) > self.window) || seen.len() > 10_000 {
+            seen.pop_front();
+        }
+        if seen.iter().any(|(_, d)| *d == digest) {
+            return Err(Refusal::Stale);
+        }
+        seen.push_back((now, digest));
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +473,46 @@ mod tests {
             namespace: Some("ns".into()),
             name: "s".into(),
         }
+    }
+
+    #[test]
+    fn doppler_signatures_are_checked_and_replays_refused() {
+        use hmac::{Hmac, Mac};
+        let body = br#"{"type":"config.secrets.update","config":{"name":"prd"},"diff":{"added":[],"updated":["DB_PASSWORD"],"removed":[]}}"#;
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"whsec").unwrap();
+        mac.update(body);
+        let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(verify_doppler_signature(b"whsec", body, Some(&good)), Ok(()));
+        assert_eq!(
+            verify_doppler_signature(b"other", body, Some(&good)),
+            Err(Refusal::Invalid)
+        );
+        assert_eq!(
+            verify_doppler_signature(b"whsec", b"{}", Some(&good)),
+            Err(Refusal::Invalid)
+        );
+        assert_eq!(verify_doppler_signature(b"whsec", body, None), Err(Refusal::Missing));
+        assert_eq!(
+            verify_doppler_signature(b"whsec", body, Some("sha256=zz")),
+            Err(Refusal::Invalid)
+        );
+        let e = doppler_event(body).unwrap();
+        assert_eq!(e.keys, vec!["DB_PASSWORD".to_string()]);
+        let whole = doppler_event(br#"{"type":"config.secrets.update","config":{"name":"prd"}}"#).unwrap();
+        assert!(whole.keys.is_empty(), "no diff: the whole config");
+        assert!(doppler_event(br#"{"type":"project.deleted"}"#).is_err());
+        let guard = ReplayGuard::new(Duration::from_secs(600));
+        assert_eq!(guard.check(&good), Ok(()));
+        assert_eq!(guard.check(&good), Err(Refusal::Stale));
+    }
+
+    #[test]
+    fn bearer_tokens_compare_exactly() {
+        assert_eq!(check_bearer(b"t0k", Some("Bearer t0k")), Ok(()));
+        assert_eq!(check_bearer(b"t0k", Some("Bearer t0")), Err(Refusal::Invalid));
+        assert_eq!(check_bearer(b"t0k", Some("t0k")), Err(Refusal::Missing));
+        assert_eq!(check_bearer(b"t0k", None), Err(Refusal::Missing));
+        assert_eq!(check_bearer(b"", Some("Bearer ")), Err(Refusal::Invalid));
     }
 
     #[test]

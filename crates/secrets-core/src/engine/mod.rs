@@ -26,7 +26,7 @@ use futures::StreamExt;
 pub use crate::sink::target_matches;
 pub use crate::value::MAX_TARGET_BYTES;
 pub use render::SpecError;
-pub use report::{CycleReport, Outcome, PushEntry, PushOutcome, PushReport, SpecReport, SyncStatus};
+pub use report::{CycleReport, EventsDown, Outcome, PushEntry, PushOutcome, PushReport, SpecReport, SyncStatus};
 pub use scheduler::Scheduler;
 
 use crate::fingerprint::FingerprintKey;
@@ -94,6 +94,10 @@ impl Default for EngineConfig {
         }
     }
 }
+
+/// The cache token of a value read from a source that gives no version: it never equals a
+/// provider's change token, so change tokens still decide for sources that have them.
+const UNVERSIONED: &str = "\u{0}unversioned";
 
 #[derive(Debug, Clone)]
 struct Cached {
@@ -658,15 +662,17 @@ impl Engine {
             for ((k, token), r) in to_read.into_iter().zip(results) {
                 match r {
                     Ok(f) => {
-                        if let Some(token) = token.or(f.version.clone()) {
-                            cache.insert(
-                                k.clone(),
-                                Cached {
-                                    token,
-                                    value: f.value.clone(),
-                                },
-                            );
-                        }
+                        // A source without versions still gets its values cached (under a
+                        // token no provider gives), so a change event naming another key
+                        // does not re-read this one.
+                        let token = token.or(f.version.clone()).unwrap_or_else(|| UNVERSIONED.to_string());
+                        cache.insert(
+                            k.clone(),
+                            Cached {
+                                token,
+                                value: f.value.clone(),
+                            },
+                        );
                         out.values.insert(k, Ok(f.value));
                     }
                     Err(e) => {
