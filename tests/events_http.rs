@@ -338,3 +338,20 @@ spec:
     assert_eq!(value_of(&dir_path, "dev", "api", "DB_PASSWORD"), "two");
     drop(d);
 }
+
+#[test]
+fn check_names_a_bad_events_annotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.yaml");
+    std::fs::write(
+        &m,
+        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata:\n  name: local\n  namespace: dev\n  annotations: {secretsync.io/events: 'carrier-pigeon:coop-7'}\nspec: {provider: {file: {path: secrets.yaml}}}\n",
+    )
+    .unwrap();
+    let o = Command::new(BIN).args(["check", "-m"]).arg(&m).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("metadata.annotations.secretsync.io/events"), "{err}");
+    assert!(err.contains("unknown event source `carrier-pigeon`"), "{err}");
+    assert!(err.contains("doppler-webhook"), "lists what is known: {err}");
+}

@@ -164,6 +164,8 @@ pub fn load_checked_noting(
         // Each provider's own offline validation: unknown fields, endpoints without a
         // scheme or with plain http to another host, missing regions... every problem.
         errors.extend(registry.validate(store));
+        // And its change-event annotations: a scheme this build has, a well-formed address.
+        errors.extend(registry.validate_events(store, &[events::DOPPLER_WEBHOOK]));
     }
     for w in &warnings {
         let _ = writeln!(err, "warning: {w}");
