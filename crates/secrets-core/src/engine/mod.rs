@@ -654,7 +654,8 @@ impl Engine {
             }
         }
         let read_keys: Vec<RemoteKey> = to_read.iter().map(|(k, _)| k.clone()).collect();
-        let n = read_keys.len() as u64;
+        // Values read: those that arrived (a failed read is an error, not a value).
+        let mut n = 0u64;
         if !read_keys.is_empty() {
             let results = source.get_many(&read_keys).await;
             let mut cache = self.cache.lock().expect("lock");
@@ -662,6 +663,7 @@ impl Engine {
             for ((k, token), r) in to_read.into_iter().zip(results) {
                 match r {
                     Ok(f) => {
+                        n += 1;
                         // A source without versions still gets its values cached (under a
                         // token no provider gives), so a change event naming another key
                         // does not re-read this one.
