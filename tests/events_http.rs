@@ -289,7 +289,7 @@ spec:
     let body = br#"{"type":"config.secrets.update","config":{"name":"prd","project":"backend"},"project":{"id":"backend","name":"backend"},"diff":{"added":[],"updated":["DB_PASSWORD"],"removed":[]}}"#.to_vec();
     let good = sign("whsec-1", &body);
     let forged = sign("guess", &body);
-    let d = tokio::task::spawn_blocking(move || {
+    tokio::task::block_in_place(|| {
         assert_eq!(post(&hook, None, &[], &body), 401, "unsigned");
         assert_eq!(
             post(&hook, None, &[("x-doppler-signature", &forged)], &body),
@@ -322,6 +322,17 @@ spec:
             .collect();
         assert_eq!(specs, ["api"], "only the reader of DB_PASSWORD: {r}");
         assert_eq!(r["writes"], 1, "{r}");
+        assert_eq!(value_of(&dir_path, "dev", "api", "DB_PASSWORD"), "two");
+
+        // A second change right after that read (inside the Doppler source's 2 s
+        // freshness window): the event makes the source ask Doppler again.
+        doppler.set_secret("backend", "prd", "DB_PASSWORD", "three");
+        let body2 = br#"{"type":"config.secrets.update","config":{"name":"prd","project":"backend"},"diff":{"updated":["DB_PASSWORD"]}}"#;
+        let sig2 = sign("whsec-1", body2);
+        assert_eq!(post(&hook, None, &[("x-doppler-signature", &sig2)], body2), 202);
+        let r = d.next_report(Duration::from_secs(20)).expect("an event-driven cycle");
+        assert_eq!(r["writes"], 1, "{r}");
+        assert_eq!(value_of(&dir_path, "dev", "api", "DB_PASSWORD"), "three");
         assert_eq!(
             post(&hook, None, &[("x-doppler-signature", &good)], &body),
             401,
@@ -331,11 +342,8 @@ spec:
             d.reports_within(Duration::from_secs(2)).is_empty(),
             "a replay syncs nothing"
         );
-        d
-    })
-    .await
-    .unwrap();
-    assert_eq!(value_of(&dir_path, "dev", "api", "DB_PASSWORD"), "two");
+    });
+    assert_eq!(value_of(&dir_path, "dev", "api", "DB_PASSWORD"), "three");
     drop(d);
 }
 

@@ -715,9 +715,7 @@ async fn sync_changes(
     for c in &changes {
         let readers = secretsync_core::events::readers_of(manifests, &c.store, c.keys.as_ref());
         if !readers.is_empty() {
-            if let Some(keys) = &c.keys {
-                changed.insert(c.store.clone(), keys.clone());
-            }
+            changed.insert(c.store.clone(), c.keys.clone());
             events += c.events;
         }
         readers_of.push(!readers.is_empty());

@@ -301,6 +301,11 @@ impl SecretSource for DopplerSource {
             .collect())
     }
 
+    async fn forget(&self, _keys: &[RemoteKey]) {
+        // The next read revalidates the download (one request, `304` when unchanged).
+        self.cache.lock().await.validated_at = None;
+    }
+
     async fn change_tokens(&self, keys: &[RemoteKey]) -> Vec<Result<Option<ChangeToken>>> {
         if keys.is_empty() {
             return vec![];

@@ -292,6 +292,11 @@ impl SecretSource for EscSource {
         PROVIDER
     }
 
+    async fn forget(&self, _keys: &[RemoteKey]) {
+        // The next read checks the environment again (one request when unchanged).
+        self.cache.lock().await.validated_at = None;
+    }
+
     fn capabilities(&self) -> SourceCapabilities {
         let mut c = SourceCapabilities::none();
         c.batch_read = true;

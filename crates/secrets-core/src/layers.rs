@@ -90,6 +90,9 @@ impl<S: SecretSource> SecretSource for CountingSource<S> {
     fn capabilities(&self) -> SourceCapabilities {
         self.inner.capabilities()
     }
+    async fn forget(&self, keys: &[RemoteKey]) {
+        self.inner.forget(keys).await
+    }
     async fn get(&self, key: &RemoteKey) -> Result<Fetched> {
         self.gets.fetch_add(1, Ordering::Relaxed);
         self.count_keys(std::slice::from_ref(key));
@@ -176,6 +179,9 @@ impl<S: SecretSource> SecretSource for MeteredSource<S> {
     }
     fn capabilities(&self) -> SourceCapabilities {
         self.inner.capabilities()
+    }
+    async fn forget(&self, keys: &[RemoteKey]) {
+        self.inner.forget(keys).await
     }
     async fn get(&self, key: &RemoteKey) -> Result<Fetched> {
         let start = Instant::now();
@@ -278,6 +284,9 @@ impl<S: SecretSource> SecretSource for TimeoutSource<S> {
     }
     fn capabilities(&self) -> SourceCapabilities {
         self.inner.capabilities()
+    }
+    async fn forget(&self, keys: &[RemoteKey]) {
+        self.inner.forget(keys).await
     }
     async fn get(&self, key: &RemoteKey) -> Result<Fetched> {
         self.bound(format!("get of `{}`", key.key), self.inner.get(key)).await

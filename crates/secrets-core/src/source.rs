@@ -171,6 +171,13 @@ pub trait SecretSource: Send + Sync + fmt::Debug {
         )))
     }
 
+    /// A change event said these keys changed: the next read of them must ask the provider.
+    /// Sources that serve reads from a short-lived snapshot (Doppler's and Pulumi's
+    /// freshness window) drop it; the default does nothing.
+    async fn forget(&self, keys: &[RemoteKey]) {
+        let _ = keys;
+    }
+
     /// Cheap change tokens for keys; see the contract.
     async fn change_tokens(&self, keys: &[RemoteKey]) -> Vec<Result<Option<ChangeToken>>> {
         keys.iter().map(|_| Ok(None)).collect()
@@ -342,6 +349,9 @@ macro_rules! forward_source {
             }
             async fn change_tokens(&self, keys: &[RemoteKey]) -> Vec<Result<Option<ChangeToken>>> {
                 (**self).change_tokens(keys).await
+            }
+            async fn forget(&self, keys: &[RemoteKey]) {
+                (**self).forget(keys).await
             }
             async fn metadata(&self, key: &str) -> Result<BTreeMap<String, String>> {
                 (**self).metadata(key).await

@@ -408,7 +408,7 @@ async fn an_event_for_one_key_reads_only_that_key() {
     source.inner().set("db-password", "pw2");
     let changed = BTreeMap::from([(
         store_id(),
-        std::collections::BTreeSet::from(["db-password".to_string()]),
+        Some(std::collections::BTreeSet::from(["db-password".to_string()])),
     )]);
     let opts = CycleOptions {
         changed: Some(changed),

@@ -70,11 +70,13 @@ pub struct CycleOptions {
     pub dry_run: bool,
     /// Only these ExternalSecrets (static targets are included only when `None`).
     pub only: Option<BTreeSet<SpecId>>,
-    /// What change events said: per store, the only keys that changed. Those are read;
-    /// every other key of that store already cached is served from the cache without a
-    /// provider call (an event-driven sync of a one-key change reads one value). Stores
-    /// not listed are fetched as usual.
-    pub changed: Option<BTreeMap<StoreId, BTreeSet<String>>>,
+    /// What change events said: per store, the only keys that changed (`Some`), or that
+    /// anything may have changed (`None`). Named keys are read fresh (past any snapshot the
+    /// source keeps, see [`SecretSource::forget`]); every other key of that store already
+    /// cached is served from the cache without a provider call, so an event-driven sync of
+    /// a one-key change reads one value. A `None` store drops its snapshots and is fetched
+    /// as usual; stores not listed are fetched as usual.
+    pub changed: Option<BTreeMap<StoreId, Option<BTreeSet<String>>>>,
 }
 
 /// Tunables.
@@ -493,7 +495,7 @@ impl Engine {
     async fn fetch<'a>(
         &self,
         specs: &'a [SpecAt<'a>],
-        changed: Option<&BTreeMap<StoreId, BTreeSet<String>>>,
+        changed: Option<&BTreeMap<StoreId, Option<BTreeSet<String>>>>,
     ) -> (Fetched, u64) {
         /// What one store must give, borrowed from the specs and deduplicated.
         #[derive(Default)]
@@ -587,7 +589,7 @@ impl Engine {
         mut keys: BTreeSet<RemoteKey>,
         metadata: Vec<String>,
         finds: BTreeSet<FindQuery>,
-        changed: Option<&BTreeSet<String>>,
+        changed: Option<&Option<BTreeSet<String>>>,
     ) -> (StoreFetched, u64) {
         let mut out = StoreFetched::default();
         for q in finds {
@@ -602,9 +604,14 @@ impl Engine {
         }
         let mut keys: Vec<RemoteKey> = keys.into_iter().collect();
         let mut to_read: Vec<(RemoteKey, Option<ChangeToken>)> = vec![];
+        // An event said anything in the store may have changed: drop the source's
+        // snapshot, then fetch as usual.
+        if let Some(None) = changed {
+            source.forget(&keys).await;
+        }
         // An event said which keys changed: those are read without asking for change
-        // tokens, the others are served from the cache.
-        if let Some(changed) = changed {
+        // tokens (and past any snapshot), the others are served from the cache.
+        if let Some(Some(changed)) = changed {
             let cache = self.cache.lock().expect("lock");
             let cached = cache.get(id);
             keys.retain(|k| {
@@ -654,6 +661,11 @@ impl Engine {
             }
         }
         let read_keys: Vec<RemoteKey> = to_read.iter().map(|(k, _)| k.clone()).collect();
+        if let Some(Some(_)) = changed
+            && !read_keys.is_empty()
+        {
+            source.forget(&read_keys).await;
+        }
         // Values read: those that arrived (a failed read is an error, not a value).
         let mut n = 0u64;
         if !read_keys.is_empty() {

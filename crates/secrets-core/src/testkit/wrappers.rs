@@ -146,6 +146,9 @@ impl<S: SecretSource> SecretSource for FaultySource<S> {
     fn capabilities(&self) -> SourceCapabilities {
         self.inner.capabilities()
     }
+    async fn forget(&self, keys: &[RemoteKey]) {
+        self.inner.forget(keys).await
+    }
     async fn get(&self, key: &RemoteKey) -> Result<Fetched> {
         self.gate("get").await?;
         if let Some(e) = self.key_fault(&key.key) {
