@@ -1,0 +1,292 @@
+//! Change events end to end: how long from a provider's change event to the Kubernetes
+//! Secret holding the new value, with the real `secretsync` daemon (refreshInterval 1h, so
+//! only the event can explain the sync), into the Kubernetes fake, with a Deployment that
+//! consumes the Secret.
+//!
+//! `cargo bench --features full --bench events` prints, per source, the median / min /
+//! max latency over 10 changes, the values read per event-driven sync and the consumers
+//! restarted per change. Sources: a signed Doppler webhook (the Doppler fake) and an
+//! authenticated `POST /refresh` (the `file` provider).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::api::PostParams;
+use secretsync_fakes::kube::FakeKube;
+
+const BIN: &str = env!("CARGO_BIN_EXE_secretsync");
+const ROUNDS: usize = 10;
+
+struct Daemon {
+    child: Child,
+    reports: mpsc::Receiver<serde_json::Value>,
+    url: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, kubeconfig: &Path, envs: &[(&str, String)]) -> Daemon {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["sync", "--format", "json", "--listen", "127.0.0.1:0", "-m"])
+        .arg(dir.join("m.yaml"))
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("SECRETSYNC_REFRESH_TOKEN", "bench-token")
+        .env("SECRETSYNC_STATE_DIR", dir.join("state"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the secretsync binary starts");
+    let (tx, reports) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+            } else {
+                eprintln!("daemon: {line}");
+            }
+        }
+    });
+    let url = addr_rx.recv_timeout(Duration::from_secs(60)).expect("listening");
+    let d = Daemon { child, reports, url };
+    let first = d.reports.recv_timeout(Duration::from_secs(60)).expect("a first cycle");
+    assert_eq!(first["writes"], 1, "{first}");
+    d
+}
+
+fn secret_value(kube: &FakeKube, key: &str) -> Option<Vec<u8>> {
+    let s = kube.object("v1", "secrets", Some("dev"), "api")?;
+    let b64 = s["data"][key].as_str()?;
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+struct Round {
+    latency: Duration,
+    values_read: u64,
+    restarts: usize,
+}
+
+/// Sets the new value at the provider, sends the event, waits until the Secret has it.
+fn measure(
+    kube: &FakeKube,
+    d: &Daemon,
+    mut change: impl FnMut(usize) -> String,
+    mut send: impl FnMut(usize),
+) -> Vec<Round> {
+    let mut rounds = vec![];
+    for i in 0..ROUNDS {
+        let want = change(i);
+        let t0 = Instant::now();
+        send(i);
+        loop {
+            if secret_value(kube, "DB_PASSWORD").as_deref() == Some(want.as_bytes()) {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "round {i}: no sync in 30 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let latency = t0.elapsed();
+        let r = d.reports.recv_timeout(Duration::from_secs(10)).expect("its report");
+        rounds.push(Round {
+            latency,
+            values_read: r["values_read"].as_u64().unwrap_or(0),
+            restarts: r["restarts"].as_array().map_or(0, Vec::len),
+        });
+        // Apart from the next change, as real changes are.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    rounds
+}
+
+fn print(name: &str, rounds: &[Round]) {
+    let mut l: Vec<Duration> = rounds.iter().map(|r| r.latency).collect();
+    l.sort();
+    let reads: Vec<u64> = rounds.iter().map(|r| r.values_read).collect();
+    let restarts: Vec<usize> = rounds.iter().map(|r| r.restarts).collect();
+    println!(
+        "events/{name}: event → Secret updated: median {:.0} ms, min {:.0} ms, max {:.0} ms over {} changes; values read per sync {:?}; consumers restarted per change {:?}",
+        l[l.len() / 2].as_secs_f64() * 1000.0,
+        l[0].as_secs_f64() * 1000.0,
+        l[l.len() - 1].as_secs_f64() * 1000.0,
+        l.len(),
+        reads,
+        restarts
+    );
+}
+
+async fn cluster(dir: &Path) -> (FakeKube, std::path::PathBuf) {
+    let kube = FakeKube::start().await;
+    kube.create_namespaces(&["dev"]);
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "api", "namespace": "dev"},
+        "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": {"metadata": {"labels": {"app": "api"}},
+            "spec": {"containers": [{"name": "app", "image": "app", "envFrom": [{"secretRef": {"name": "api"}}]}]}}}
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(kube.client(), "dev")
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, kube.kubeconfig_yaml()).unwrap();
+    (kube, kubeconfig)
+}
+
+const SPEC: &str = "---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: api, namespace: dev}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: STORE}
+  data:
+    - {secretKey: DB_PASSWORD, remoteRef: {key: DB_PASSWORD}}
+    - {secretKey: K1, remoteRef: {key: K1}}
+    - {secretKey: K2, remoteRef: {key: K2}}
+    - {secretKey: K3, remoteRef: {key: K3}}
+    - {secretKey: K4, remoteRef: {key: K4}}
+";
+
+async fn doppler_webhook() {
+    let doppler = secretsync_fakes::doppler::FakeDoppler::start().await;
+    doppler.create_config("backend", "prd");
+    doppler.set_secrets(
+        "backend",
+        "prd",
+        [("DB_PASSWORD", "v"), ("K1", "1"), ("K2", "2"), ("K3", "3"), ("K4", "4")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, kubeconfig) = cluster(dir.path()).await;
+    let creds = dir.path().join("creds");
+    for (name, key, value) in [
+        ("doppler-token", "token", doppler.service_token("backend", "prd")),
+        ("doppler-webhook", "signing", "whsec-bench".to_string()),
+    ] {
+        std::fs::create_dir_all(creds.join("dev").join(name)).unwrap();
+        std::fs::write(creds.join("dev").join(name).join(key), value).unwrap();
+    }
+    let m = format!(
+        "apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: doppler
+  namespace: dev
+  annotations: {{secretsync.io/events: doppler-webhook, secretsync.io/events-secret: dev/doppler-webhook/signing}}
+spec:
+  provider:
+    doppler:
+      endpoint: \"{}\"
+      auth: {{secretRef: {{dopplerToken: {{name: doppler-token, key: token}}}}}}
+{}",
+        doppler.url(),
+        SPEC.replace("STORE", "doppler")
+    );
+    std::fs::write(dir.path().join("m.yaml"), m).unwrap();
+    let path = dir.path().to_path_buf();
+    let rounds = tokio::task::block_in_place(|| {
+        let d = start(
+            &path,
+            &kubeconfig,
+            &[("SECRETSYNC_SECRETS_DIR", creds.display().to_string())],
+        );
+        let hook = format!("{}/events/doppler/dev/doppler", d.url);
+        let client = reqwest::blocking::Client::new();
+        measure(
+            &kube,
+            &d,
+            |i| {
+                let v = format!("doppler-{i}");
+                doppler.set_secret("backend", "prd", "DB_PASSWORD", &v);
+                v
+            },
+            |i| {
+                let body = format!(
+                    r#"{{"type":"config.secrets.update","config":{{"name":"prd","project":"backend"}},"diff":{{"updated":["DB_PASSWORD"]}},"n":{i}}}"#
+                );
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"whsec-bench").unwrap();
+                mac.update(body.as_bytes());
+                let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                let status = client
+                    .post(&hook)
+                    .header("x-doppler-signature", sig)
+                    .body(body)
+                    .send()
+                    .unwrap()
+                    .status();
+                assert_eq!(status.as_u16(), 202);
+            },
+        )
+    });
+    print("doppler-webhook", &rounds);
+}
+
+async fn refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, kubeconfig) = cluster(dir.path()).await;
+    let file = dir.path().join("secrets.yaml");
+    let write =
+        |v: &str| std::fs::write(&file, format!("DB_PASSWORD: {v}\nK1: '1'\nK2: '2'\nK3: '3'\nK4: '4'\n")).unwrap();
+    write("v");
+    let m = format!(
+        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: local, namespace: dev}}\nspec: {{provider: {{file: {{path: secrets.yaml}}}}}}\n{}",
+        SPEC.replace("STORE", "local")
+    );
+    std::fs::write(dir.path().join("m.yaml"), m).unwrap();
+    let path = dir.path().to_path_buf();
+    let rounds = tokio::task::block_in_place(|| {
+        let d = start(&path, &kubeconfig, &[]);
+        let url = format!("{}/refresh?store=local&namespace=dev&key=DB_PASSWORD", d.url);
+        let client = reqwest::blocking::Client::new();
+        measure(
+            &kube,
+            &d,
+            |i| {
+                let v = format!("file-{i}");
+                write(&v);
+                v
+            },
+            |_| {
+                let status = client
+                    .post(&url)
+                    .header("authorization", "Bearer bench-token")
+                    .send()
+                    .unwrap()
+                    .status();
+                assert_eq!(status.as_u16(), 202);
+            },
+        )
+    });
+    print("refresh", &rounds);
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs it once too.
+    doppler_webhook().await;
+    refresh().await;
+}
