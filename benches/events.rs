@@ -8,10 +8,7 @@
 //! restarted per change. Sources: a signed Doppler webhook (the Doppler fake) and an
 //! authenticated `POST /refresh` (the `file` provider).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -19,62 +16,20 @@ use hmac::{Hmac, Mac};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::PostParams;
+use secretsync_fakes::daemon::DaemonProcess;
 use secretsync_fakes::kube::FakeKube;
 
 const BIN: &str = env!("CARGO_BIN_EXE_secretsync");
 const ROUNDS: usize = 10;
 
-struct Daemon {
-    child: Child,
-    reports: mpsc::Receiver<serde_json::Value>,
-    url: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, kubeconfig: &Path, envs: &[(&str, String)]) -> Daemon {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["sync", "--format", "json", "--listen", "127.0.0.1:0", "-m"])
-        .arg(dir.join("m.yaml"))
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("SECRETSYNC_REFRESH_TOKEN", "bench-token")
-        .env("SECRETSYNC_STATE_DIR", dir.join("state"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("the secretsync binary starts");
-    let (tx, reports) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("listening on ") {
-                let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
-            } else {
-                eprintln!("daemon: {line}");
-            }
-        }
-    });
-    let url = addr_rx.recv_timeout(Duration::from_secs(60)).expect("listening");
-    let d = Daemon { child, reports, url };
-    let first = d.reports.recv_timeout(Duration::from_secs(60)).expect("a first cycle");
+fn start(dir: &Path, kubeconfig: &Path, envs: &[(&str, String)]) -> DaemonProcess {
+    let mut all = vec![
+        ("KUBECONFIG", kubeconfig.display().to_string()),
+        ("SECRETSYNC_REFRESH_TOKEN", "bench-token".to_string()),
+        ("SECRETSYNC_STATE_DIR", dir.join("state").display().to_string()),
+    ];
+    all.extend(envs.iter().cloned());
+    let (d, first) = DaemonProcess::start(BIN, &dir.join("m.yaml"), &[], &all);
     assert_eq!(first["writes"], 1, "{first}");
     d
 }
@@ -94,7 +49,7 @@ struct Round {
 /// Sets the new value at the provider, sends the event, waits until the Secret has it.
 fn measure(
     kube: &FakeKube,
-    d: &Daemon,
+    d: &DaemonProcess,
     mut change: impl FnMut(usize) -> String,
     mut send: impl FnMut(usize),
 ) -> Vec<Round> {
@@ -111,7 +66,7 @@ fn measure(
             std::thread::sleep(Duration::from_millis(2));
         }
         let latency = t0.elapsed();
-        let r = d.reports.recv_timeout(Duration::from_secs(10)).expect("its report");
+        let r = d.next_report(Duration::from_secs(10)).expect("its report");
         rounds.push(Round {
             latency,
             values_read: r["values_read"].as_u64().unwrap_or(0),

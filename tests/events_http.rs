@@ -4,91 +4,27 @@
 //! burst of duplicates costs one sync; anything unsigned, forged, replayed or
 //! unauthenticated is refused with 401 and changes nothing.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
+use secretsync_fakes::daemon::DaemonProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_secretsync");
 const TOKEN: &str = "refresh-t0ken";
 
-/// The daemon, its JSON reports (one per line) and its address.
-struct Daemon {
-    child: Child,
-    reports: mpsc::Receiver<serde_json::Value>,
-    url: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn start(dir: &Path, envs: &[(&str, String)]) -> Self {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["sync", "--format", "json", "--listen", "127.0.0.1:0", "-m"])
-            .arg(dir.join("m.yaml"))
-            .arg("--output")
-            .arg(dir.join("out"))
-            .env("SECRETSYNC_REFRESH_TOKEN", TOKEN)
-            .env("SECRETSYNC_STATE_DIR", dir.join("state"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("the secretsync binary starts");
-        let (tx, reports) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("listening on ") {
-                    let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
-                }
-                eprintln!("daemon: {line}");
-            }
-        });
-        let url = addr_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the daemon says where it listens");
-        let d = Self { child, reports, url };
-        let first = d.next_report(Duration::from_secs(60)).expect("a first cycle");
-        assert_eq!(first["specs"].as_array().unwrap().len(), 2, "{first}");
-        d
-    }
-
-    fn next_report(&self, within: Duration) -> Option<serde_json::Value> {
-        self.reports.recv_timeout(within).ok()
-    }
-
-    /// Reports arriving within `within`.
-    fn reports_within(&self, within: Duration) -> Vec<serde_json::Value> {
-        let end = Instant::now() + within;
-        let mut out = vec![];
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.reports.recv_timeout(left) {
-                Ok(r) => out.push(r),
-                Err(_) => break,
-            }
-        }
-        out
-    }
+/// The daemon with the file/Doppler manifests of `dir`, writing to `dir/out`.
+fn start_daemon(dir: &Path, envs: &[(&str, String)]) -> DaemonProcess {
+    let out = dir.join("out").display().to_string();
+    let mut all = vec![
+        ("SECRETSYNC_REFRESH_TOKEN", TOKEN.to_string()),
+        ("SECRETSYNC_STATE_DIR", dir.join("state").display().to_string()),
+    ];
+    all.extend(envs.iter().cloned());
+    let (d, first) = DaemonProcess::start(BIN, &dir.join("m.yaml"), &["--output", &out], &all);
+    assert_eq!(first["specs"].as_array().unwrap().len(), 2, "{first}");
+    d
 }
 
 fn post(url: &str, auth: Option<&str>, headers: &[(&str, &str)], body: &[u8]) -> u16 {
@@ -155,7 +91,7 @@ fn refresh_needs_the_token_and_syncs_only_the_readers_of_the_key() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("secrets.yaml"), "db: one\njwt: j\nunread: u\n").unwrap();
     std::fs::write(dir.path().join("m.yaml"), FILE_STORE).unwrap();
-    let d = Daemon::start(dir.path(), &[]);
+    let d = start_daemon(dir.path(), &[]);
     assert_eq!(value_of(dir.path(), "dev", "api", "DB"), "one");
 
     std::fs::write(dir.path().join("secrets.yaml"), "db: two\njwt: j\nunread: u\n").unwrap();
@@ -279,7 +215,7 @@ spec:
     std::fs::write(dir.path().join("m.yaml"), m).unwrap();
     let path = dir.path().to_path_buf();
     let creds_dir = creds.display().to_string();
-    let d = tokio::task::spawn_blocking(move || Daemon::start(&path, &[("SECRETSYNC_SECRETS_DIR", creds_dir)]))
+    let d = tokio::task::spawn_blocking(move || start_daemon(&path, &[("SECRETSYNC_SECRETS_DIR", creds_dir)]))
         .await
         .unwrap();
     let dir_path = dir.path().to_path_buf();

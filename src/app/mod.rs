@@ -584,24 +584,9 @@ async fn daemon(
             if !manifests.push_secrets.is_empty() {
                 report.push = Some(secretsync_core::push::push_all_with(&manifests, &engine, &push_options()).await);
             }
-            let done = Instant::now();
-            for s in &report.specs {
-                scheduler.record(s, done);
-            }
-            let failed = !report.all_synced();
-            last.store(u8::from(failed), Ordering::SeqCst);
             cycles += 1;
-            if should_print(opts, &report) {
-                match opts.format {
-                    Format::Text => {
-                        let _ = out.write_all(daemon_text(cycles, &report).as_bytes());
-                        let _ = out.flush();
-                    }
-                    Format::Json => print_report(out, &report, opts.format),
-                }
-            }
-            if opts.max_cycles.is_some_and(|m| cycles >= m) {
-                return if failed { Exit::SpecFailed } else { Exit::Synced };
+            if let Some(code) = finish_cycle(&report, cycles, &mut scheduler, opts, last, out) {
+                return code;
             }
         }
         let wake = scheduler
@@ -617,24 +602,9 @@ async fn daemon(
                 pending.add(&first.store, first.delivery);
                 collect_burst(&mut hub, &mut pending).await;
                 if let Some(report) = sync_changes(&engine, &manifests, &hub, pending).await {
-                    let done = Instant::now();
-                    for s in &report.specs {
-                        scheduler.record(s, done);
-                    }
-                    let failed = !report.all_synced();
-                    last.store(u8::from(failed), Ordering::SeqCst);
                     cycles += 1;
-                    if should_print(opts, &report) {
-                        match opts.format {
-                            Format::Text => {
-                                let _ = out.write_all(daemon_text(cycles, &report).as_bytes());
-                                let _ = out.flush();
-                            }
-                            Format::Json => print_report(out, &report, opts.format),
-                        }
-                    }
-                    if opts.max_cycles.is_some_and(|m| cycles >= m) {
-                        return if failed { Exit::SpecFailed } else { Exit::Synced };
+                    if let Some(code) = finish_cycle(&report, cycles, &mut scheduler, opts, last, out) {
+                        return code;
                     }
                 }
             }
@@ -681,6 +651,37 @@ async fn daemon(
             }
         }
     }
+}
+
+/// After a daemon cycle (periodic or event-driven): schedules its specs' next refresh,
+/// records its outcome for the exit code, prints its report; the exit code when the
+/// daemon's cycle budget (`max_cycles`) is spent.
+fn finish_cycle(
+    report: &CycleReport,
+    cycle: usize,
+    scheduler: &mut Scheduler,
+    opts: &SyncOptions,
+    last: &AtomicU8,
+    out: &mut dyn Write,
+) -> Option<Exit> {
+    let done = Instant::now();
+    for s in &report.specs {
+        scheduler.record(s, done);
+    }
+    let failed = !report.all_synced();
+    last.store(u8::from(failed), Ordering::SeqCst);
+    if should_print(opts, report) {
+        match opts.format {
+            Format::Text => {
+                let _ = out.write_all(daemon_text(cycle, report).as_bytes());
+                let _ = out.flush();
+            }
+            Format::Json => print_report(out, report, opts.format),
+        }
+    }
+    opts.max_cycles
+        .is_some_and(|m| cycle >= m)
+        .then_some(if failed { Exit::SpecFailed } else { Exit::Synced })
 }
 
 /// Waits for the rest of a burst: until no event arrived for 250 ms, at most 1 s after the
