@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod cache;
 pub mod controller;
 mod credentials;
 mod error;
@@ -8,10 +9,11 @@ mod restart;
 mod sink;
 pub mod validate;
 
+pub use cache::{Cached, TargetCache, target_of};
 pub use credentials::KubeCredentials;
 pub use external_secrets::{ExternalSecretObject, KubeExternalSecrets};
 pub use restart::{KubeRestarter, RESTARTED_AT_ANNOTATION};
-pub use sink::KubeSink;
+pub use sink::{KubeSink, LIST_PAGE};
 
 /// The field manager of Owner and Orphan targets. A Merge target is written by
 /// `secretsync:<ExternalSecret name>`, so that several specs merging into one Secret, and

@@ -23,7 +23,7 @@ use super::guard::{GuardedRestarter, GuardedSink, Tracked};
 use super::metrics::{ApiWriteLabels, BatchTimer, Metrics, ResourceLabels, metered, unix_now};
 use super::watch::Kind;
 use super::{ControllerConfig, LaneStats};
-use crate::{FIELD_MANAGER, KubeRestarter, KubeSink};
+use crate::{FIELD_MANAGER, KubeRestarter, KubeSink, TargetCache};
 
 /// ESO's Ready condition as it is on an object, with the other status fields we write
 /// (compared before writing, so that an unchanged round writes no status).
@@ -179,6 +179,9 @@ pub(crate) struct Shared {
     pub(crate) leader_rx: watch::Receiver<bool>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tracked: Arc<Tracked>,
+    /// The labelled Secrets and ConfigMaps as the watches see them; the sink answers
+    /// `compare` from it.
+    pub(crate) targets_cache: Arc<TargetCache>,
     pub(crate) state: Mutex<State>,
     pub(crate) fast_wake: Notify,
     pub(crate) periodic_wake: Notify,
@@ -205,8 +208,14 @@ impl Shared {
         tracked: Arc<Tracked>,
     ) -> Self {
         let owner_api_version = format!("{}/{}", cfg.group, cfg.version);
+        let targets_cache = Arc::new(TargetCache::new());
+        let mut kube_sink = KubeSink::new(client.clone()).with_field_manager(FIELD_MANAGER);
+        if cfg.watch_targets {
+            // The watch of labelled targets answers `compare`: no read when unchanged.
+            kube_sink = kube_sink.with_watched_cache(targets_cache.clone());
+        }
         let sink = Arc::new(GuardedSink::new(
-            KubeSink::new(client.clone()).with_field_manager(FIELD_MANAGER),
+            kube_sink,
             leader_rx.clone(),
             owner_api_version,
             metrics.clone(),
@@ -233,6 +242,7 @@ impl Shared {
             leader_rx,
             metrics,
             tracked,
+            targets_cache,
             state: Mutex::new(State::default()),
             fast_wake: Notify::new(),
             periodic_wake: Notify::new(),

@@ -76,6 +76,15 @@ impl Kind {
     pub(crate) fn index(self) -> usize {
         self as usize
     }
+
+    /// The target kind of the Secret and ConfigMap watches.
+    fn target_kind(self) -> Option<TargetKind> {
+        match self {
+            Kind::Secret => Some(TargetKind::Secret),
+            Kind::ConfigMap => Some(TargetKind::ConfigMap),
+            _ => None,
+        }
+    }
 }
 
 /// FNV-1a of a string, for cheap change detection.
@@ -249,7 +258,13 @@ impl Shared {
         let mut relist: Option<BTreeSet<String>> = None;
         while let Some(ev) = stream.next().await {
             match ev {
-                Ok(Event::Init) => relist = Some(BTreeSet::new()),
+                Ok(Event::Init) => {
+                    relist = Some(BTreeSet::new());
+                    // Until the list is done, targets are read from the API server.
+                    if let Some(k) = kind.target_kind() {
+                        self.targets_cache.set_incomplete(k);
+                    }
+                }
                 Ok(Event::InitApply(obj)) => {
                     if let Some(seen) = relist.as_mut() {
                         seen.insert(key_of(&obj));
@@ -259,6 +274,9 @@ impl Shared {
                 Ok(Event::InitDone) => {
                     if let Some(seen) = relist.take() {
                         self.on_relisted(kind, &seen);
+                    }
+                    if let Some(k) = kind.target_kind() {
+                        self.targets_cache.set_complete(k, self.cfg.namespace.as_deref());
                     }
                     if !self.synced[kind.index()].swap(true, Ordering::SeqCst) {
                         tracing::debug!(kind = kind.kind(), "initial list done");
@@ -335,6 +353,11 @@ impl Shared {
         };
         for id in gone {
             self.remove_es(&id);
+        }
+        if let Some(k) = kind.target_kind() {
+            // Gone while the watch was down (or no longer labelled).
+            self.targets_cache
+                .retain(k, |t| seen.contains(&format!("{}/{}", t.namespace, t.name)));
         }
         match kind {
             Kind::ClusterExternalSecret => self.on_ces_relisted(seen),
@@ -482,6 +505,11 @@ impl Shared {
             namespace: obj.metadata.namespace.clone().unwrap_or_default(),
             name: obj.metadata.name.clone().unwrap_or_default(),
         };
+        if deleted {
+            self.targets_cache.remove(&t);
+        } else {
+            self.targets_cache.insert(t.kind, obj.clone());
+        }
         let edited = if deleted {
             self.tracked.forget(&t)
         } else {
