@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 
 mod cache;
-pub mod controller;
 mod credentials;
 mod error;
 mod external_secrets;
@@ -11,6 +10,7 @@ pub mod validate;
 
 pub use cache::{Cached, TargetCache, target_of};
 pub use credentials::KubeCredentials;
+pub use error::{from_kube, is_not_found};
 pub use external_secrets::{ExternalSecretObject, KubeExternalSecrets};
 pub use restart::{KubeRestarter, RESTARTED_AT_ANNOTATION};
 pub use sink::{KubeSink, LIST_PAGE};

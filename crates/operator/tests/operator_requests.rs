@@ -15,8 +15,8 @@ use secretsync_core::registry::{BuiltStore, CredentialResolver, Registry, Source
 use secretsync_core::sources::MemorySource;
 use secretsync_core::testkit::CountingSource;
 use secretsync_fakes::kube::{FakeKube, RequestRecord};
-use secretsync_k8s::controller::metrics::ResourceLabels;
-use secretsync_k8s::controller::{Controller, ControllerConfig};
+use secretsync_operator::metrics::ResourceLabels;
+use secretsync_operator::{Controller, ControllerConfig};
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]

@@ -29,10 +29,10 @@ use secretsync_core::error::Location;
 use secretsync_core::manifest::{API_GROUP, ClusterExternalSecret, FORCE_SYNC_ANNOTATION};
 use serde_json::{Value, json};
 
-use super::reconcile::Shared;
-use super::watch::{Kind, fnv};
-use crate::FIELD_MANAGER;
-use crate::error::{from_kube, is_not_found};
+use crate::reconcile::Shared;
+use crate::watch::{Kind, fnv};
+use secretsync_k8s::FIELD_MANAGER;
+use secretsync_k8s::{from_kube, is_not_found};
 
 /// ESO's reason for a namespace whose ExternalSecret someone else owns.
 pub(crate) const ALREADY_EXISTS: &str = "external secret already exists in namespace";

@@ -283,7 +283,7 @@ impl std::fmt::Debug for Controller {
 
 impl Controller {
     /// A controller over `client`, building stores with `registry` (give it
-    /// [`KubeCredentials`](crate::KubeCredentials) to read stores' `secretRef`s from the
+    /// [`KubeCredentials`](secretsync_k8s::KubeCredentials) to read stores' `secretRef`s from the
     /// cluster).
     pub fn new(client: kube::Client, registry: Registry, config: ControllerConfig) -> Result<Self> {
         config.check()?;

@@ -19,8 +19,8 @@ use secretsync_core::{SecretMap, SecretValue, TargetKind, TargetRef};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use super::cluster::NsEntry;
-use super::reconcile::{EsEntry, ReadyCondition, Shared, StoreEntry};
+use crate::cluster::NsEntry;
+use crate::reconcile::{EsEntry, ReadyCondition, Shared, StoreEntry};
 
 /// Which watch an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,12 +18,12 @@ use serde_json::json;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::cluster::{CesEntry, Cleanup, NsEntry};
-use super::guard::{GuardedRestarter, GuardedSink, Tracked};
-use super::metrics::{ApiWriteLabels, BatchTimer, Metrics, ResourceLabels, metered, unix_now};
-use super::watch::Kind;
-use super::{ControllerConfig, LaneStats};
-use crate::{FIELD_MANAGER, KubeRestarter, KubeSink, TargetCache};
+use crate::cluster::{CesEntry, Cleanup, NsEntry};
+use crate::guard::{GuardedRestarter, GuardedSink, Tracked};
+use crate::metrics::{ApiWriteLabels, BatchTimer, Metrics, ResourceLabels, metered, unix_now};
+use crate::watch::Kind;
+use crate::{ControllerConfig, LaneStats};
+use secretsync_k8s::{FIELD_MANAGER, KubeRestarter, KubeSink, TargetCache};
 
 /// ESO's Ready condition as it is on an object, with the other status fields we write
 /// (compared before writing, so that an unchanged round writes no status).
@@ -739,7 +739,7 @@ impl Shared {
                 .await;
             self.count_api_write("status", r.is_ok());
             if let Err(e) = r {
-                tracing::warn!(spec = %id, error = %crate::error::from_kube(e, &format!("writing the status of ExternalSecret {id}")), "status write failed");
+                tracing::warn!(spec = %id, error = %secretsync_k8s::from_kube(e, &format!("writing the status of ExternalSecret {id}")), "status write failed");
             }
         }
         // Events: created, updated, deleted, failed; nothing when unchanged.
@@ -789,7 +789,7 @@ impl Shared {
         let r = self.recorder.publish(&ev, regarding).await;
         self.count_api_write("event", r.is_ok());
         if let Err(e) = r {
-            tracing::debug!(error = %crate::error::from_kube(e, "publishing an Event"), "event not published");
+            tracing::debug!(error = %secretsync_k8s::from_kube(e, "publishing an Event"), "event not published");
         }
     }
 

@@ -13,8 +13,8 @@ use secretsync_core::{
 };
 use tokio::sync::watch;
 
-use super::metrics::{Metrics, WriteLabels};
-use crate::{KubeRestarter, KubeSink};
+use crate::metrics::{Metrics, WriteLabels};
+use secretsync_k8s::{KubeRestarter, KubeSink};
 
 fn not_leader(what: &str) -> Error {
     Error::provider(
