@@ -1,4 +1,6 @@
-//! Controller mode: an ESO-compatible operator.
+#![doc = include_str!("../README.md")]
+//!
+//! ## How it works
 //!
 //! [`Controller`] watches `ExternalSecret`, `SecretStore`, `ClusterSecretStore` and
 //! `ClusterExternalSecret` objects of a configurable API group (ESO's own,
@@ -37,9 +39,12 @@ mod cluster;
 mod guard;
 mod http;
 mod key;
+mod lanes;
 mod lease;
 pub mod metrics;
-mod reconcile;
+mod shared;
+mod state;
+mod status;
 mod watch;
 
 use std::future::Future;
@@ -59,7 +64,7 @@ pub use lease::LeaseConfig;
 pub use metrics::Metrics;
 
 use guard::Tracked;
-use reconcile::Shared;
+use shared::Shared;
 
 /// What the controller watches and how it runs.
 #[derive(Debug, Clone)]

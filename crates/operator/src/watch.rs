@@ -19,83 +19,9 @@ use secretsync_core::{SecretMap, SecretValue, TargetKind, TargetRef};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::cluster::NsEntry;
-use crate::reconcile::{EsEntry, ReadyCondition, Shared, StoreEntry};
-
-/// Which watch an event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    ExternalSecret,
-    SecretStore,
-    ClusterSecretStore,
-    ClusterExternalSecret,
-    Secret,
-    ConfigMap,
-    Namespace,
-}
-
-impl Kind {
-    pub(crate) const ESO: [Kind; 4] = [
-        Kind::ExternalSecret,
-        Kind::SecretStore,
-        Kind::ClusterSecretStore,
-        Kind::ClusterExternalSecret,
-    ];
-
-    fn kind(self) -> &'static str {
-        match self {
-            Kind::ExternalSecret => "ExternalSecret",
-            Kind::SecretStore => "SecretStore",
-            Kind::ClusterSecretStore => "ClusterSecretStore",
-            Kind::ClusterExternalSecret => "ClusterExternalSecret",
-            Kind::Secret => "Secret",
-            Kind::ConfigMap => "ConfigMap",
-            Kind::Namespace => "Namespace",
-        }
-    }
-
-    fn plural(self) -> &'static str {
-        match self {
-            Kind::ExternalSecret => "externalsecrets",
-            Kind::SecretStore => "secretstores",
-            Kind::ClusterSecretStore => "clustersecretstores",
-            Kind::ClusterExternalSecret => "clusterexternalsecrets",
-            Kind::Secret => "secrets",
-            Kind::ConfigMap => "configmaps",
-            Kind::Namespace => "namespaces",
-        }
-    }
-
-    fn namespaced(self) -> bool {
-        !matches!(
-            self,
-            Kind::ClusterSecretStore | Kind::ClusterExternalSecret | Kind::Namespace
-        )
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The target kind of the Secret and ConfigMap watches.
-    fn target_kind(self) -> Option<TargetKind> {
-        match self {
-            Kind::Secret => Some(TargetKind::Secret),
-            Kind::ConfigMap => Some(TargetKind::ConfigMap),
-            _ => None,
-        }
-    }
-}
-
-/// FNV-1a of a string, for cheap change detection.
-pub(crate) fn fnv(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+use crate::shared::Shared;
+use crate::state::NsEntry;
+use crate::state::{EsEntry, Kind, ReadyCondition, StoreEntry, fnv};
 
 /// The object as an ESO manifest document in ESO's group (what the core loader reads),
 /// without its status.
