@@ -13,7 +13,8 @@ use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use secretsync_core::manifest::{API_GROUP, ExternalSecret, Store, StoreId, StoreKind, load_str};
+use secretsync_core::error::Location;
+use secretsync_core::manifest::{API_GROUP, ExternalSecret, Store, StoreId, StoreKind, from_value};
 use secretsync_core::sink::MANAGED_BY_LABEL;
 use secretsync_core::{SecretMap, SecretValue, TargetKind, TargetRef};
 use serde_json::{Value, json};
@@ -25,14 +26,24 @@ use crate::state::{EsEntry, Kind, ReadyCondition, StoreEntry, fnv};
 
 /// The object as an ESO manifest document in ESO's group (what the core loader reads),
 /// without its status.
-fn to_document(obj: &DynamicObject, kind: &str, version: &str) -> String {
+fn to_document(obj: &DynamicObject, kind: &str, version: &str) -> Value {
     let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
     if let Some(m) = v.as_object_mut() {
         m.insert("apiVersion".into(), json!(format!("{API_GROUP}/{version}")));
         m.insert("kind".into(), json!(kind));
         m.remove("status");
     }
-    serde_json::to_string(&v).unwrap_or_default()
+    v
+}
+
+/// Where an object read from the cluster is, for errors.
+fn origin(file: String) -> Location {
+    Location {
+        file: file.into(),
+        document: 1,
+        object: None,
+        field: None,
+    }
 }
 
 fn meta_hash(obj: &DynamicObject) -> u64 {
@@ -71,7 +82,7 @@ fn parse_es(obj: &DynamicObject, version: &str) -> Result<ExternalSecret, String
     let doc = to_document(obj, "ExternalSecret", version);
     let name = obj.metadata.name.clone().unwrap_or_default();
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
-    let m = first_error(load_str(&doc, format!("cluster:ExternalSecret {ns}/{name}")))?;
+    let m = first_error(from_value(doc, origin(format!("cluster:ExternalSecret {ns}/{name}"))))?;
     let es = m
         .external_secrets
         .into_iter()
@@ -88,7 +99,7 @@ fn parse_es(obj: &DynamicObject, version: &str) -> Result<ExternalSecret, String
 fn parse_store(obj: &DynamicObject, kind: &str, version: &str) -> Result<Store, String> {
     let doc = to_document(obj, kind, version);
     let name = obj.metadata.name.clone().unwrap_or_default();
-    let m = first_error(load_str(&doc, format!("cluster:{kind} {name}")))?;
+    let m = first_error(from_value(doc, origin(format!("cluster:{kind} {name}"))))?;
     m.stores.into_iter().next().ok_or_else(|| format!("not a {kind}"))
 }
 
