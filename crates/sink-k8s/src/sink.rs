@@ -414,8 +414,8 @@ impl KubeSink {
 
 /// Why an apply attempt failed.
 enum ApplyError {
-    /// Worth one more attempt on a fresh read (409 on a cached `resourceVersion`, 422 on a
-    /// target that was guessed missing).
+    /// Worth one more attempt on a fresh read (409 on a stale `resourceVersion`, 422 on a
+    /// target that is not what the decision assumed).
     Retry(kube::Error),
     /// Final.
     Done(Error),
@@ -481,10 +481,11 @@ impl KubeSink {
         let params = PatchParams::apply(&manager).force();
         let (created, written) = match self.send_apply(t, &params, &body).await {
             Ok(w) => w,
-            Err(kube::Error::Api(s)) if s.code == 409 && current.is_some() => {
-                return Err(ApplyError::Retry(kube::Error::Api(s)));
-            }
-            Err(kube::Error::Api(s)) if s.code == 422 && guessed => {
+            // 409: the version decided on is stale. 422: the target is not what was
+            // decided on (guessed missing but exists with another type or immutable, or
+            // gone since it was cached); a fresh read decides again, with our own checks
+            // and their clearer errors. A write that is invalid either way fails twice.
+            Err(kube::Error::Api(s)) if s.code == 409 || (s.code == 422 && (guessed || current.is_some())) => {
                 return Err(ApplyError::Retry(kube::Error::Api(s)));
             }
             Err(e) => return Err(from_kube(e, &format!("applying {t}")).into()),
