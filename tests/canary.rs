@@ -200,6 +200,7 @@ async fn run_and_check(w: &World, sink: Arc<dyn SecretSink>, place: &str) {
                 &CycleOptions {
                     dry_run: true,
                     only: None,
+                    ..Default::default()
                 },
             )
             .await;

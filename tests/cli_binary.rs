@@ -405,12 +405,106 @@ fn check_runs_each_providers_offline_validation() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     for expected in [
-        "stores.yaml: document 1 (ClusterSecretStore no-scheme): spec.provider.aws.endpoint: invalid input: endpoint: `localhost:5000` is not a URL",
+        "stores.yaml: document 1 (ClusterSecretStore no-scheme): spec.provider.aws.endpoint: `localhost:5000` is not a URL",
         "stores.yaml: document 2 (ClusterSecretStore no-region): spec.provider.aws.region: no region",
-        "stores.yaml: document 3 (ClusterSecretStore plain-http): spec.provider.aws.endpoint: invalid input: endpoint: plain http to `sm.example.com` is refused",
+        "stores.yaml: document 3 (ClusterSecretStore plain-http): spec.provider.aws.endpoint: plain http to `sm.example.com` is refused",
         "stores.yaml: document 4 (ClusterSecretStore typo): spec.provider.aws.regoin: unknown field `regoin`",
     ] {
         assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
     }
     assert!(err.contains("4 problem(s) found"), "{err}");
+}
+
+/// An HTTP server that is not AWS: answers every request 404 with an HTML page.
+fn not_aws() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 65536];
+            let _ = s.read(&mut buf);
+            let body = "<html>not here</html>";
+            let _ = write!(
+                s,
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn aws_manifest(dir: &Path) -> PathBuf {
+    write(
+        dir,
+        "aws.yaml",
+        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: aws, namespace: dev}\nspec: {provider: {aws: {service: SecretsManager, region: us-east-1}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: api, namespace: dev}\nspec:\n  secretStoreRef: {name: aws}\n  data:\n    - {secretKey: DB, remoteRef: {key: db}}\n",
+    )
+}
+
+/// Errors say how to fix: the endpoint that answered and its HTTP status, the host that
+/// does not resolve; a failed read is not a value read.
+#[cfg(feature = "aws")]
+#[test]
+fn aws_errors_name_the_endpoint_and_what_went_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = aws_manifest(dir.path());
+    let run = |endpoint: &str| {
+        let out = std::process::Command::new(BIN)
+            .args(["sync", "--once", "--format", "json", "-m"])
+            .arg(&m)
+            .arg("--output")
+            .arg(dir.path().join("out"))
+            .env("AWS_ACCESS_KEY_ID", "x")
+            .env("AWS_SECRET_ACCESS_KEY", "y")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env("SECRETSYNC_STATE_DIR", dir.path().join("state"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["values_read"], 0, "a failed read is not a value read: {report}");
+        report["specs"][0]["message"].as_str().unwrap().to_string()
+    };
+    let url = not_aws();
+    let message = run(&url);
+    assert!(message.contains(&format!("at {url}")), "names the endpoint: {message}");
+    assert!(message.contains("HTTP 404"), "names the status: {message}");
+    assert!(
+        message.contains("is the endpoint an AWS Secrets Manager API?"),
+        "{message}"
+    );
+    let message = run("https://no-such-host.invalid");
+    assert!(
+        message.contains("at https://no-such-host.invalid"),
+        "names the host: {message}"
+    );
+    assert!(message.contains("does not resolve"), "{message}");
+}
+
+/// No cluster configuration: say which file is missing and what to do instead, not
+/// "unauthenticated" with a redacted path.
+#[cfg(feature = "k8s")]
+#[test]
+fn a_missing_kubeconfig_is_named_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["sync", "--once", "-m", quickstart().to_str().unwrap()])
+        .env("KUBECONFIG", dir.path().join("nope.yaml"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("SECRETSYNC_STATE_DIR", dir.path().join("state"))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let missing = dir.path().join("nope.yaml");
+    assert!(
+        err.contains(&format!("KUBECONFIG names {}, which does not exist", missing.display())),
+        "{err}"
+    );
+    assert!(err.contains("--output DIR"), "says what to do instead: {err}");
+    assert!(!err.contains("REDACTED") && !err.contains("unauthenticated"), "{err}");
 }

@@ -273,6 +273,7 @@ async fn seed_000_bootstrap_rerun_and_rotate_across_gcp_aws_and_kubernetes() {
             }]
             .into(),
         ),
+        ..Default::default()
     };
     let r = engine.run(&m, &only("tomoda", "s3-uploader-secret")).await;
     assert!(r.all_synced(), "{}", r.to_text());

@@ -108,9 +108,33 @@ pub struct SyncArgs {
     /// Also print notes: documents of other kinds that were left alone.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// Daemon: serve change events here — `POST /refresh`, Doppler webhooks
+    /// (`/events/doppler/...`) and `/metrics` (e.g. 127.0.0.1:8089). See docs/events.md.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Daemon: a file holding the bearer token `POST /refresh` requires (or set
+    /// SECRETSYNC_REFRESH_TOKEN). Without one, `/refresh` refuses every call.
+    #[arg(long, value_name = "PATH")]
+    pub refresh_token_file: Option<PathBuf>,
     /// Log options.
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// The `/refresh` token from a file (trailing newline dropped) or SECRETSYNC_REFRESH_TOKEN.
+fn refresh_token(file: Option<&std::path::Path>) -> Result<Option<secretsync_core::SecretValue>, String> {
+    if let Some(f) = file {
+        let text = std::fs::read(f).map_err(|e| format!("--refresh-token-file {}: {e}", f.display()))?;
+        let text = text.strip_suffix(b"\n").unwrap_or(&text);
+        if text.is_empty() {
+            return Err(format!("--refresh-token-file {}: the file is empty", f.display()));
+        }
+        return Ok(Some(secretsync_core::SecretValue::from(text.to_vec())));
+    }
+    Ok(std::env::var("SECRETSYNC_REFRESH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(secretsync_core::SecretValue::from))
 }
 
 /// `secretsync check`.
@@ -265,7 +289,16 @@ pub async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Sync(a) => {
             init_logs(&a.log.log, false);
+            let refresh_token = match refresh_token(a.refresh_token_file.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Exit::BadInput as i32;
+                }
+            };
             let opts = SyncOptions {
+                listen: a.listen.map(crate::app::events::ListenOn::new),
+                refresh_token,
                 manifests: a.manifests,
                 once: a.once,
                 dry_run: a.dry_run,

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod events;
 pub mod reload;
 pub mod rotate;
 pub mod run;
@@ -100,6 +101,10 @@ pub struct SyncOptions {
     pub verbose: bool,
     /// When to stop (default: on Ctrl-C); races every long wait, cycles included.
     pub stop: Stop,
+    /// Daemon: serve `/refresh`, Doppler webhooks and `/metrics` here ([`events`]).
+    pub listen: Option<events::ListenOn>,
+    /// Daemon: the bearer token `POST /refresh` requires (without one, it refuses all).
+    pub refresh_token: Option<secretsync_core::SecretValue>,
 }
 
 /// Exit codes of `sync`.
@@ -159,6 +164,8 @@ pub fn load_checked_noting(
         // Each provider's own offline validation: unknown fields, endpoints without a
         // scheme or with plain http to another host, missing regions... every problem.
         errors.extend(registry.validate(store));
+        // And its change-event annotations: a scheme this build has, a well-formed address.
+        errors.extend(registry.validate_events(store, &[events::DOPPLER_WEBHOOK]));
     }
     for w in &warnings {
         let _ = writeln!(err, "warning: {w}");
@@ -495,6 +502,7 @@ async fn sync_until_done(opts: &SyncOptions, last: &AtomicU8, out: &mut dyn Writ
                 &CycleOptions {
                     dry_run: opts.dry_run,
                     only: None,
+                    ..Default::default()
                 },
             )
             .await;
@@ -524,6 +532,23 @@ async fn daemon(
     err: &mut dyn Write,
 ) -> Exit {
     let reload_every = opts.reload_every.unwrap_or(Duration::from_secs(5));
+    let registry = registry_for(&opts.sink).await;
+    let mut hub = events::EventHub::new(opts.refresh_token.clone());
+    for p in hub.configure(&manifests, &registry).await {
+        let _ = writeln!(err, "warning: change events: {p}");
+    }
+    if let Some(listen) = &opts.listen {
+        match hub.serve(listen).await {
+            Ok(_) => {
+                let addr = listen.local_addr().unwrap_or(listen.addr());
+                let _ = writeln!(err, "listening on http://{addr} (/refresh, /events/doppler, /metrics)");
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot listen on {}: {e}", listen.addr());
+                return Exit::BadInput;
+            }
+        }
+    }
     let mut scheduler = Scheduler::new();
     let mut cycles = 0usize;
     let mut first = true;
@@ -543,7 +568,17 @@ async fn daemon(
         if first || !due.is_empty() {
             let only = if first { None } else { Some(due) };
             first = false;
-            let mut report = engine.run(&manifests, &CycleOptions { dry_run: false, only }).await;
+            let mut report = engine
+                .run(
+                    &manifests,
+                    &CycleOptions {
+                        dry_run: false,
+                        only,
+                        ..Default::default()
+                    },
+                )
+                .await;
+            report.events_down = hub.down();
             // Every cycle that runs re-checks the PushSecrets: compare first, so an
             // unchanged source costs reads and no write.
             if !manifests.push_secrets.is_empty() {
@@ -573,8 +608,37 @@ async fn daemon(
             .next_wake()
             .map(|w| w.min(Instant::now() + reload_every))
             .unwrap_or(Instant::now() + reload_every);
-        // The stop is raced by the caller, around this whole loop.
-        tokio::time::sleep_until(wake.into()).await;
+        // The stop is raced by the caller, around this whole loop. A change event wakes
+        // the daemon early: the specs reading the changed keys sync now.
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            Some(first) = hub.recv() => {
+                let mut pending = secretsync_core::events::Pending::default();
+                pending.add(&first.store, first.delivery);
+                collect_burst(&mut hub, &mut pending).await;
+                if let Some(report) = sync_changes(&engine, &manifests, &hub, pending).await {
+                    let done = Instant::now();
+                    for s in &report.specs {
+                        scheduler.record(s, done);
+                    }
+                    let failed = !report.all_synced();
+                    last.store(u8::from(failed), Ordering::SeqCst);
+                    cycles += 1;
+                    if should_print(opts, &report) {
+                        match opts.format {
+                            Format::Text => {
+                                let _ = out.write_all(daemon_text(cycles, &report).as_bytes());
+                                let _ = out.flush();
+                            }
+                            Format::Json => print_report(out, &report, opts.format),
+                        }
+                    }
+                    if opts.max_cycles.is_some_and(|m| cycles >= m) {
+                        return if failed { Exit::SpecFailed } else { Exit::Synced };
+                    }
+                }
+            }
+        }
         // Pick up edited manifests (new specs, changed specs, force-sync annotations), only
         // when a file changed: re-parsing thousands of documents at every wake is most of
         // an idle daemon's work.
@@ -594,7 +658,12 @@ async fn daemon(
                 if stores_changed {
                     match build_sink(&opts.sink).await {
                         Ok(sink) => match build_engine(&m, &opts.sink, sink, err).await {
-                            Ok(e) => engine = e,
+                            Ok(e) => {
+                                engine = e;
+                                for p in hub.configure(&m, &registry).await {
+                                    let _ = writeln!(err, "warning: change events: {p}");
+                                }
+                            }
                             Err(_) => continue,
                         },
                         Err(e) => {
@@ -612,6 +681,72 @@ async fn daemon(
             }
         }
     }
+}
+
+/// Waits for the rest of a burst: until no event arrived for 250 ms, at most 1 s after the
+/// first, so a burst of events for one key causes one sync.
+async fn collect_burst(hub: &mut events::EventHub, pending: &mut secretsync_core::events::Pending) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            next = hub.recv() => match next {
+                Some(i) => pending.add(&i.store, i.delivery),
+                None => return,
+            },
+            _ = tokio::time::sleep(Duration::from_millis(250)) => return,
+            _ = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
+/// Syncs the readers of the changed keys, reading only those keys, then acknowledges every
+/// delivery (also those about keys nobody reads). `None` when no spec reads a changed key.
+async fn sync_changes(
+    engine: &Engine,
+    manifests: &Manifests,
+    hub: &events::EventHub,
+    mut pending: secretsync_core::events::Pending,
+) -> Option<CycleReport> {
+    let changes = pending.take();
+    let mut only = std::collections::BTreeSet::new();
+    let mut changed = std::collections::BTreeMap::new();
+    let mut events = 0;
+    let mut readers_of = Vec::with_capacity(changes.len());
+    for c in &changes {
+        let readers = secretsync_core::events::readers_of(manifests, &c.store, c.keys.as_ref());
+        if !readers.is_empty() {
+            if let Some(keys) = &c.keys {
+                changed.insert(c.store.clone(), keys.clone());
+            }
+            events += c.events;
+        }
+        readers_of.push(!readers.is_empty());
+        only.extend(readers);
+    }
+    let report = if only.is_empty() {
+        None
+    } else {
+        let mut report = engine
+            .run(
+                manifests,
+                &CycleOptions {
+                    dry_run: false,
+                    only: Some(only),
+                    changed: Some(changed),
+                },
+            )
+            .await;
+        report.events = events;
+        report.events_down = hub.down();
+        Some(report)
+    };
+    // Acknowledged once the sync finished: a crash before this means redelivery. A spec
+    // that failed is retried by the scheduler's backoff, not by redelivery.
+    for (c, synced) in changes.iter().zip(readers_of) {
+        hub.ack(&c.store, &c.acks).await;
+        hub.handled(&c.store, synced, c.events, c.oldest);
+    }
+    report
 }
 
 /// A daemon cycle for people: a line per spec that changed or failed, failures with the
@@ -675,8 +810,19 @@ pub fn daemon_text(cycle: usize, report: &CycleReport) -> String {
     for e in &report.restart_errors {
         out.push_str(&format!("restart failed: {e}\n"));
     }
+    for d in &report.events_down {
+        out.push_str(&format!(
+            "events of {} ({}) not flowing, polling continues: {}\n",
+            d.store, d.source, d.problem
+        ));
+    }
+    let by_events = if report.events > 0 {
+        format!(" ({} change events)", report.events)
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "cycle {cycle}: {} specs, {changed} changed, {} failed, {} writes, {} provider calls, {} ms\n",
+        "cycle {cycle}{by_events}: {} specs, {changed} changed, {} failed, {} writes, {} provider calls, {} ms\n",
         report.specs.len(),
         report.failed().count(),
         report.writes,

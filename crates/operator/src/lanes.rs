@@ -266,6 +266,7 @@ impl Shared {
                     &CycleOptions {
                         dry_run: false,
                         only: Some(only),
+                        ..Default::default()
                     },
                 )
                 .await

@@ -22,7 +22,7 @@ use secretsync_core::{
     SecretWriter, SourceCapabilities, VersionInfo, WriteOutcome, WriteRequest,
 };
 
-use crate::error::{Failure, Kind, PROVIDER, kind_of_code, map_sdk_error};
+use crate::error::{Failure, Kind, PROVIDER, kind_of_code};
 
 /// Ids per `BatchGetSecretValue` call: the API's limit (moto does not enforce it).
 pub const BATCH_LIMIT: usize = 20;
@@ -95,6 +95,14 @@ impl AwsSecretsManager {
         }
     }
 
+    /// Where requests go, for errors about reaching the service.
+    fn endpoint_label(&self) -> String {
+        match &self.endpoint {
+            Some(e) => e.clone(),
+            None => format!("https://secretsmanager.{}.amazonaws.com", self.region),
+        }
+    }
+
     /// The SDK client, for operations this crate does not wrap. Its requests are counted
     /// in [`SecretSource::call_stats`] too.
     pub fn sdk_client(&self) -> &Client {
@@ -139,7 +147,7 @@ impl AwsSecretsManager {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| Failure::from_sdk("ListSecrets", what, &e))?;
+                .map_err(|e| Failure::from_sdk("ListSecrets", what, &e).at(&self.endpoint_label()))?;
             entries.extend(resp.secret_list.unwrap_or_default());
             token = resp.next_token.filter(|t| !t.is_empty());
             if token.is_none() {
@@ -194,7 +202,7 @@ impl AwsSecretsManager {
             .secret_id(name)
             .send()
             .await
-            .map_err(|e| Failure::from_sdk("DescribeSecret", name, &e))?;
+            .map_err(|e| Failure::from_sdk("DescribeSecret", name, &e).at(&self.endpoint_label()))?;
         Ok(out)
     }
 
@@ -229,7 +237,7 @@ impl AwsSecretsManager {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| Failure::from_sdk("BatchGetSecretValue", &what, &e))?;
+                .map_err(|e| Failure::from_sdk("BatchGetSecretValue", &what, &e).at(&self.endpoint_label()))?;
             for entry in resp.secret_values.unwrap_or_default() {
                 let Some(id) = ids
                     .iter()
@@ -458,10 +466,11 @@ impl SecretSource for AwsSecretsManager {
                 None => req = req.version_stage(v),
             },
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| map_sdk_error("GetSecretValue", &what, e))?;
+        let out = req.send().await.map_err(|e| {
+            Failure::from_sdk("GetSecretValue", &what, &e)
+                .at(&self.endpoint_label())
+                .into_error()
+        })?;
         // A version without staging labels is deprecated in AWS terms; `disable_version`
         // makes versions so, and the writer contract says they are then unreadable.
         if let Some(id) = by_id
@@ -811,7 +820,11 @@ impl SecretWriter for AwsSecretsManager {
                 .tags(tag)
                 .send()
                 .await
-                .map_err(|e| map_sdk_error("CreateSecret", &name, e))?;
+                .map_err(|e| {
+                    Failure::from_sdk("CreateSecret", &name, &e)
+                        .at(&self.endpoint_label())
+                        .into_error()
+                })?;
             return Ok(WriteOutcome::Created {
                 version: out.version_id,
             });
@@ -850,7 +863,11 @@ impl SecretWriter for AwsSecretsManager {
             .set_secret_binary(b)
             .send()
             .await
-            .map_err(|e| map_sdk_error("PutSecretValue", &name, e))?;
+            .map_err(|e| {
+                Failure::from_sdk("PutSecretValue", &name, &e)
+                    .at(&self.endpoint_label())
+                    .into_error()
+            })?;
         let mut disabled = false;
         if request.disable_previous
             && let Some(prev) = &previous
@@ -864,7 +881,11 @@ impl SecretWriter for AwsSecretsManager {
                 .remove_from_version_id(prev)
                 .send()
                 .await
-                .map_err(|e| map_sdk_error("UpdateSecretVersionStage", &name, e))?;
+                .map_err(|e| {
+                    Failure::from_sdk("UpdateSecretVersionStage", &name, &e)
+                        .at(&self.endpoint_label())
+                        .into_error()
+                })?;
             disabled = true;
         }
         Ok(WriteOutcome::Updated {
@@ -900,7 +921,11 @@ impl SecretWriter for AwsSecretsManager {
             .recovery_window_in_days(DELETE_RECOVERY_WINDOW_DAYS)
             .send()
             .await
-            .map_err(|e| map_sdk_error("DeleteSecret", &name, e))?;
+            .map_err(|e| {
+                Failure::from_sdk("DeleteSecret", &name, &e)
+                    .at(&self.endpoint_label())
+                    .into_error()
+            })?;
         Ok(())
     }
 
@@ -920,7 +945,11 @@ impl SecretWriter for AwsSecretsManager {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| map_sdk_error("ListSecretVersionIds", &name, e))?;
+                .map_err(|e| {
+                    Failure::from_sdk("ListSecretVersionIds", &name, &e)
+                        .at(&self.endpoint_label())
+                        .into_error()
+                })?;
             if let Some(v) = out
                 .versions
                 .unwrap_or_default()
@@ -950,7 +979,11 @@ impl SecretWriter for AwsSecretsManager {
                 .remove_from_version_id(id)
                 .send()
                 .await
-                .map_err(|e| map_sdk_error("UpdateSecretVersionStage", &name, e))?;
+                .map_err(|e| {
+                    Failure::from_sdk("UpdateSecretVersionStage", &name, &e)
+                        .at(&self.endpoint_label())
+                        .into_error()
+                })?;
         }
         Ok(())
     }

@@ -305,7 +305,7 @@ impl AwsSecretsManagerBuilder {
             }
         }
         let region = base.region().map(|r| r.to_string()).ok_or_else(|| {
-            Error::invalid("no AWS region: set spec.provider.aws.region, with_region() or AWS_REGION")
+            Error::invalid("no AWS region: set spec.provider.aws.region in the store, or AWS_REGION (a program building the client itself: AwsSecretsManagerBuilder::with_region)")
         })?;
 
         // STS (AssumeRole, web identity) gets its own endpoint: a Secrets Manager VPC
@@ -321,7 +321,7 @@ impl AwsSecretsManagerBuilder {
         let mut provider: Option<SharedCredentialsProvider> = match &self.credentials {
             CredentialSource::Chain if !self.from_env => {
                 return Err(Error::Unauthenticated {
-                    what: "no AWS credentials configured: use with_credentials(), with_web_identity() or AwsSecretsManagerBuilder::from_env()".into(),
+                    what: "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the store's spec.provider.aws.auth (a program building the client itself: AwsSecretsManagerBuilder::from_env or with_credentials)".into(),
                 });
             }
             CredentialSource::Chain => None,
@@ -383,12 +383,22 @@ impl AwsSecretsManagerBuilder {
         }
         let stats = Arc::new(secretsync_core::CallStats::new());
         sm = sm.interceptor(crate::client::CallCounter::new(stats.clone()));
+        // The endpoint in effect (ours, or the environment's), named by errors.
+        let endpoint = self
+            .endpoint
+            .clone()
+            .or_else(|| {
+                std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+                    .ok()
+                    .filter(|e| !e.is_empty())
+            })
+            .or_else(|| base.endpoint_url().map(str::to_string));
         let client = aws_sdk_secretsmanager::Client::from_conf(sm.build());
         Ok(AwsSecretsManager::new(crate::client::Parts {
             client,
             stats,
             region,
-            endpoint: self.endpoint.clone(),
+            endpoint,
             prefix: self.prefix.clone(),
             listing_reuse: self.listing_reuse,
         }))

@@ -99,6 +99,9 @@ pub(crate) struct Failure {
     pub(crate) code: Option<String>,
     /// Sanitized detail.
     pub(crate) detail: Option<String>,
+    /// Where the request went, named when the failure is about reaching the service
+    /// (unreachable, an answer that is not AWS's): set by the client.
+    pub(crate) endpoint: Option<String>,
 }
 
 impl Failure {
@@ -117,6 +120,7 @@ impl Failure {
             kind,
             code: Some(code.to_string()),
             detail: message.filter(|_| keep_message).map(sanitize),
+            endpoint: None,
         }
     }
 
@@ -128,7 +132,16 @@ impl Failure {
             kind,
             code: None,
             detail: Some(detail.into()),
+            endpoint: None,
         }
+    }
+
+    /// Names the endpoint the request went to, for failures about reaching the service.
+    pub(crate) fn at(mut self, endpoint: &str) -> Self {
+        if self.code.is_none() && matches!(self.kind, Kind::Transient | Kind::Other | Kind::Invalid) {
+            self.endpoint = Some(endpoint.to_string());
+        }
+        self
     }
 
     /// Classifies an SDK error of `op` on `resource`.
@@ -142,12 +155,24 @@ impl Failure {
                 let e = se.err();
                 match e.code() {
                     Some(code) => Self::from_code(op, resource, code, e.message()),
-                    None => Self::local(
-                        op,
-                        resource,
-                        Kind::Other,
-                        "the service returned an error without a code",
-                    ),
+                    None => {
+                        let status = (se.raw() as &dyn std::any::Any)
+                            .downcast_ref::<aws_smithy_runtime_api::client::orchestrator::HttpResponse>()
+                            .map(|r| r.status().as_u16());
+                        let detail = match status {
+                            Some(s) => format!(
+                                "HTTP {s} without an AWS error code: is the endpoint an AWS Secrets Manager API?"
+                            ),
+                            None => "an answer without an AWS error code: is the endpoint an AWS Secrets Manager API?"
+                                .to_string(),
+                        };
+                        let kind = if status.is_some_and(|s| s >= 500) {
+                            Kind::Transient
+                        } else {
+                            Kind::Other
+                        };
+                        Self::local(op, resource, kind, detail)
+                    }
                 }
             }
             SdkError::TimeoutError(_) => Self::local(op, resource, Kind::Transient, "request timed out"),
@@ -156,11 +181,13 @@ impl Failure {
                     return Self::local(op, resource, Kind::Unauthenticated, credentials_detail(ce));
                 }
                 let what = if df.is_timeout() {
-                    "connection timed out"
+                    "connection timed out".to_string()
+                } else if let Some(cause) = network_cause(err) {
+                    format!("cannot connect: {cause}")
                 } else if df.is_io() {
-                    "connection failed (network or endpoint unreachable)"
+                    "connection failed (network or endpoint unreachable)".to_string()
                 } else {
-                    "request could not be sent"
+                    "request could not be sent".to_string()
                 };
                 Self::local(op, resource, Kind::Transient, what)
             }
@@ -183,11 +210,12 @@ impl Failure {
     /// The [`secretsync_core::Error`] for this failure.
     pub(crate) fn into_error(self) -> Error {
         let action = format!("secretsmanager:{} on `{}`", self.op, self.resource);
+        let at = self.endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
         let detail = match (&self.code, &self.detail) {
             (Some(c), Some(d)) => format!(" ({c}: {d})"),
             (Some(c), None) => format!(" ({c})"),
-            (None, Some(d)) => format!(" ({d})"),
-            (None, None) => String::new(),
+            (None, Some(d)) => format!("{at} ({d})"),
+            (None, None) => at,
         };
         match self.kind {
             Kind::NotFound => Error::not_found(format!("secret `{}` in AWS Secrets Manager{detail}", self.resource)),
@@ -211,7 +239,9 @@ impl Failure {
     }
 }
 
-/// Maps an SDK error of `op` on `resource` straight to a [`secretsync_core::Error`].
+/// Maps an SDK error of `op` on `resource` straight to a [`secretsync_core::Error`] (the
+/// client goes through [`Failure::at`] to name its endpoint).
+#[cfg(test)]
 pub(crate) fn map_sdk_error<E, R>(op: &'static str, resource: &str, err: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + StdError + 'static,
@@ -229,6 +259,30 @@ fn find_in_chain<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -
         cur = e.source();
     }
     None
+}
+
+/// What the connector said went wrong, in words a user can act on: a name that does not
+/// resolve, a refused connection, a TLS failure. `None` when the chain says nothing known.
+fn network_cause(err: &(dyn StdError + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    let mut texts = vec![];
+    while let Some(e) = cur {
+        texts.push(e.to_string().to_ascii_lowercase());
+        cur = e.source();
+    }
+    let all = texts.join(" | ");
+    if all.contains("dns error")
+        || all.contains("failed to lookup address")
+        || all.contains("name or service not known")
+    {
+        Some("the host name does not resolve (DNS)".into())
+    } else if all.contains("connection refused") {
+        Some("connection refused (nothing listens there)".into())
+    } else if all.contains("certificate") || all.contains("tls") || all.contains("handshake") {
+        Some("TLS handshake failed (certificate or protocol)".into())
+    } else {
+        None
+    }
 }
 
 fn credentials_detail(ce: &CredentialsError) -> String {

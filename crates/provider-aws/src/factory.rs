@@ -98,9 +98,9 @@ fn validate(store: &Store, spec: &AwsProvider) -> Vec<Error> {
         ));
     }
     if let Some(url) = &spec.endpoint
-        && let Err(e) = secretsync_core::net::check_endpoint(url, "endpoint")
+        && let Some(problem) = secretsync_core::net::endpoint_problem(url)
     {
-        errors.push(Error::manifest(store.provider_field("endpoint"), e.to_string()));
+        errors.push(Error::manifest(store.provider_field("endpoint"), problem));
     }
     let region_elsewhere = REGION_ENV
         .iter()

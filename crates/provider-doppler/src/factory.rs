@@ -83,16 +83,13 @@ fn validate(store: &Store, spec: &DopplerProvider) -> Vec<Error> {
     let mut errors = vec![];
     // A bare host means https, as with DOPPLER_API_HOST.
     if let Some(url) = spec.endpoint.as_deref().filter(|e| !e.is_empty())
-        && let Err(e) = secretsync_core::net::check_endpoint(
-            &if url.contains("://") {
-                url.to_string()
-            } else {
-                format!("https://{url}")
-            },
-            "endpoint",
-        )
+        && let Some(problem) = secretsync_core::net::endpoint_problem(&if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("https://{url}")
+        })
     {
-        errors.push(Error::manifest(store.provider_field("endpoint"), e.to_string()));
+        errors.push(Error::manifest(store.provider_field("endpoint"), problem));
     }
     if let Some(t) = spec.name_transformer.as_deref().filter(|t| !t.is_empty())
         && let Err(e) = crate::transform::NameTransformer::parse(t)

@@ -120,9 +120,9 @@ fn validate(store: &Store, spec: &GcpProvider) -> Vec<Error> {
         ));
     }
     if let Some(url) = spec.endpoint.as_deref().filter(|e| !e.is_empty())
-        && let Err(e) = secretsync_core::net::check_endpoint(url, "endpoint")
+        && let Some(problem) = secretsync_core::net::endpoint_problem(url)
     {
-        errors.push(Error::manifest(store.provider_field("endpoint"), e.to_string()));
+        errors.push(Error::manifest(store.provider_field("endpoint"), problem));
     }
     errors
 }

@@ -156,9 +156,9 @@ impl EscStoreConfig {
             }
         }
         if let Some(url) = &self.api_url
-            && let Err(e) = secretsync_core::net::check_endpoint(url, "apiUrl")
+            && let Some(problem) = secretsync_core::net::endpoint_problem(url)
         {
-            bad("apiUrl", e.to_string());
+            bad("apiUrl", problem);
         }
         let auth_token = self.auth.as_ref().and_then(|a| a.access_token.as_ref());
         let oidc = self.auth.as_ref().and_then(|a| a.oidc_config.as_ref());

@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod files;
 pub mod fingerprint;
 pub mod format;

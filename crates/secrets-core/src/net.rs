@@ -12,9 +12,18 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// anywhere; plain `http` only to a loopback host (an emulator on this machine). There is
 /// no switch to skip TLS verification for other hosts. `what` names the setting in errors.
 pub fn check_endpoint(url: &str, what: &str) -> Result<()> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| Error::invalid(format!("{what}: `{url}` is not a URL (https://host[:port])")))?;
+    match endpoint_problem(url) {
+        Some(problem) => Err(Error::invalid(format!("{what}: {problem}"))),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with an endpoint URL, if anything, in words for a field's error (no
+/// prefix): not a URL, plain http to a host that is not loopback, another scheme.
+pub fn endpoint_problem(url: &str) -> Option<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some(format!("`{url}` is not a URL (https://host[:port])"));
+    };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
     let host = if authority.starts_with('[') {
@@ -23,14 +32,12 @@ pub fn check_endpoint(url: &str, what: &str) -> Result<()> {
         authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
     };
     match scheme.to_ascii_lowercase().as_str() {
-        "https" => Ok(()),
-        "http" if is_loopback_host(host) => Ok(()),
-        "http" => Err(Error::invalid(format!(
-            "{what}: plain http to `{host}` is refused: http is allowed only for loopback endpoints (emulators on this machine); use https"
-        ))),
-        other => Err(Error::invalid(format!(
-            "{what}: unsupported scheme `{other}` (https, or http to loopback)"
-        ))),
+        "https" => None,
+        "http" if is_loopback_host(host) => None,
+        "http" => Some(format!(
+            "plain http to `{host}` is refused: http is allowed only for loopback endpoints (emulators on this machine); use https"
+        )),
+        other => Some(format!("unsupported scheme `{other}` (https, or http to loopback)")),
     }
 }
 

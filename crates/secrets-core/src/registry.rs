@@ -178,6 +178,8 @@ pub trait SourceFactory: Send + Sync {
 #[derive(Clone)]
 pub struct Registry {
     factories: BTreeMap<&'static str, Arc<dyn SourceFactory>>,
+    /// Event source factories by scheme (`gcp-pubsub`, `aws-sqs`).
+    events: BTreeMap<&'static str, Arc<dyn crate::events::EventSourceFactory>>,
     /// Providers known but not compiled in: provider → the Cargo feature that adds it.
     features: BTreeMap<String, String>,
     credentials: Arc<dyn CredentialResolver>,
@@ -196,6 +198,7 @@ impl Registry {
     pub fn empty() -> Self {
         Self {
             factories: BTreeMap::new(),
+            events: BTreeMap::new(),
             features: BTreeMap::new(),
             credentials: Arc::new(EnvFileCredentials::default()),
         }
@@ -206,6 +209,72 @@ impl Registry {
         self.features.remove(factory.provider());
         self.factories.insert(factory.provider(), factory);
         self
+    }
+
+    /// Adds (or replaces) an event source factory.
+    pub fn register_events(&mut self, factory: Arc<dyn crate::events::EventSourceFactory>) -> &mut Self {
+        self.events.insert(factory.scheme(), factory);
+        self
+    }
+
+    /// Event schemes registered (besides the webhooks a server handles itself).
+    pub fn event_schemes(&self) -> Vec<&'static str> {
+        self.events.keys().copied().collect()
+    }
+
+    /// Problems of a store's `secretsync.io/events` annotations that can be known offline.
+    /// `served` are the schemes the caller handles itself (`doppler-webhook` on its HTTP
+    /// server).
+    pub fn validate_events(&self, store: &Store, served: &[&str]) -> Vec<Error> {
+        use crate::events::{EVENTS_ANNOTATION, EventAddress};
+        match EventAddress::of(store) {
+            None => vec![],
+            Some(Err(e)) => vec![e],
+            Some(Ok(a)) => match self.events.get(a.scheme.as_str()) {
+                Some(f) => f.validate(store, &a),
+                None if served.contains(&a.scheme.as_str()) => vec![],
+                None => {
+                    let mut known: Vec<&str> = self.events.keys().copied().chain(served.iter().copied()).collect();
+                    known.sort_unstable();
+                    vec![Error::manifest(
+                        store.origin.field(format!("metadata.annotations.{EVENTS_ANNOTATION}")),
+                        format!(
+                            "unknown event source `{}` (expected one of {})",
+                            a.scheme,
+                            if known.is_empty() {
+                                "none in this build".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    )]
+                }
+            },
+        }
+    }
+
+    /// Builds the event source a store's annotation names; `None` when it names none or a
+    /// scheme this registry does not build (a webhook the caller serves).
+    pub async fn build_events(&self, store: &Store) -> Option<Result<Arc<dyn crate::events::EventSource>>> {
+        let address = match crate::events::EventAddress::of(store)? {
+            Ok(a) => a,
+            Err(e) => return Some(Err(e)),
+        };
+        let factory = self.events.get(address.scheme.as_str())?;
+        if let Some(e) = factory.validate(store, &address).into_iter().next() {
+            return Some(Err(e));
+        }
+        Some(
+            factory
+                .build(store, &address, self.credentials.clone())
+                .await
+                .map_err(|e| e.context(format!("events of {} ({})", store.id, store.origin))),
+        )
+    }
+
+    /// The credential resolver stores are built with.
+    pub fn credentials(&self) -> Arc<dyn CredentialResolver> {
+        self.credentials.clone()
     }
 
     /// Records that `provider` exists but is not compiled into this build: a store using it

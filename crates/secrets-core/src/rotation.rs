@@ -423,18 +423,7 @@ pub struct Step {
 /// first, then the others in manifest order.
 pub fn readers(manifests: &Manifests, store: &StoreId, key: &str, order: &[String]) -> Vec<SpecId> {
     let reads = |es: &crate::manifest::ExternalSecret| {
-        es.store_id().as_ref() == Some(store)
-            && (es.spec.data.iter().any(|d| d.remote_ref.key == key)
-                || es.spec.data_from.iter().any(|df| {
-                    df.extract.as_ref().is_some_and(|x| x.key == key)
-                        || df.find.as_ref().is_some_and(|f| {
-                            f.path.as_ref().is_none_or(|p| key.starts_with(p.as_str()))
-                                && f.name
-                                    .as_ref()
-                                    .is_none_or(|n| regex::Regex::new(&n.regexp).is_ok_and(|re| re.is_match(key)))
-                                && f.tags.is_empty()
-                        })
-                }))
+        es.store_id().as_ref() == Some(store) && crate::events::reads_key(es, key)
     };
     let all: Vec<SpecId> = manifests
         .external_secrets
@@ -501,6 +490,7 @@ pub async fn propagate(
                 &CycleOptions {
                     dry_run: false,
                     only: Some(BTreeSet::from([id.clone()])),
+                    ..Default::default()
                 },
             )
             .await;

@@ -206,6 +206,7 @@ async fn a_canary_never_reaches_logs_errors_debug_or_the_plan() {
                 &CycleOptions {
                     dry_run: true,
                     only: None,
+                    ..Default::default()
                 },
             )
             .await;
@@ -253,6 +254,7 @@ async fn drift_is_repaired_and_dry_run_writes_nothing() {
             &CycleOptions {
                 dry_run: true,
                 only: None,
+                ..Default::default()
             },
         )
         .await;
@@ -382,4 +384,48 @@ async fn errors_of_an_expanded_external_secret_name_the_cluster_external_secret_
         "{msg}"
     );
     assert!(sink.targets().is_empty(), "nothing written");
+}
+
+/// A change event names one key: the sync it triggers reads that key alone and serves the
+/// spec's other keys from the cache, yet the target gets the new value.
+#[tokio::test]
+async fn an_event_for_one_key_reads_only_that_key() {
+    let mem = MemorySource::new("fake");
+    mem.set("db-password", "pw1");
+    mem.set("jwt", "j");
+    mem.set("api", "a");
+    let source = Arc::new(CountingSource::new(mem));
+    let sink = Arc::new(MemorySink::new());
+    let engine = engine_with(source.clone(), sink.clone());
+    let m = load(&[es(
+        "prod",
+        "backend",
+        &[("DB_PASSWORD", "db-password"), ("JWT_SECRET", "jwt"), ("API", "api")],
+    )]);
+    let r = engine.run(&m, &CycleOptions::default()).await;
+    assert!(r.all_synced(), "{}", r.to_text());
+    assert_eq!(r.values_read, 3);
+    source.inner().set("db-password", "pw2");
+    let changed = BTreeMap::from([(
+        store_id(),
+        std::collections::BTreeSet::from(["db-password".to_string()]),
+    )]);
+    let opts = CycleOptions {
+        changed: Some(changed),
+        ..Default::default()
+    };
+    let before = source.values_read();
+    let r = engine.run(&m, &opts).await;
+    assert!(r.all_synced(), "{}", r.to_text());
+    assert_eq!(r.values_read, 1, "only the key the event named");
+    assert_eq!(
+        r.provider_calls, 1,
+        "no change-token calls for the keys the event did not name"
+    );
+    assert_eq!(source.values_read() - before, 1);
+    assert_eq!(r.writes, 1);
+    let target = TargetRef::secret("prod", "backend");
+    let data = sink.get(&target).expect("written");
+    assert_eq!(data.data.get("DB_PASSWORD").unwrap().expose(), b"pw2");
+    assert_eq!(data.data.get("JWT_SECRET").unwrap().expose(), b"j");
 }

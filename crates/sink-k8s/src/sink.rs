@@ -218,10 +218,12 @@ impl KubeSink {
         })
     }
 
-    /// Whether what we apply for `d` carries our managed-by label (so the target is in a
-    /// cache of labelled targets once written).
+    /// Whether `d` is an Owner or Orphan target whose applied labels carry our managed-by
+    /// label: absent from a covering cache, it is missing or not ours yet, and must be
+    /// written either way.
     fn labelled(d: &DesiredTarget) -> bool {
-        Self::labels_for(d).get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_LABEL_VALUE)
+        matches!(d.creation_policy, CreationPolicy::Owner | CreationPolicy::Orphan)
+            && Self::labels_for(d).get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_LABEL_VALUE)
     }
 
     /// What `compare` found of `t` less than [`COMPARED_FOR`] ago, taken (used once).
@@ -525,7 +527,7 @@ impl KubeSink {
         }
         // What we wrote is the freshest view of the target until the watch says otherwise.
         // (A list-filled cache lives for one cycle, which writes each target once.)
-        if self.watched && Self::labelled(d) {
+        if self.watched && carries_label(&written) {
             self.cache.insert(t.kind, written);
         }
         Ok(if current.is_some() || (guessed && !created) {
@@ -534,6 +536,16 @@ impl KubeSink {
             ApplyOutcome::Created
         })
     }
+}
+
+/// Whether `obj` carries our managed-by label (what the watch of targets selects).
+fn carries_label(obj: &DynamicObject) -> bool {
+    obj.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(MANAGED_BY_LABEL_VALUE)
 }
 
 /// Reads a Secret's or ConfigMap's state and what `manager` applied in it.
@@ -752,7 +764,7 @@ impl SecretSink for KubeSink {
                     tracing::debug!(target = %t, error = %from_kube(e, "applying"), "deciding again on a fresh read");
                     let fresh = self.get(t).await?;
                     match &fresh {
-                        Some(o) if self.watched && Self::labelled(d) => self.cache.insert(t.kind, o.clone()),
+                        Some(o) if self.watched && carries_label(o) => self.cache.insert(t.kind, o.clone()),
                         _ => self.cache.remove(t),
                     }
                     prior = Prior::Read(fresh.map(Arc::new));

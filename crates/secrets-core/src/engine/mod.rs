@@ -26,7 +26,7 @@ use futures::StreamExt;
 pub use crate::sink::target_matches;
 pub use crate::value::MAX_TARGET_BYTES;
 pub use render::SpecError;
-pub use report::{CycleReport, Outcome, PushEntry, PushOutcome, PushReport, SpecReport, SyncStatus};
+pub use report::{CycleReport, EventsDown, Outcome, PushEntry, PushOutcome, PushReport, SpecReport, SyncStatus};
 pub use scheduler::Scheduler;
 
 use crate::fingerprint::FingerprintKey;
@@ -70,6 +70,11 @@ pub struct CycleOptions {
     pub dry_run: bool,
     /// Only these ExternalSecrets (static targets are included only when `None`).
     pub only: Option<BTreeSet<SpecId>>,
+    /// What change events said: per store, the only keys that changed. Those are read;
+    /// every other key of that store already cached is served from the cache without a
+    /// provider call (an event-driven sync of a one-key change reads one value). Stores
+    /// not listed are fetched as usual.
+    pub changed: Option<BTreeMap<StoreId, BTreeSet<String>>>,
 }
 
 /// Tunables.
@@ -89,6 +94,10 @@ impl Default for EngineConfig {
         }
     }
 }
+
+/// The cache token of a value read from a source that gives no version: it never equals a
+/// provider's change token, so change tokens still decide for sources that have them.
+const UNVERSIONED: &str = "\u{0}unversioned";
 
 #[derive(Debug, Clone)]
 struct Cached {
@@ -190,7 +199,7 @@ impl Engine {
                 not_found: true,
             })?;
         let store = self.spec_store(es)?;
-        let fetched = self.fetch(&[(es, Ok(store.clone()))]).await.0;
+        let fetched = self.fetch(&[(es, Ok(store.clone()))], None).await.0;
         render::render(es, es.target_ref(), &store, &fetched, &self.key)
     }
 
@@ -228,7 +237,7 @@ impl Engine {
             .map(|es| (es, self.spec_store(es)))
             .collect();
         let calls_before = self.api_calls();
-        let (fetched, values_read) = self.fetch(&specs).await;
+        let (fetched, values_read) = self.fetch(&specs, opts.changed.as_ref()).await;
         let provider_calls = self.api_calls().saturating_sub(calls_before);
 
         // Render each spec right before its diff and apply, so only the specs in flight
@@ -491,7 +500,11 @@ impl Engine {
     }
 
     /// Fetches every distinct remote value the specs need, per store, stores in parallel.
-    async fn fetch<'a>(&self, specs: &'a [SpecAt<'a>]) -> (Fetched, u64) {
+    async fn fetch<'a>(
+        &self,
+        specs: &'a [SpecAt<'a>],
+        changed: Option<&BTreeMap<StoreId, BTreeSet<String>>>,
+    ) -> (Fetched, u64) {
         /// What one store must give, borrowed from the specs and deduplicated.
         #[derive(Default)]
         struct Needs<'a> {
@@ -538,8 +551,9 @@ impl Engine {
                 })
                 .collect();
             let metadata: Vec<String> = n.metadata.into_iter().map(str::to_string).collect();
+            let changed = changed.and_then(|c| c.get(id));
             async move {
-                let work = self.fetch_store(id, source.as_ref(), keys, metadata, n.finds);
+                let work = self.fetch_store(id, source.as_ref(), keys, metadata, n.finds, changed);
                 match tokio::time::timeout(self.config.fetch_timeout, work).await {
                     Ok((f, read)) => (id.clone(), f, read),
                     Err(_) => {
@@ -583,6 +597,7 @@ impl Engine {
         mut keys: BTreeSet<RemoteKey>,
         metadata: Vec<String>,
         finds: BTreeSet<FindQuery>,
+        changed: Option<&BTreeSet<String>>,
     ) -> (StoreFetched, u64) {
         let mut out = StoreFetched::default();
         for q in finds {
@@ -595,8 +610,27 @@ impl Engine {
             }
             out.finds.insert(q, r);
         }
-        let keys: Vec<RemoteKey> = keys.into_iter().collect();
+        let mut keys: Vec<RemoteKey> = keys.into_iter().collect();
         let mut to_read: Vec<(RemoteKey, Option<ChangeToken>)> = vec![];
+        // An event said which keys changed: those are read without asking for change
+        // tokens, the others are served from the cache.
+        if let Some(changed) = changed {
+            let cache = self.cache.lock().expect("lock");
+            let cached = cache.get(id);
+            keys.retain(|k| {
+                if changed.contains(&k.key) {
+                    to_read.push((k.clone(), None));
+                    return false;
+                }
+                match cached.and_then(|c| c.get(&k.key, k.version.as_deref())) {
+                    Some(c) => {
+                        out.values.insert(k.clone(), Ok(c.value.clone()));
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
         // Change tokens only help for values already cached: a key never read goes straight
         // to `get_many`, whose version becomes its token.
         let (keys, uncached): (Vec<RemoteKey>, Vec<RemoteKey>) = if source.capabilities().change_tokens {
@@ -630,7 +664,8 @@ impl Engine {
             }
         }
         let read_keys: Vec<RemoteKey> = to_read.iter().map(|(k, _)| k.clone()).collect();
-        let n = read_keys.len() as u64;
+        // Values read: those that arrived (a failed read is an error, not a value).
+        let mut n = 0u64;
         if !read_keys.is_empty() {
             let results = source.get_many(&read_keys).await;
             let mut cache = self.cache.lock().expect("lock");
@@ -638,15 +673,18 @@ impl Engine {
             for ((k, token), r) in to_read.into_iter().zip(results) {
                 match r {
                     Ok(f) => {
-                        if let Some(token) = token.or(f.version.clone()) {
-                            cache.insert(
-                                k.clone(),
-                                Cached {
-                                    token,
-                                    value: f.value.clone(),
-                                },
-                            );
-                        }
+                        n += 1;
+                        // A source without versions still gets its values cached (under a
+                        // token no provider gives), so a change event naming another key
+                        // does not re-read this one.
+                        let token = token.or(f.version.clone()).unwrap_or_else(|| UNVERSIONED.to_string());
+                        cache.insert(
+                            k.clone(),
+                            Cached {
+                                token,
+                                value: f.value.clone(),
+                            },
+                        );
                         out.values.insert(k, Ok(f.value));
                     }
                     Err(e) => {

@@ -110,6 +110,27 @@ pub struct CycleReport {
     /// PushSecrets pushed after the cycle ([`crate::push::push_all`]), when there are any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<PushReport>,
+    /// Event sources that are not flowing, and why (their stores keep polling).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events_down: Vec<EventsDown>,
+    /// Change events this cycle handled (an event-driven cycle), 0 for a periodic one.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub events: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// An event source that is not flowing.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct EventsDown {
+    /// The store.
+    pub store: String,
+    /// Its scheme (`gcp-pubsub`).
+    pub source: String,
+    /// What is wrong (never a message body).
+    pub problem: String,
 }
 
 impl CycleReport {
@@ -168,6 +189,12 @@ impl CycleReport {
         }
         for e in &self.restart_errors {
             out.push_str(&format!("restart failed: {e}\n"));
+        }
+        for d in &self.events_down {
+            out.push_str(&format!(
+                "events of {} ({}) not flowing, polling continues: {}\n",
+                d.store, d.source, d.problem
+            ));
         }
         out.push_str(&format!(
             "{} specs, {} failed, {} writes, {} provider calls, {} values read, {} ms{}\n",

@@ -1,0 +1,357 @@
+//! Change events pushed over HTTP to the `sync` daemon (the real binary): an authenticated
+//! `POST /refresh` and Doppler's signed webhooks (against the Doppler fake) sync only the
+//! readers of the changed key, reading only that key, long before their 1h refresh; a
+//! burst of duplicates costs one sync; anything unsigned, forged, replayed or
+//! unauthenticated is refused with 401 and changes nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+
+const BIN: &str = env!("CARGO_BIN_EXE_secretsync");
+const TOKEN: &str = "refresh-t0ken";
+
+/// The daemon, its JSON reports (one per line) and its address.
+struct Daemon {
+    child: Child,
+    reports: mpsc::Receiver<serde_json::Value>,
+    url: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(dir: &Path, envs: &[(&str, String)]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["sync", "--format", "json", "--listen", "127.0.0.1:0", "-m"])
+            .arg(dir.join("m.yaml"))
+            .arg("--output")
+            .arg(dir.join("out"))
+            .env("SECRETSYNC_REFRESH_TOKEN", TOKEN)
+            .env("SECRETSYNC_STATE_DIR", dir.join("state"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the secretsync binary starts");
+        let (tx, reports) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("listening on ") {
+                    let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                }
+                eprintln!("daemon: {line}");
+            }
+        });
+        let url = addr_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the daemon says where it listens");
+        let d = Self { child, reports, url };
+        let first = d.next_report(Duration::from_secs(60)).expect("a first cycle");
+        assert_eq!(first["specs"].as_array().unwrap().len(), 2, "{first}");
+        d
+    }
+
+    fn next_report(&self, within: Duration) -> Option<serde_json::Value> {
+        self.reports.recv_timeout(within).ok()
+    }
+
+    /// Reports arriving within `within`.
+    fn reports_within(&self, within: Duration) -> Vec<serde_json::Value> {
+        let end = Instant::now() + within;
+        let mut out = vec![];
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.reports.recv_timeout(left) {
+                Ok(r) => out.push(r),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+fn post(url: &str, auth: Option<&str>, headers: &[(&str, &str)], body: &[u8]) -> u16 {
+    post_with(&reqwest::blocking::Client::new(), url, auth, headers, body)
+}
+
+fn post_with(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    auth: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> u16 {
+    let mut req = client.post(url).body(body.to_vec());
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().expect("the daemon answers").status().as_u16()
+}
+
+fn value_of(dir: &Path, ns: &str, name: &str, key: &str) -> String {
+    let text = std::fs::read_to_string(dir.join("out").join(ns).join(format!("{name}.yaml"))).unwrap_or_default();
+    let doc: serde_json::Value = serde_norway::from_str(&text).unwrap_or_default();
+    let b64 = doc["data"][key].as_str().unwrap_or_default();
+    use base64::Engine as _;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap_or_default(),
+    )
+    .unwrap()
+}
+
+const FILE_STORE: &str = "apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: local, namespace: dev}
+spec: {provider: {file: {path: secrets.yaml}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: api, namespace: dev}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: local}
+  data:
+    - {secretKey: DB, remoteRef: {key: db}}
+    - {secretKey: JWT, remoteRef: {key: jwt}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: other, namespace: dev}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: local}
+  data:
+    - {secretKey: JWT, remoteRef: {key: jwt}}
+";
+
+#[test]
+fn refresh_needs_the_token_and_syncs_only_the_readers_of_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secrets.yaml"), "db: one\njwt: j\nunread: u\n").unwrap();
+    std::fs::write(dir.path().join("m.yaml"), FILE_STORE).unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    assert_eq!(value_of(dir.path(), "dev", "api", "DB"), "one");
+
+    std::fs::write(dir.path().join("secrets.yaml"), "db: two\njwt: j\nunread: u\n").unwrap();
+    let refresh = format!("{}/refresh?store=local&namespace=dev&key=db", d.url);
+    assert_eq!(post(&refresh, None, &[], b""), 401, "no token");
+    assert_eq!(post(&refresh, Some("Bearer wrong"), &[], b""), 401, "a wrong token");
+    assert_eq!(post(&refresh, Some(TOKEN), &[], b""), 401, "not a bearer token");
+    assert!(
+        d.reports_within(Duration::from_secs(2)).is_empty(),
+        "refused calls sync nothing"
+    );
+    assert_eq!(value_of(dir.path(), "dev", "api", "DB"), "one");
+
+    let auth = format!("Bearer {TOKEN}");
+    assert_eq!(post(&refresh, Some(&auth), &[], b""), 202);
+    let r = d.next_report(Duration::from_secs(20)).expect("an event-driven cycle");
+    assert_eq!(r["events"], 1, "{r}");
+    assert_eq!(r["values_read"], 1, "only the key the event named: {r}");
+    assert_eq!(r["writes"], 1, "{r}");
+    let specs: Vec<&str> = r["specs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(specs, ["api"], "only the spec reading `db`");
+    assert_eq!(value_of(dir.path(), "dev", "api", "DB"), "two");
+
+    // A key nobody reads, and an unknown store: no cycle.
+    let unread = format!("{}/refresh?store=local&namespace=dev&key=unread", d.url);
+    assert_eq!(post(&unread, Some(&auth), &[], b""), 202);
+    let unknown = format!("{}/refresh?store=nope&namespace=dev", d.url);
+    assert_eq!(post(&unknown, Some(&auth), &[], b""), 404);
+    assert!(d.reports_within(Duration::from_secs(2)).is_empty());
+
+    // 100 duplicate events at once: one sync.
+    std::fs::write(dir.path().join("secrets.yaml"), "db: three\njwt: j\nunread: u\n").unwrap();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let client = reqwest::blocking::Client::new();
+                for _ in 0..25 {
+                    assert_eq!(post_with(&client, &refresh, Some(&auth), &[], b""), 202);
+                }
+            });
+        }
+    });
+    let took = started.elapsed();
+    let burst = d.reports_within(Duration::from_secs(4));
+    assert_eq!(burst.len(), 1, "one sync for a burst sent in {took:?}: {burst:?}");
+    assert_eq!(burst[0]["events"], 100);
+    assert_eq!(burst[0]["values_read"], 1);
+    assert_eq!(value_of(dir.path(), "dev", "api", "DB"), "three");
+
+    let metrics = reqwest::blocking::get(format!("{}/metrics", d.url))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("secretsync_events_total{source=\"refresh\",store=\"\",outcome=\"refused\"} 3"),
+        "{metrics}"
+    );
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doppler_webhooks_must_be_signed_and_fresh() {
+    let doppler = secretsync_fakes::doppler::FakeDoppler::start().await;
+    doppler.create_config("backend", "prd");
+    doppler.set_secrets("backend", "prd", [("DB_PASSWORD", "one"), ("JWT", "j")]);
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    for (name, key, value) in [
+        ("doppler-token", "token", doppler.service_token("backend", "prd")),
+        ("doppler-webhook", "signing", "whsec-1".to_string()),
+    ] {
+        std::fs::create_dir_all(creds.join("dev").join(name)).unwrap();
+        std::fs::write(creds.join("dev").join(name).join(key), value).unwrap();
+    }
+    let m = format!(
+        r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: doppler
+  namespace: dev
+  annotations:
+    secretsync.io/events: doppler-webhook
+    secretsync.io/events-secret: dev/doppler-webhook/signing
+spec:
+  provider:
+    doppler:
+      endpoint: "{}"
+      auth: {{secretRef: {{dopplerToken: {{name: doppler-token, key: token}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: api, namespace: dev}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: doppler}}
+  data:
+    - {{secretKey: DB_PASSWORD, remoteRef: {{key: DB_PASSWORD}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: jwt, namespace: dev}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: doppler}}
+  data:
+    - {{secretKey: JWT, remoteRef: {{key: JWT}}}}
+"#,
+        doppler.url()
+    );
+    std::fs::write(dir.path().join("m.yaml"), m).unwrap();
+    let path = dir.path().to_path_buf();
+    let creds_dir = creds.display().to_string();
+    let d = tokio::task::spawn_blocking(move || Daemon::start(&path, &[("SECRETSYNC_SECRETS_DIR", creds_dir)]))
+        .await
+        .unwrap();
+    let dir_path = dir.path().to_path_buf();
+    assert_eq!(value_of(&dir_path, "dev", "api", "DB_PASSWORD"), "one");
+    doppler.set_secret("backend", "prd", "DB_PASSWORD", "two");
+    let hook = format!("{}/events/doppler/dev/doppler", d.url);
+    let body = br#"{"type":"config.secrets.update","config":{"name":"prd","project":"backend"},"project":{"id":"backend","name":"backend"},"diff":{"added":[],"updated":["DB_PASSWORD"],"removed":[]}}"#.to_vec();
+    let good = sign("whsec-1", &body);
+    let forged = sign("guess", &body);
+    let d = tokio::task::spawn_blocking(move || {
+        assert_eq!(post(&hook, None, &[], &body), 401, "unsigned");
+        assert_eq!(
+            post(&hook, None, &[("x-doppler-signature", &forged)], &body),
+            401,
+            "forged"
+        );
+        let tampered = String::from_utf8(body.clone())
+            .unwrap()
+            .replace("prd", "dev")
+            .into_bytes();
+        assert_eq!(
+            post(&hook, None, &[("x-doppler-signature", &good)], &tampered),
+            401,
+            "tampered"
+        );
+        let other_store = hook.replace("/dev/doppler", "/dev/other");
+        assert_eq!(post(&other_store, None, &[("x-doppler-signature", &good)], &body), 401);
+        assert!(
+            d.reports_within(Duration::from_secs(2)).is_empty(),
+            "refused hooks sync nothing"
+        );
+
+        assert_eq!(post(&hook, None, &[("x-doppler-signature", &good)], &body), 202);
+        let r = d.next_report(Duration::from_secs(20)).expect("an event-driven cycle");
+        let specs: Vec<&str> = r["specs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(specs, ["api"], "only the reader of DB_PASSWORD: {r}");
+        assert_eq!(r["writes"], 1, "{r}");
+        assert_eq!(
+            post(&hook, None, &[("x-doppler-signature", &good)], &body),
+            401,
+            "a replay"
+        );
+        assert!(
+            d.reports_within(Duration::from_secs(2)).is_empty(),
+            "a replay syncs nothing"
+        );
+        d
+    })
+    .await
+    .unwrap();
+    assert_eq!(value_of(&dir_path, "dev", "api", "DB_PASSWORD"), "two");
+    drop(d);
+}
+
+#[test]
+fn check_names_a_bad_events_annotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.yaml");
+    std::fs::write(
+        &m,
+        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata:\n  name: local\n  namespace: dev\n  annotations: {secretsync.io/events: 'carrier-pigeon:coop-7'}\nspec: {provider: {file: {path: secrets.yaml}}}\n",
+    )
+    .unwrap();
+    let o = Command::new(BIN).args(["check", "-m"]).arg(&m).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("metadata.annotations.secretsync.io/events"), "{err}");
+    assert!(err.contains("unknown event source `carrier-pigeon`"), "{err}");
+    assert!(err.contains("doppler-webhook"), "lists what is known: {err}");
+}
