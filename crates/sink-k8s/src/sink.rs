@@ -43,8 +43,8 @@ fn b64() -> base64::engine::GeneralPurpose {
 /// The sink answers `compare` from a [`TargetCache`] of those targets where it covers
 /// the target's namespace, and asks the API server otherwise:
 ///
-/// - **`sync` (no watch):** [`SecretSink::begin_cycle`] lists each namespace of the
-///   cycle's targets once with that label selector, a page of [`LIST_PAGE`] at a time
+/// - **`sync` (no watch):** [`SecretSink::begin_cycle`] lists each namespace with two or
+///   more of the cycle's targets once with that label selector, a page of [`LIST_PAGE`] at a time
 ///   ([`KubeSink::with_list_page`]);
 ///   the cycle's `compare`s answer from the lists, which are dropped at `end_cycle`.
 /// - **operator:** [`KubeSink::with_watched_cache`] shares the cache the operator's watch
@@ -713,7 +713,13 @@ impl SecretSink for KubeSink {
         if self.watched {
             return;
         }
-        let scopes: BTreeSet<(TargetKind, String)> = targets.iter().map(|t| (t.kind, t.namespace.clone())).collect();
+        // A namespace with one target of this cycle (an event-driven sync of one spec) is
+        // cheaper read than listed.
+        let mut per_scope: BTreeMap<(TargetKind, String), usize> = BTreeMap::new();
+        for t in targets {
+            *per_scope.entry((t.kind, t.namespace.clone())).or_default() += 1;
+        }
+        let scopes: Vec<(TargetKind, String)> = per_scope.into_iter().filter(|(_, n)| *n > 1).map(|(s, _)| s).collect();
         *self.owners.lock().await = Some(HashMap::new());
         let lists: Vec<_> = scopes
             .into_iter()

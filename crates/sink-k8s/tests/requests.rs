@@ -274,3 +274,24 @@ async fn a_watched_cache_answers_compare_and_a_stale_entry_costs_one_read() {
         "the other writer's annotation is kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_with_one_target_of_the_cycle_is_read_not_listed() {
+    let fake = FakeKube::start().await;
+    fake.create_namespaces(&["solo"]);
+    let client = fake.client();
+    let docs = [store(), external_secret("solo", "only", 1)];
+    let m = load_str(&docs.join("---\n"), "solo.yaml").into_result().unwrap();
+    let (stores, _) = Registry::with_builtin().build_all(&m).await;
+    let engine = Engine::new(stores, Arc::new(KubeSink::new(client).with_list_page(PAGE)));
+    assert!(engine.run(&m, &CycleOptions::default()).await.all_synced());
+    fake.clear_requests();
+    let r = engine.run(&m, &CycleOptions::default()).await;
+    assert_eq!(r.writes, 0);
+    let calls: Vec<_> = fake
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(calls, vec![format!("GET {}", target_path("solo", "only"))]);
+}
