@@ -34,6 +34,8 @@ pub use secretsync_doppler as doppler;
 pub use secretsync_gcp as gcp;
 #[cfg(feature = "k8s")]
 pub use secretsync_k8s as k8s;
+#[cfg(feature = "k8s")]
+pub use secretsync_operator as operator;
 #[cfg(feature = "pulumi")]
 pub use secretsync_pulumi as pulumi;
 

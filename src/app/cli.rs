@@ -415,8 +415,8 @@ async fn operator(_: OperatorArgs) -> i32 {
 async fn operator(args: OperatorArgs) -> i32 {
     use std::sync::Arc;
 
-    use secretsync_k8s::controller::{Controller, ControllerConfig, LeaseConfig, default_identity, serve};
     use secretsync_k8s::{KubeCredentials, infer_client};
+    use secretsync_operator::{Controller, ControllerConfig, LeaseConfig, default_identity, serve};
 
     init_logs(&args.log, args.log_format == LogFormat::Json);
     let client = match infer_client().await {

@@ -220,7 +220,8 @@ impl SinkCapabilities {
 ///   [`crate::Error::NotFound`]; with `CreationPolicy::None` it writes nothing.
 /// - `delete` returns whether something was deleted.
 /// - `compare` agrees with `read` followed by [`target_matches`]; a sink
-///   overrides it only to compare without copying the target out (the in-memory sink).
+///   overrides it only to compare without copying the target out (the in-memory sink) or
+///   to answer from what it read ahead ([`SecretSink::begin_cycle`]) or keeps watched.
 /// - Values never appear in errors or logs.
 #[async_trait]
 pub trait SecretSink: Send + Sync + fmt::Debug {
@@ -242,6 +243,19 @@ pub trait SecretSink: Send + Sync + fmt::Debug {
             self.read(&desired.target).await?,
             &self.capabilities(),
         ))
+    }
+    /// A cycle is about to compare (and maybe apply) these targets. A sink that can read
+    /// many targets in one request (the Kubernetes sink lists each namespace once) reads
+    /// them here and answers this cycle's `compare`s from what it read. Default: nothing.
+    ///
+    /// It cannot fail: a sink that cannot read ahead answers `compare` target by target.
+    async fn begin_cycle(&self, targets: &[TargetRef]) {
+        let _ = targets;
+    }
+    /// The cycle that [`begin_cycle`](Self::begin_cycle) announced is over: forget what
+    /// was read ahead for these targets. Default: nothing.
+    async fn end_cycle(&self, targets: &[TargetRef]) {
+        let _ = targets;
     }
 }
 
@@ -327,6 +341,12 @@ macro_rules! forward_sink {
             }
             async fn compare(&self, desired: &DesiredTarget) -> Result<Compared> {
                 (**self).compare(desired).await
+            }
+            async fn begin_cycle(&self, targets: &[TargetRef]) {
+                (**self).begin_cycle(targets).await
+            }
+            async fn end_cycle(&self, targets: &[TargetRef]) {
+                (**self).end_cycle(targets).await
             }
         }
 

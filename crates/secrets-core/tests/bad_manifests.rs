@@ -96,3 +96,41 @@ async fn a_target_over_one_mebibyte_is_refused_before_any_write() {
     assert_eq!(sink.writes(), 0);
     assert!(!msg.contains(CANARY));
 }
+
+/// `manifest::from_value` (what the operator uses for objects read from the cluster) gives
+/// the same load errors as the text loader, document by document, for every manifest of
+/// the corpus that is valid YAML.
+#[test]
+fn from_value_gives_the_text_loaders_errors() {
+    use secretsync_core::error::Location;
+    use secretsync_core::manifest::from_value;
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-manifests");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let values: Result<Vec<serde_json::Value>, _> = serde_norway::Deserializer::from_str(&text)
+            .map(serde::Deserialize::deserialize)
+            .collect();
+        let Ok(values) = values else { continue };
+        let from_text: Vec<String> = load_str(&text, &name).errors.iter().map(|e| e.to_string()).collect();
+        let from_values: Vec<String> = values
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, v)| {
+                let origin = Location {
+                    file: name.clone().into(),
+                    document: i + 1,
+                    object: None,
+                    field: None,
+                };
+                from_value(v, origin).errors.into_iter().map(|e| e.to_string())
+            })
+            .collect();
+        assert_eq!(from_values, from_text, "{name}");
+        compared += 1;
+    }
+    assert!(compared >= 10, "the corpus was compared ({compared} files)");
+}

@@ -7,7 +7,7 @@ use secretsync_core::error::redact_quoted;
 const PROVIDER: &str = "kubernetes";
 
 /// Maps a kube error; `what` names the operation and the object (never a value).
-pub(crate) fn from_kube(e: kube::Error, what: &str) -> Error {
+pub fn from_kube(e: kube::Error, what: &str) -> Error {
     match e {
         kube::Error::Api(status) => {
             let message = redact_quoted(&status.message);
@@ -57,6 +57,6 @@ pub(crate) fn from_kube(e: kube::Error, what: &str) -> Error {
 }
 
 /// Whether a kube error is a 404.
-pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }

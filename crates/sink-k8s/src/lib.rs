@@ -1,6 +1,6 @@
 #![doc = include_str!("../README.md")]
 
-pub mod controller;
+mod cache;
 mod credentials;
 mod error;
 mod external_secrets;
@@ -8,10 +8,12 @@ mod restart;
 mod sink;
 pub mod validate;
 
+pub use cache::{Cached, TargetCache, target_of};
 pub use credentials::KubeCredentials;
+pub use error::{from_kube, is_not_found};
 pub use external_secrets::{ExternalSecretObject, KubeExternalSecrets};
 pub use restart::{KubeRestarter, RESTARTED_AT_ANNOTATION};
-pub use sink::KubeSink;
+pub use sink::{KubeSink, LIST_PAGE};
 
 /// The field manager of Owner and Orphan targets. A Merge target is written by
 /// `secretsync:<ExternalSecret name>`, so that several specs merging into one Secret, and

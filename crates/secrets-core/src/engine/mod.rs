@@ -255,6 +255,15 @@ impl Engine {
                 items.push(Item::Static(st));
             }
         }
+        // The sink may read this cycle's targets ahead (one list per namespace).
+        let targets: Vec<TargetRef> = items
+            .iter()
+            .map(|i| match i {
+                Item::Spec((es, _)) => es.target_ref(),
+                Item::Static(st) => st.target.clone(),
+            })
+            .collect();
+        self.sink.begin_cycle(&targets).await;
         let limit = self.config.sink_concurrency.max(1);
         let mut results: Vec<(SpecReport, Option<RestartRequest>, bool)> = Vec::with_capacity(items.len());
         let mut pending = items.into_iter();
@@ -272,6 +281,7 @@ impl Engine {
             }
         }
 
+        self.sink.end_cycle(&targets).await;
         let mut report = CycleReport {
             dry_run: opts.dry_run,
             provider_calls,

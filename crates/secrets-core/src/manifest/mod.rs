@@ -613,6 +613,46 @@ pub fn load_str(text: &str, file: impl AsRef<Path>) -> Loaded {
     loaded
 }
 
+/// Loads one document given as a JSON value (an object read from a cluster, a document
+/// parsed elsewhere) with the same checks and errors as [`load_str`], without going through
+/// text. `origin` names it in errors; its `object` (`Kind namespace/name`) is filled in from
+/// the document.
+///
+/// ```
+/// use secretsync_core::error::Location;
+/// use secretsync_core::manifest::from_value;
+///
+/// let doc = serde_json::json!({
+///     "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+///     "metadata": {"name": "db", "namespace": "app"},
+///     "spec": {
+///         "secretStoreRef": {"kind": "ClusterSecretStore", "name": "aws"},
+///         "data": [{"secretKey": "password", "remoteRef": {"key": "db"}}],
+///     },
+/// });
+/// let origin = Location { file: "cluster".into(), document: 1, object: None, field: None };
+/// let loaded = from_value(doc, origin);
+/// assert!(loaded.errors.is_empty());
+/// assert_eq!(loaded.manifests.external_secrets[0].name(), "db");
+/// ```
+pub fn from_value(value: Value, origin: Location) -> Loaded {
+    let mut loaded = Loaded::default();
+    if value.is_null() {
+        return loaded;
+    }
+    if let Some(what) = walk::foreign(&value) {
+        loaded
+            .notes
+            .push(format!("{origin}: ignored {what}: not a kind secretsync syncs"));
+        return loaded;
+    }
+    if let Err(e) = load_document(value, origin, &mut loaded.manifests) {
+        loaded.errors.push(e);
+    }
+    resolve_template_from(&mut loaded.manifests);
+    loaded
+}
+
 fn load_document(value: Value, mut location: Location, out: &mut Manifests) -> Result<(), Error> {
     let Value::Object(obj) = &value else {
         return Err(Error::manifest(location, "expected a mapping with apiVersion and kind"));

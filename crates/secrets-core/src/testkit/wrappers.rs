@@ -269,6 +269,12 @@ impl<S: SecretSink> SecretSink for CountingSink<S> {
         self.deletes.fetch_add(1, Ordering::Relaxed);
         self.inner.delete(target).await
     }
+    async fn begin_cycle(&self, targets: &[TargetRef]) {
+        self.inner.begin_cycle(targets).await
+    }
+    async fn end_cycle(&self, targets: &[TargetRef]) {
+        self.inner.end_cycle(targets).await
+    }
 }
 
 /// What a [`FaultySink`] does.

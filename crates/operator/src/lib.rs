@@ -1,4 +1,6 @@
-//! Controller mode: an ESO-compatible operator.
+#![doc = include_str!("../README.md")]
+//!
+//! ## How it works
 //!
 //! [`Controller`] watches `ExternalSecret`, `SecretStore`, `ClusterSecretStore` and
 //! `ClusterExternalSecret` objects of a configurable API group (ESO's own,
@@ -37,9 +39,12 @@ mod cluster;
 mod guard;
 mod http;
 mod key;
+mod lanes;
 mod lease;
 pub mod metrics;
-mod reconcile;
+mod shared;
+mod state;
+mod status;
 mod watch;
 
 use std::future::Future;
@@ -59,7 +64,7 @@ pub use lease::LeaseConfig;
 pub use metrics::Metrics;
 
 use guard::Tracked;
-use reconcile::Shared;
+use shared::Shared;
 
 /// What the controller watches and how it runs.
 #[derive(Debug, Clone)]
@@ -283,7 +288,7 @@ impl std::fmt::Debug for Controller {
 
 impl Controller {
     /// A controller over `client`, building stores with `registry` (give it
-    /// [`KubeCredentials`](crate::KubeCredentials) to read stores' `secretRef`s from the
+    /// [`KubeCredentials`](secretsync_k8s::KubeCredentials) to read stores' `secretRef`s from the
     /// cluster).
     pub fn new(client: kube::Client, registry: Registry, config: ControllerConfig) -> Result<Self> {
         config.check()?;

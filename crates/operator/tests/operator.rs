@@ -16,7 +16,7 @@ use secretsync_core::sink::MANAGED_BY_LABEL;
 use secretsync_core::sources::MemorySource;
 use secretsync_core::testkit::CountingSource;
 use secretsync_fakes::kube::{FakeKube, RequestRecord};
-use secretsync_k8s::controller::{Controller, ControllerConfig, ControllerHandle, LeaseConfig};
+use secretsync_operator::{Controller, ControllerConfig, ControllerHandle, LeaseConfig};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -216,7 +216,7 @@ async fn syncs_refreshes_forces_repairs_and_reports() {
     let ctl = Running::start(client.clone(), registry, config("solo"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = listener.local_addr().unwrap();
-    tokio::spawn(secretsync_k8s::controller::serve(listener, ctl.handle.clone()));
+    tokio::spawn(secretsync_operator::serve(listener, ctl.handle.clone()));
 
     // Created, with ESO's status.
     for name in ["fast", "slow"] {
@@ -931,7 +931,7 @@ async fn shards_split_resources_between_replicas_each_with_its_own_lease() {
     let log = fake.requests();
     let mut per_shard = [0, 0];
     for n in &names {
-        let owner = secretsync_k8s::controller::shard_of("app", n, 2);
+        let owner = secretsync_operator::shard_of("app", n, 2);
         per_shard[owner as usize] += 1;
         let path = format!("/api/v1/namespaces/app/secrets/{n}");
         let writers: Vec<_> = log
@@ -989,7 +989,7 @@ async fn two_operator_instances_share_one_fingerprint_key_secret() {
     let fp_first = fingerprint_of(&written);
     first.stop().await;
     let key_secret = Api::<Secret>::namespaced(client.clone(), "default")
-        .get(secretsync_k8s::controller::DEFAULT_KEY_SECRET)
+        .get(secretsync_operator::DEFAULT_KEY_SECRET)
         .await
         .expect("the key Secret exists");
     assert!(key_secret.data.unwrap().contains_key("key"));

@@ -28,7 +28,7 @@ pub(crate) async fn read_or_create(client: &kube::Client, namespace: &str, name:
         let found = api
             .get_opt(name)
             .await
-            .map_err(|e| crate::error::from_kube(e, &format!("reading the {what}")))?;
+            .map_err(|e| secretsync_k8s::from_kube(e, &format!("reading the {what}")))?;
         if let Some(secret) = found {
             return key_of(&secret, &what);
         }
@@ -52,7 +52,7 @@ pub(crate) async fn read_or_create(client: &kube::Client, namespace: &str, name:
             ..Secret::default()
         };
         let params = PostParams {
-            field_manager: Some(crate::FIELD_MANAGER.to_string()),
+            field_manager: Some(secretsync_k8s::FIELD_MANAGER.to_string()),
             ..PostParams::default()
         };
         match api.create(&params, &secret).await {
@@ -61,7 +61,7 @@ pub(crate) async fn read_or_create(client: &kube::Client, namespace: &str, name:
                 return key_of(&created, &what);
             }
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
-            Err(e) => return Err(crate::error::from_kube(e, &format!("creating the {what}"))),
+            Err(e) => return Err(secretsync_k8s::from_kube(e, &format!("creating the {what}"))),
         }
     }
     Err(Error::invalid(format!(

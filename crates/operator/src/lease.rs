@@ -159,7 +159,7 @@ impl LeaderElector {
         let current = match self.api.get_opt(&self.config.name).await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(lease = %self.config.name, error = %crate::error::from_kube(e, "reading the Lease"), "lease check failed");
+                tracing::warn!(lease = %self.config.name, error = %secretsync_k8s::from_kube(e, "reading the Lease"), "lease check failed");
                 return Round::Following;
             }
         };
@@ -217,7 +217,7 @@ impl LeaderElector {
                 Round::Leading
             }
             Err(e) => {
-                tracing::debug!(lease = %self.config.name, error = %crate::error::from_kube(e, "creating the Lease"), "lease taken by another replica");
+                tracing::debug!(lease = %self.config.name, error = %secretsync_k8s::from_kube(e, "creating the Lease"), "lease taken by another replica");
                 Round::Following
             }
         }
@@ -244,7 +244,7 @@ impl LeaderElector {
                 Round::Leading
             }
             Err(e) => {
-                let e = crate::error::from_kube(e, "renewing the Lease");
+                let e = secretsync_k8s::from_kube(e, "renewing the Lease");
                 if takeover {
                     tracing::debug!(lease = %self.config.name, error = %e, "lease taken by another replica");
                 } else {
@@ -274,7 +274,7 @@ impl LeaderElector {
         {
             Ok(_) => tracing::info!(lease = %self.config.name, identity = %self.identity, "released the lease"),
             Err(e) => {
-                tracing::warn!(lease = %self.config.name, error = %crate::error::from_kube(e, "releasing the Lease"), "lease release failed")
+                tracing::warn!(lease = %self.config.name, error = %secretsync_k8s::from_kube(e, "releasing the Lease"), "lease release failed")
             }
         }
     }

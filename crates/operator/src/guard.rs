@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use secretsync_core::{
-    ApplyOutcome, ConsumerRef, DesiredTarget, Error, Fingerprint, FingerprintKey, RestartRequest, Restarter, Result,
-    SecretMap, SecretSink, SinkCapabilities, TargetRef, TargetState,
+    ApplyOutcome, Compared, ConsumerRef, DesiredTarget, Error, Fingerprint, FingerprintKey, RestartRequest, Restarter,
+    Result, SecretMap, SecretSink, SinkCapabilities, TargetRef, TargetState,
 };
 use tokio::sync::watch;
 
-use super::metrics::{Metrics, WriteLabels};
-use crate::{KubeRestarter, KubeSink};
+use crate::metrics::{Metrics, WriteLabels};
+use secretsync_k8s::{KubeRestarter, KubeSink};
 
 fn not_leader(what: &str) -> Error {
     Error::provider(
@@ -132,6 +132,18 @@ impl SecretSink for GuardedSink {
             Some(state) => self.tracked.set(target, &state.data),
             None => {
                 self.tracked.forget(target);
+            }
+        }
+        Ok(r)
+    }
+    async fn compare(&self, desired: &DesiredTarget) -> Result<Compared> {
+        // The inner sink answers from the watch cache (no request when unchanged).
+        let r = self.inner.compare(desired).await?;
+        match &r {
+            Compared::Matches => self.tracked.set(&desired.target, &desired.data),
+            Compared::Differs(state) => self.tracked.set(&desired.target, &state.data),
+            Compared::Missing => {
+                self.tracked.forget(&desired.target);
             }
         }
         Ok(r)

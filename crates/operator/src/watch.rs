@@ -13,91 +13,37 @@ use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use secretsync_core::manifest::{API_GROUP, ExternalSecret, Store, StoreId, StoreKind, load_str};
+use secretsync_core::error::Location;
+use secretsync_core::manifest::{API_GROUP, ExternalSecret, Store, StoreId, StoreKind, from_value};
 use secretsync_core::sink::MANAGED_BY_LABEL;
 use secretsync_core::{SecretMap, SecretValue, TargetKind, TargetRef};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use super::cluster::NsEntry;
-use super::reconcile::{EsEntry, ReadyCondition, Shared, StoreEntry};
-
-/// Which watch an event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    ExternalSecret,
-    SecretStore,
-    ClusterSecretStore,
-    ClusterExternalSecret,
-    Secret,
-    ConfigMap,
-    Namespace,
-}
-
-impl Kind {
-    pub(crate) const ESO: [Kind; 4] = [
-        Kind::ExternalSecret,
-        Kind::SecretStore,
-        Kind::ClusterSecretStore,
-        Kind::ClusterExternalSecret,
-    ];
-
-    fn kind(self) -> &'static str {
-        match self {
-            Kind::ExternalSecret => "ExternalSecret",
-            Kind::SecretStore => "SecretStore",
-            Kind::ClusterSecretStore => "ClusterSecretStore",
-            Kind::ClusterExternalSecret => "ClusterExternalSecret",
-            Kind::Secret => "Secret",
-            Kind::ConfigMap => "ConfigMap",
-            Kind::Namespace => "Namespace",
-        }
-    }
-
-    fn plural(self) -> &'static str {
-        match self {
-            Kind::ExternalSecret => "externalsecrets",
-            Kind::SecretStore => "secretstores",
-            Kind::ClusterSecretStore => "clustersecretstores",
-            Kind::ClusterExternalSecret => "clusterexternalsecrets",
-            Kind::Secret => "secrets",
-            Kind::ConfigMap => "configmaps",
-            Kind::Namespace => "namespaces",
-        }
-    }
-
-    fn namespaced(self) -> bool {
-        !matches!(
-            self,
-            Kind::ClusterSecretStore | Kind::ClusterExternalSecret | Kind::Namespace
-        )
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// FNV-1a of a string, for cheap change detection.
-pub(crate) fn fnv(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+use crate::shared::Shared;
+use crate::state::NsEntry;
+use crate::state::{EsEntry, Kind, ReadyCondition, StoreEntry, fnv};
 
 /// The object as an ESO manifest document in ESO's group (what the core loader reads),
 /// without its status.
-fn to_document(obj: &DynamicObject, kind: &str, version: &str) -> String {
+fn to_document(obj: &DynamicObject, kind: &str, version: &str) -> Value {
     let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
     if let Some(m) = v.as_object_mut() {
         m.insert("apiVersion".into(), json!(format!("{API_GROUP}/{version}")));
         m.insert("kind".into(), json!(kind));
         m.remove("status");
     }
-    serde_json::to_string(&v).unwrap_or_default()
+    v
+}
+
+/// Where an object read from the cluster is, for errors.
+fn origin(file: String) -> Location {
+    Location {
+        file: file.into(),
+        document: 1,
+        object: None,
+        field: None,
+    }
 }
 
 fn meta_hash(obj: &DynamicObject) -> u64 {
@@ -136,7 +82,7 @@ fn parse_es(obj: &DynamicObject, version: &str) -> Result<ExternalSecret, String
     let doc = to_document(obj, "ExternalSecret", version);
     let name = obj.metadata.name.clone().unwrap_or_default();
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
-    let m = first_error(load_str(&doc, format!("cluster:ExternalSecret {ns}/{name}")))?;
+    let m = first_error(from_value(doc, origin(format!("cluster:ExternalSecret {ns}/{name}"))))?;
     let es = m
         .external_secrets
         .into_iter()
@@ -153,7 +99,7 @@ fn parse_es(obj: &DynamicObject, version: &str) -> Result<ExternalSecret, String
 fn parse_store(obj: &DynamicObject, kind: &str, version: &str) -> Result<Store, String> {
     let doc = to_document(obj, kind, version);
     let name = obj.metadata.name.clone().unwrap_or_default();
-    let m = first_error(load_str(&doc, format!("cluster:{kind} {name}")))?;
+    let m = first_error(from_value(doc, origin(format!("cluster:{kind} {name}"))))?;
     m.stores.into_iter().next().ok_or_else(|| format!("not a {kind}"))
 }
 
@@ -249,7 +195,13 @@ impl Shared {
         let mut relist: Option<BTreeSet<String>> = None;
         while let Some(ev) = stream.next().await {
             match ev {
-                Ok(Event::Init) => relist = Some(BTreeSet::new()),
+                Ok(Event::Init) => {
+                    relist = Some(BTreeSet::new());
+                    // Until the list is done, targets are read from the API server.
+                    if let Some(k) = kind.target_kind() {
+                        self.targets_cache.set_incomplete(k);
+                    }
+                }
                 Ok(Event::InitApply(obj)) => {
                     if let Some(seen) = relist.as_mut() {
                         seen.insert(key_of(&obj));
@@ -259,6 +211,9 @@ impl Shared {
                 Ok(Event::InitDone) => {
                     if let Some(seen) = relist.take() {
                         self.on_relisted(kind, &seen);
+                    }
+                    if let Some(k) = kind.target_kind() {
+                        self.targets_cache.set_complete(k, self.cfg.namespace.as_deref());
                     }
                     if !self.synced[kind.index()].swap(true, Ordering::SeqCst) {
                         tracing::debug!(kind = kind.kind(), "initial list done");
@@ -335,6 +290,11 @@ impl Shared {
         };
         for id in gone {
             self.remove_es(&id);
+        }
+        if let Some(k) = kind.target_kind() {
+            // Gone while the watch was down (or no longer labelled).
+            self.targets_cache
+                .retain(k, |t| seen.contains(&format!("{}/{}", t.namespace, t.name)));
         }
         match kind {
             Kind::ClusterExternalSecret => self.on_ces_relisted(seen),
@@ -482,6 +442,11 @@ impl Shared {
             namespace: obj.metadata.namespace.clone().unwrap_or_default(),
             name: obj.metadata.name.clone().unwrap_or_default(),
         };
+        if deleted {
+            self.targets_cache.remove(&t);
+        } else {
+            self.targets_cache.insert(t.kind, obj.clone());
+        }
         let edited = if deleted {
             self.tracked.forget(&t)
         } else {

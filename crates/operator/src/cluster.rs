@@ -29,112 +29,15 @@ use secretsync_core::error::Location;
 use secretsync_core::manifest::{API_GROUP, ClusterExternalSecret, FORCE_SYNC_ANNOTATION};
 use serde_json::{Value, json};
 
-use super::reconcile::Shared;
-use super::watch::{Kind, fnv};
-use crate::FIELD_MANAGER;
-use crate::error::{from_kube, is_not_found};
+use crate::shared::Shared;
+use crate::state::{CesEntry, Cleanup, Kind, NsEntry, Observed, Parsed, fnv};
+use secretsync_k8s::FIELD_MANAGER;
+use secretsync_k8s::{from_kube, is_not_found};
 
 /// ESO's reason for a namespace whose ExternalSecret someone else owns.
 pub(crate) const ALREADY_EXISTS: &str = "external secret already exists in namespace";
 /// ESO's message of `Ready=False` when namespaces failed.
 pub(crate) const NAMESPACES_FAILED: &str = "one or more namespaces failed";
-
-/// A watched Namespace: what selection needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct NsEntry {
-    pub(crate) labels: BTreeMap<String, String>,
-    /// Being deleted: no new ExternalSecret there.
-    pub(crate) terminating: bool,
-}
-
-/// A valid ClusterExternalSecret and its `externalSecretSpec` as written (copied verbatim
-/// into its ExternalSecrets, as ESO does).
-#[derive(Debug)]
-pub(crate) struct Parsed {
-    pub(crate) ces: ClusterExternalSecret,
-    pub(crate) raw_spec: Value,
-}
-
-/// What the status on the object says (the last the watch saw).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Observed {
-    pub(crate) status: Value,
-    pub(crate) external_secret_name: Option<String>,
-    pub(crate) provisioned: BTreeSet<String>,
-}
-
-impl Observed {
-    fn from_status(status: Option<&Value>) -> Self {
-        let status = status.cloned().unwrap_or(Value::Null);
-        let external_secret_name = status
-            .get("externalSecretName")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        let provisioned = status
-            .get("provisionedNamespaces")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-            .unwrap_or_default();
-        Self {
-            status,
-            external_secret_name,
-            provisioned,
-        }
-    }
-}
-
-/// A watched ClusterExternalSecret of this replica's shard.
-#[derive(Debug, Clone)]
-pub(crate) struct CesEntry {
-    pub(crate) uid: Option<String>,
-    pub(crate) generation: Option<i64>,
-    pub(crate) force_sync: Option<String>,
-    pub(crate) parsed: Result<Arc<Parsed>, String>,
-    pub(crate) observed: Observed,
-    /// Needs a reconcile now.
-    pub(crate) dirty: bool,
-    /// Next periodic reconcile.
-    pub(crate) due: Option<Instant>,
-    pub(crate) running: bool,
-    /// Namespaces selected at the last look (to notice Namespace changes that matter).
-    pub(crate) targets: BTreeSet<String>,
-    /// Namespace → fingerprint of the ExternalSecret we applied there (no re-apply when the
-    /// cluster still holds it).
-    pub(crate) applied: BTreeMap<String, u64>,
-    /// Namespaces where we made (or failed to delete) its ExternalSecret, and under which
-    /// name: what the status says may lag our own writes.
-    pub(crate) made: BTreeSet<String>,
-    pub(crate) made_name: Option<String>,
-}
-
-/// A deleted ClusterExternalSecret whose ExternalSecrets are to be deleted.
-#[derive(Debug, Clone)]
-pub(crate) struct Cleanup {
-    pub(crate) name: String,
-    pub(crate) uid: Option<String>,
-    pub(crate) es_names: BTreeSet<String>,
-    pub(crate) namespaces: BTreeSet<String>,
-}
-
-impl CesEntry {
-    fn cleanup(&self, name: &str, uid: Option<String>) -> Cleanup {
-        let mut es_names: BTreeSet<String> = self.made_name.iter().cloned().collect();
-        es_names.extend(self.observed.external_secret_name.clone());
-        if let Ok(p) = &self.parsed {
-            es_names.insert(p.ces.external_secret_name().to_string());
-        }
-        if es_names.is_empty() {
-            es_names.insert(name.to_string());
-        }
-        Cleanup {
-            name: name.to_string(),
-            uid: uid.or_else(|| self.uid.clone()),
-            es_names,
-            namespaces: self.made.union(&self.observed.provisioned).cloned().collect(),
-        }
-    }
-}
 
 /// The controller owner reference of an object, when it is a ClusterExternalSecret of
 /// `group`: its name and uid.

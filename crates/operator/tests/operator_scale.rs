@@ -16,7 +16,7 @@ use secretsync_core::sources::MemorySource;
 use secretsync_core::testkit::{CountingSource, FaultySource};
 use secretsync_core::{RemoteKey, SecretSource};
 use secretsync_fakes::kube::FakeKube;
-use secretsync_k8s::controller::{Controller, ControllerConfig};
+use secretsync_operator::{Controller, ControllerConfig};
 use serde_json::{Value, json};
 
 type Remote = Arc<CountingSource<FaultySource<MemorySource>>>;

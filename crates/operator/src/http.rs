@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use super::ControllerHandle;
+use crate::ControllerHandle;
 
 /// The routes: `/metrics` (Prometheus text format), `/healthz` (the process serves),
 /// `/readyz` (every watch has listed its objects once, so this replica can lead).
