@@ -67,6 +67,8 @@ pub fn register_provider(factory: std::sync::Arc<dyn registry::SourceFactory>) {
 pub fn registry() -> registry::Registry {
     let mut r = registry::Registry::with_builtin();
     provider!(r, "aws", "aws", secretsync_aws::AwsFactory);
+    #[cfg(feature = "aws")]
+    r.register_events(std::sync::Arc::new(secretsync_aws::SqsEventsFactory));
     provider!(r, "gcp", "gcpsm", secretsync_gcp::GcpFactory);
     #[cfg(feature = "gcp")]
     r.register_events(std::sync::Arc::new(secretsync_gcp::PubSubEventsFactory));
