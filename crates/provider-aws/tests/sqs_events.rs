@@ -326,3 +326,110 @@ async fn a_message_sent_during_a_long_poll_arrives_at_once() {
     eprintln!("send → delivery: {latencies:?}");
     assert!(latencies[2] < Duration::from_secs(2), "{latencies:?}");
 }
+
+fn store_yaml(events: &str, prefix: &str) -> String {
+    format!(
+        r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: aws-events
+  namespace: ns1
+  annotations:
+    secretsync.io/events: "{events}"
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: us-east-1
+      endpoint: {}
+      prefix: {prefix}
+      auth:
+        secretRef:
+          accessKeyIDSecretRef: {{name: aws-creds, key: access-key}}
+          secretAccessKeySecretRef: {{name: aws-creds, key: secret-access-key}}
+"#,
+        moto_url()
+    )
+}
+
+fn registry(dir: &std::path::Path) -> secretsync_core::registry::Registry {
+    let mut r = secretsync_core::registry::Registry::with_builtin()
+        .with_credentials(Arc::new(secretsync_core::registry::EnvFileCredentials::with_dir(dir)));
+    r.register(Arc::new(secretsync_aws::AwsFactory));
+    r.register_events(Arc::new(secretsync_aws::SqsEventsFactory));
+    r
+}
+
+fn creds_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("ns1/aws-creds");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::write(d.join("access-key"), "testing\n").expect("write");
+    std::fs::write(d.join("secret-access-key"), "testing\n").expect("write");
+    dir
+}
+
+#[tokio::test]
+async fn the_registry_builds_the_source_a_store_annotation_names() {
+    let url = queue(30).await;
+    let dir = creds_dir();
+    let reg = registry(dir.path());
+    let m = secretsync_core::manifest::load_str(&store_yaml(&format!("aws-sqs:{url}"), "prod/"), "store.yaml")
+        .into_result()
+        .expect("manifest");
+    let store = &m.stores[0];
+    assert!(reg.validate_events(store, &[]).is_empty());
+    let src = reg.build_events(store).await.expect("an event source").expect("builds");
+    assert_eq!(src.scheme(), "aws-sqs");
+    send(&url, api_call("PutSecretValue", "prod/db", "prod/db")).await;
+    let start = Instant::now();
+    let mut got = vec![];
+    while got.is_empty() && start.elapsed() < Duration::from_secs(30) {
+        got = src.receive().await.expect("receive");
+    }
+    assert_eq!(got.len(), 1);
+    // The store's prefix `prod/`: specs of this store write `db`.
+    assert_eq!(
+        got[0].events[0].keys,
+        vec!["prod/db".to_string(), "db".into(), arn("prod/db")]
+    );
+    src.ack(&acks(&got)).await.expect("delete");
+}
+
+#[tokio::test]
+async fn bad_annotations_are_manifest_errors_naming_the_annotation() {
+    let dir = creds_dir();
+    let reg = registry(dir.path());
+    for (value, says) in [
+        ("aws-sqs:secret-changes", "not a URL"),
+        (
+            "aws-sqs:https://sqs.eu-central-1.amazonaws.com/secret-changes",
+            "/<account>/<queue>",
+        ),
+        ("aws-sqs:http://queue.example.com/1/q", "plain http"),
+    ] {
+        let m = secretsync_core::manifest::load_str(&store_yaml(value, "p/"), "store.yaml")
+            .into_result()
+            .expect("manifest");
+        let errors = reg.validate_events(&m.stores[0], &[]);
+        assert_eq!(errors.len(), 1, "{value}: {errors:?}");
+        let text = errors[0].to_string();
+        assert!(
+            text.contains("store.yaml")
+                && text.contains("metadata.annotations.secretsync.io/events")
+                && text.contains(says),
+            "{value}: {text}"
+        );
+        assert!(reg.build_events(&m.stores[0]).await.expect("named").is_err());
+    }
+    // On a store of another provider.
+    let yaml = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata:\n  name: f\n  namespace: ns1\n  annotations:\n    secretsync.io/events: aws-sqs:https://sqs.eu-central-1.amazonaws.com/1/q\nspec:\n  provider:\n    fake:\n      data: []\n";
+    let m = secretsync_core::manifest::load_str(yaml, "store.yaml")
+        .into_result()
+        .expect("manifest");
+    let errors = reg.validate_events(&m.stores[0], &[]);
+    assert!(
+        errors.iter().any(|e| e.to_string().contains("must be aws")),
+        "{errors:?}"
+    );
+}

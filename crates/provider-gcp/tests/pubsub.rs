@@ -302,3 +302,97 @@ async fn a_message_published_during_a_pull_arrives_at_once() {
     eprintln!("publish → delivery: {latencies:?}");
     assert!(latencies[2] < Duration::from_secs(2), "{latencies:?}");
 }
+
+fn store_yaml(kind: &str, events: &str, provider: &str) -> String {
+    format!(
+        "apiVersion: external-secrets.io/v1\nkind: {kind}\nmetadata:\n  name: gsm\n  namespace: external-secrets\n  annotations:\n    secretsync.io/events: \"{events}\"\nspec:\n  provider:\n{provider}"
+    )
+}
+
+fn registry(dir: &std::path::Path) -> secretsync_core::registry::Registry {
+    let mut r = secretsync_core::registry::Registry::with_builtin()
+        .with_credentials(Arc::new(secretsync_core::registry::EnvFileCredentials::with_dir(dir)));
+    r.register(Arc::new(secretsync_gcp::GcpFactory));
+    r.register_events(Arc::new(secretsync_gcp::PubSubEventsFactory));
+    r
+}
+
+#[tokio::test]
+async fn the_registry_builds_the_source_offline_and_never_prints_the_key() {
+    use secretsync_core::testkit::{CANARY, assert_no_canary};
+    let dir = tempfile::tempdir().expect("tmp");
+    let key_dir = dir.path().join("external-secrets/gcp-sa");
+    std::fs::create_dir_all(&key_dir).expect("mkdir");
+    let key = serde_json::json!({
+        "type": "service_account",
+        "project_id": "p",
+        "private_key_id": "abc",
+        "private_key": format!("-----BEGIN PRIVATE KEY-----\n{CANARY}\n-----END PRIVATE KEY-----\n"),
+        "client_email": "eso@p.iam.gserviceaccount.com",
+    });
+    std::fs::write(key_dir.join("key.json"), key.to_string()).expect("write");
+    let yaml = store_yaml(
+        "SecretStore",
+        "gcp-pubsub:projects/p/subscriptions/secretsync",
+        "    gcpsm:\n      projectID: p\n      auth:\n        secretRef:\n          secretAccessKeySecretRef:\n            name: gcp-sa\n            key: key.json\n",
+    );
+    let m = secretsync_core::manifest::load_str(&yaml, "store.yaml")
+        .into_result()
+        .expect("manifest");
+    let reg = registry(dir.path());
+    assert!(reg.validate_events(&m.stores[0], &[]).is_empty());
+    let src = reg
+        .build_events(&m.stores[0])
+        .await
+        .expect("an event source")
+        .expect("builds without network");
+    assert_eq!(src.scheme(), "gcp-pubsub");
+    let dbg = format!("{src:?}");
+    assert_no_canary(&dbg, "Debug of the event source");
+    assert!(dbg.contains("projects/p/subscriptions/secretsync"), "{dbg}");
+}
+
+#[tokio::test]
+async fn bad_annotations_are_manifest_errors_naming_the_annotation() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let reg = registry(dir.path());
+    for (value, says) in [
+        (
+            "gcp-pubsub:secretsync",
+            "projects/<project>/subscriptions/<subscription>",
+        ),
+        (
+            "gcp-pubsub:projects/p/topics/secrets",
+            "projects/<project>/subscriptions/<subscription>",
+        ),
+        ("gcp-pubsub:projects/p/subscriptions/x", "not a valid subscription id"),
+    ] {
+        let yaml = store_yaml("ClusterSecretStore", value, "    gcpsm:\n      projectID: p\n");
+        let m = secretsync_core::manifest::load_str(&yaml, "store.yaml")
+            .into_result()
+            .expect("manifest");
+        let errors = reg.validate_events(&m.stores[0], &[]);
+        assert_eq!(errors.len(), 1, "{value}: {errors:?}");
+        let text = errors[0].to_string();
+        assert!(
+            text.contains("store.yaml")
+                && text.contains("metadata.annotations.secretsync.io/events")
+                && text.contains(says),
+            "{value}: {text}"
+        );
+        assert!(reg.build_events(&m.stores[0]).await.expect("named").is_err());
+    }
+    let yaml = store_yaml(
+        "ClusterSecretStore",
+        "gcp-pubsub:projects/p/subscriptions/secretsync",
+        "    fake:\n      data: []\n",
+    );
+    let m = secretsync_core::manifest::load_str(&yaml, "store.yaml")
+        .into_result()
+        .expect("manifest");
+    let errors = reg.validate_events(&m.stores[0], &[]);
+    assert!(
+        errors.iter().any(|e| e.to_string().contains("must be gcpsm")),
+        "{errors:?}"
+    );
+}
