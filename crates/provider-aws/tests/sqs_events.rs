@@ -305,7 +305,7 @@ async fn a_message_sent_during_a_long_poll_arrives_at_once() {
     let url = queue(30).await;
     let src = Arc::new(SqsEventsBuilder::new(&url, builder()).build().await.expect("source"));
     let mut latencies = vec![];
-    for _ in 0..5 {
+    for _ in 0..10 {
         let waiting = {
             let src = src.clone();
             tokio::spawn(async move {
@@ -324,7 +324,11 @@ async fn a_message_sent_during_a_long_poll_arrives_at_once() {
     }
     latencies.sort();
     eprintln!("send → delivery: {latencies:?}");
-    assert!(latencies[2] < Duration::from_secs(2), "{latencies:?}");
+    assert!(
+        latencies[5] < Duration::from_secs(2),
+        "median {:?} of {latencies:?}",
+        latencies[5]
+    );
 }
 
 fn store_yaml(events: &str, prefix: &str) -> String {

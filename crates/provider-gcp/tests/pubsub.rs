@@ -281,7 +281,7 @@ async fn a_message_published_during_a_pull_arrives_at_once() {
             .expect("source"),
     );
     let mut latencies = vec![];
-    for i in 0..5 {
+    for i in 0..10 {
         let waiting = {
             let src = src.clone();
             tokio::spawn(async move {
@@ -300,7 +300,11 @@ async fn a_message_published_during_a_pull_arrives_at_once() {
     }
     latencies.sort();
     eprintln!("publish → delivery: {latencies:?}");
-    assert!(latencies[2] < Duration::from_secs(2), "{latencies:?}");
+    assert!(
+        latencies[5] < Duration::from_secs(2),
+        "median {:?} of {latencies:?}",
+        latencies[5]
+    );
 }
 
 fn store_yaml(kind: &str, events: &str, provider: &str) -> String {
