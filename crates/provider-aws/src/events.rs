@@ -210,10 +210,22 @@ impl SqsEvents {
                 } else {
                     format!("{code}: {msg}")
                 };
+                // SQS's own codes first (JSON protocol, or the query protocol's `AWS.SimpleQueueService.*`).
                 if code.contains("NonExistentQueue") || code.ends_with("QueueDoesNotExist") {
                     Error::not_found(format!(
                         "SQS queue `{q}` ({detail}); create it with `aws sqs create-queue`"
                     ))
+                } else if code.ends_with("RequestThrottled") || code.ends_with("KmsThrottled") {
+                    Error::Throttled {
+                        provider: SOURCE.into(),
+                        retry_after: None,
+                    }
+                } else if code.ends_with("KmsAccessDenied") {
+                    Error::PermissionDenied {
+                        what: format!(
+                            "sqs:{op} on `{q}`: the caller needs kms:Decrypt on the queue's KMS key ({detail})"
+                        ),
+                    }
                 } else {
                     match kind_of_code(&code, None) {
                         Kind::NotFound => Error::not_found(format!("SQS queue `{q}` ({detail})")),
@@ -675,6 +687,50 @@ mod tests {
         ] {
             assert!(parse_body(&body, None).is_empty(), "{body}");
         }
+    }
+
+    #[tokio::test]
+    async fn service_errors_map_to_core_errors_naming_the_queue() {
+        use aws_sdk_sqs::config::http::HttpResponse;
+        use aws_sdk_sqs::error::ErrorMetadata;
+        use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
+        use aws_smithy_types::body::SdkBody;
+        let url = "https://sqs.eu-central-1.amazonaws.com/123456789012/changes";
+        let src = SqsEventsBuilder::new(
+            url,
+            AwsSecretsManagerBuilder::new().with_credentials("a", secretsync_core::SecretValue::from("b")),
+        )
+        .build()
+        .await
+        .expect("builds offline");
+        let err = |code: &str, message: &str| {
+            let meta = ErrorMetadata::builder().code(code).message(message).build();
+            let raw = HttpResponse::new(400u16.try_into().expect("status"), SdkBody::from("{}"));
+            SdkError::service_error(ReceiveMessageError::generic(meta), raw)
+        };
+        let e = src.map(
+            "ReceiveMessage",
+            err("AccessDenied", "not authorized to perform sqs:ReceiveMessage"),
+        );
+        assert!(matches!(e, Error::PermissionDenied { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains(url) && e.to_string().contains("sqs:DeleteMessage"),
+            "{e}"
+        );
+        let e = src.map(
+            "ReceiveMessage",
+            err("QueueDoesNotExist", "The specified queue does not exist."),
+        );
+        assert!(e.is_not_found() && e.to_string().contains(url), "{e}");
+        let e = src.map("ReceiveMessage", err("AWS.SimpleQueueService.NonExistentQueue", "gone"));
+        assert!(e.is_not_found(), "{e}");
+        let e = src.map("ReceiveMessage", err("InvalidClientTokenId", "bad token"));
+        assert!(matches!(e, Error::Unauthenticated { .. }), "{e:?}");
+        let e = src.map("ReceiveMessage", err("RequestThrottled", "slow down"));
+        assert!(matches!(e, Error::Throttled { .. }) && e.is_retryable(), "{e:?}");
+        let e = src.map("ReceiveMessage", err("KmsAccessDenied", "no"));
+        assert!(e.to_string().contains("kms:Decrypt"), "{e}");
+        assert_eq!(src.stats().of("ReceiveMessage"), 6);
     }
 
     #[test]

@@ -750,6 +750,35 @@ mod tests {
     }
 
     #[test]
+    fn http_statuses_map_to_core_errors_naming_the_subscription() {
+        let s = PubSubEventsBuilder::new("projects/p/subscriptions/sub")
+            .with_emulator_host("127.0.0.1:8085")
+            .build()
+            .expect("emulator");
+        let detail = |status: &str| ErrorDetail {
+            message: format!("User not authorized to perform this action. \"quoted\" ({status})"),
+            status: status.into(),
+        };
+        let e = s.map_status("Pull", 403, &detail("PERMISSION_DENIED"));
+        assert!(matches!(e, Error::PermissionDenied { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("roles/pubsub.subscriber") && e.to_string().contains("projects/p/subscriptions/sub")
+        );
+        assert!(!e.to_string().contains("quoted"), "{e}");
+        let e = s.map_status("Pull", 401, &detail("UNAUTHENTICATED"));
+        assert!(matches!(e, Error::Unauthenticated { .. }), "{e:?}");
+        let e = s.map_status("Pull", 404, &detail("NOT_FOUND"));
+        assert!(
+            e.is_not_found() && e.to_string().contains("projects/p/subscriptions/sub"),
+            "{e}"
+        );
+        let e = s.map_status("Pull", 429, &detail("RESOURCE_EXHAUSTED"));
+        assert!(matches!(e, Error::Throttled { .. }) && e.is_retryable(), "{e:?}");
+        let e = s.map_status("Pull", 503, &detail("UNAVAILABLE"));
+        assert!(e.is_retryable() && e.to_string().contains("127.0.0.1:8085"), "{e}");
+    }
+
+    #[test]
     fn plain_http_is_refused_unless_loopback_and_debug_has_no_key() {
         let e = PubSubEventsBuilder::new("projects/p/subscriptions/sub")
             .with_endpoint("http://pubsub.example.com")
