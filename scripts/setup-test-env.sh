@@ -7,6 +7,9 @@
 #   python-dotenv     - a dotenv reader the dotenv sink's output is held to
 #   kubernetes        - the official Python Kubernetes client, to cross-check fake-kube
 #   google-cloud-secret-manager - Google's Python client (REST transport), to cross-check fake-gcp
+# and checks for Google's Pub/Sub emulator (the gcp-pubsub event source's tests run it), which
+# comes from the Cloud SDK, not PyPI: `apt-get install google-cloud-cli-pubsub-emulator`
+# (with a Java 17 runtime) or `gcloud components install pubsub-emulator`.
 # and, from Debian, the template oracle: Go's text/template with sprig and sigs.k8s.io/yaml
 # (golang-go, golang-github-masterminds-sprig-dev, golang-k8s-sigs-yaml-dev).
 # Idempotent: re-running only installs what is missing.
@@ -53,3 +56,30 @@ if [ ! -f "$stamp_clients" ]; then
 fi
 .venv/bin/python -c 'import kubernetes, google.cloud.secretmanager; print("kubernetes", kubernetes.__version__)'
 ls .venv/bin/ | grep -E '^(moto_server|doppler|drongo)' || true
+# Google's Pub/Sub emulator (crates/provider-gcp/tests/pubsub.rs starts it through
+# crates/fakes/src/pubsub.rs). Installed from Google's apt repository when it is configured;
+# otherwise say how, and fail: those tests fail without it.
+pubsub_emulator() {
+  for root in "$(dirname "$(readlink -f "$(command -v gcloud 2>/dev/null || echo /nonexistent)")")/.." \
+              /usr/lib/google-cloud-sdk /usr/share/google-cloud-sdk /opt/google-cloud-sdk; do
+    if [ -x "$root/platform/pubsub-emulator/bin/cloud-pubsub-emulator" ]; then
+      echo "$root/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+      return 0
+    fi
+  done
+  return 1
+}
+if [ -z "${SECRETSYNC_PUBSUB_EMULATOR_HOST:-}" ] && ! pubsub_emulator >/dev/null; then
+  if apt-cache show google-cloud-cli-pubsub-emulator >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq google-cloud-cli-pubsub-emulator openjdk-17-jre-headless >/dev/null
+  fi
+fi
+if [ -z "${SECRETSYNC_PUBSUB_EMULATOR_HOST:-}" ]; then
+  if ! pubsub_emulator >/dev/null || ! command -v java >/dev/null 2>&1; then
+    echo "the Pub/Sub emulator (and java 17) is missing: apt-get install google-cloud-cli-pubsub-emulator openjdk-17-jre-headless" >&2
+    echo "  (Google's apt repository), or gcloud components install pubsub-emulator" >&2
+    exit 1
+  fi
+  echo "pubsub-emulator $(pubsub_emulator)"
+fi

@@ -69,7 +69,11 @@ pub fn register_provider(factory: std::sync::Arc<dyn registry::SourceFactory>) {
 pub fn registry() -> registry::Registry {
     let mut r = registry::Registry::with_builtin();
     provider!(r, "aws", "aws", secretsync_aws::AwsFactory);
+    #[cfg(feature = "aws")]
+    r.register_events(std::sync::Arc::new(secretsync_aws::SqsEventsFactory));
     provider!(r, "gcp", "gcpsm", secretsync_gcp::GcpFactory);
+    #[cfg(feature = "gcp")]
+    r.register_events(std::sync::Arc::new(secretsync_gcp::PubSubEventsFactory));
     provider!(r, "doppler", "doppler", secretsync_doppler::DopplerFactory);
     provider!(r, "pulumi", "pulumi", secretsync_pulumi::PulumiFactory);
     for f in EXTRA_PROVIDERS.read().unwrap_or_else(|e| e.into_inner()).iter() {

@@ -256,6 +256,58 @@ impl AwsSecretsManagerBuilder {
     /// Builds the client. No request is sent, except that the standard chain may look up
     /// the region (instance metadata) when none is configured.
     pub async fn build(self) -> Result<AwsSecretsManager> {
+        if let Some(url) = self.endpoint.as_deref() {
+            secretsync_core::net::check_endpoint(url, "AWS Secrets Manager endpoint")?;
+        }
+        let SdkParts {
+            base,
+            credentials,
+            region,
+        } = self.sdk_parts().await?;
+        let mut sm = aws_sdk_secretsmanager::config::Builder::from(&base);
+        if let Some(p) = credentials {
+            sm = sm.credentials_provider(p);
+        }
+        if let Some(url) = &self.endpoint {
+            sm = sm.endpoint_url(url.clone());
+        }
+        let stats = Arc::new(secretsync_core::CallStats::new());
+        sm = sm.interceptor(crate::client::CallCounter::new(stats.clone()));
+        // The endpoint in effect (ours, or the environment's), named by errors.
+        let endpoint = self
+            .endpoint
+            .clone()
+            .or_else(|| {
+                std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+                    .ok()
+                    .filter(|e| !e.is_empty())
+            })
+            .or_else(|| base.endpoint_url().map(str::to_string));
+        let client = aws_sdk_secretsmanager::Client::from_conf(sm.build());
+        Ok(AwsSecretsManager::new(crate::client::Parts {
+            client,
+            stats,
+            region,
+            endpoint,
+            prefix: self.prefix.clone(),
+            listing_reuse: self.listing_reuse,
+        }))
+    }
+
+    /// The prefix added to every key, if any.
+    pub(crate) fn prefix(&self) -> Option<&str> {
+        self.prefix.as_deref()
+    }
+
+    /// The region configured (store, `with_region`, or the environment), if any.
+    pub(crate) fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// What every client of these settings shares: the SDK configuration (region, retries,
+    /// timeouts, `AWS_ENDPOINT_URL*` with `from_env`) and the credentials (static keys, web
+    /// identity, role chain), so the SQS event source authenticates exactly as the store does.
+    pub(crate) async fn sdk_parts(&self) -> Result<SdkParts> {
         let retry = RetryConfig::standard()
             .with_max_attempts(self.max_attempts)
             .with_initial_backoff(self.initial_backoff);
@@ -296,7 +348,6 @@ impl AwsSecretsManagerBuilder {
         };
         // Plain http only to loopback (an emulator): values must not cross a network in clear.
         for (url, what) in [
-            (self.endpoint.as_deref(), "AWS Secrets Manager endpoint"),
             (base.endpoint_url(), "AWS_ENDPOINT_URL"),
             (self.sts_endpoint.as_deref(), "AWS STS endpoint"),
         ] {
@@ -373,36 +424,22 @@ impl AwsSecretsManagerBuilder {
                 b.build_from_provider(base_provider).await,
             ));
         }
-
-        let mut sm = aws_sdk_secretsmanager::config::Builder::from(&base);
-        if let Some(p) = provider {
-            sm = sm.credentials_provider(p);
-        }
-        if let Some(url) = &self.endpoint {
-            sm = sm.endpoint_url(url.clone());
-        }
-        let stats = Arc::new(secretsync_core::CallStats::new());
-        sm = sm.interceptor(crate::client::CallCounter::new(stats.clone()));
-        // The endpoint in effect (ours, or the environment's), named by errors.
-        let endpoint = self
-            .endpoint
-            .clone()
-            .or_else(|| {
-                std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-                    .ok()
-                    .filter(|e| !e.is_empty())
-            })
-            .or_else(|| base.endpoint_url().map(str::to_string));
-        let client = aws_sdk_secretsmanager::Client::from_conf(sm.build());
-        Ok(AwsSecretsManager::new(crate::client::Parts {
-            client,
-            stats,
+        Ok(SdkParts {
+            base,
+            credentials: provider,
             region,
-            endpoint,
-            prefix: self.prefix.clone(),
-            listing_reuse: self.listing_reuse,
-        }))
+        })
     }
+}
+
+/// The SDK configuration and credentials a builder describes, for any AWS client.
+pub(crate) struct SdkParts {
+    /// Region, retries, timeouts, sleep and time sources, environment endpoints.
+    pub(crate) base: SdkConfig,
+    /// The credentials, when not the SDK's default chain.
+    pub(crate) credentials: Option<SharedCredentialsProvider>,
+    /// The region.
+    pub(crate) region: String,
 }
 
 fn static_credentials(k: &StaticKeys) -> Result<impl ProvideCredentials + 'static> {

@@ -3,6 +3,7 @@
 mod client;
 mod config;
 mod error;
+pub mod events;
 mod factory;
 pub mod manifest;
 
@@ -11,4 +12,5 @@ pub use config::{
     AwsSecretsManagerBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_INITIAL_BACKOFF, DEFAULT_LISTING_REUSE,
     DEFAULT_MAX_ATTEMPTS, SESSION_NAME,
 };
+pub use events::{SQS_SCHEME, SqsEvents, SqsEventsBuilder, SqsEventsFactory};
 pub use factory::{AwsFactory, builder_for_store};
