@@ -24,9 +24,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use crate::credentials::CredentialResolver;
 use crate::error::{Error, Result};
 use crate::manifest::{ExternalSecret, Manifests, SpecId, Store, StoreId};
-use crate::registry::CredentialResolver;
 
 /// The annotation naming a store's event source.
 pub const EVENTS_ANNOTATION: &str = "secretsync.io/events";

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backoff;
+pub mod credentials;
 pub mod duration;
 pub mod engine;
 pub mod error;

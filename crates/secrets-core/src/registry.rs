@@ -18,12 +18,7 @@ use crate::manifest::{ESO_PROVIDERS, Manifests, NOT_SUPPORTED_PREFIX, SecretKeyS
 use crate::source::{SecretSource, SecretWriter};
 use crate::value::SecretValue;
 
-/// Resolves a `SecretKeySelector` (a store's credentials) to a value.
-#[async_trait]
-pub trait CredentialResolver: Send + Sync + fmt::Debug {
-    /// The value of `selector`; `namespace` is used when the selector has none.
-    async fn resolve(&self, selector: &SecretKeySelector, namespace: Option<&str>) -> Result<SecretValue>;
-}
+pub use crate::credentials::CredentialResolver;
 
 /// Out of a cluster, a store's `secretRef` is read from:
 ///
