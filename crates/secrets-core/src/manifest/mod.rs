@@ -14,6 +14,7 @@
 
 pub mod model;
 pub mod push;
+mod generated;
 mod template_from;
 mod validate;
 mod walk;
@@ -28,6 +29,7 @@ use serde_json::Value;
 
 pub use model::*;
 pub use push::{GeneratorDoc, GeneratorKind, PushSecret};
+pub use generated::resolve_generators;
 pub use template_from::resolve_template_from;
 pub(crate) use template_from::{Rendered as TemplateOutput, render_template_from};
 pub use validate::{ValidateOptions, check_external_secret, is_valid_object_name, validate};
@@ -567,6 +569,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
         }
     }
     resolve_template_from(&mut loaded.manifests);
+    resolve_generators(&mut loaded.manifests);
     loaded
 }
 
@@ -610,6 +613,7 @@ pub fn load_str(text: &str, file: impl AsRef<Path>) -> Loaded {
         }
     }
     resolve_template_from(&mut loaded.manifests);
+    resolve_generators(&mut loaded.manifests);
     loaded
 }
 
