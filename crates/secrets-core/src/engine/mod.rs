@@ -334,7 +334,12 @@ impl Engine {
     }
 
     /// Renders one item: what `apply_one` needs, and its report so far.
-    fn prepare(&self, item: Item<'_>, fetched: &Fetched, current: Result<Option<crate::value::SecretMap>, SpecError>) -> Job {
+    fn prepare(
+        &self,
+        item: Item<'_>,
+        fetched: &Fetched,
+        current: Result<Option<crate::value::SecretMap>, SpecError>,
+    ) -> Job {
         match item {
             Item::Spec((es, store)) => {
                 let target = es.target_ref();

@@ -254,7 +254,12 @@ fn generated(
 }
 
 /// With `if-absent`, a generated key the target already holds keeps the target's value.
-fn keep_current(es: &ExternalSecret, sr: &crate::manifest::SourceRef, key: &str, current: Option<&SecretMap>) -> Option<SecretValue> {
+fn keep_current(
+    es: &ExternalSecret,
+    sr: &crate::manifest::SourceRef,
+    key: &str,
+    current: Option<&SecretMap>,
+) -> Option<SecretValue> {
     if !es.keeps_generated(sr) {
         return None;
     }

@@ -117,13 +117,19 @@ pub(crate) fn check_source_refs(es: &ExternalSecret, errors: &mut Vec<Error>) {
         if r.key != out {
             errors.push(Error::manifest(
                 es.field(&format!("spec.data[{i}].remoteRef.key")),
-                format!("generator {} {} produces only the key `{out}`: set remoteRef.key to it", g.kind, g.name),
+                format!(
+                    "generator {} {} produces only the key `{out}`: set remoteRef.key to it",
+                    g.kind, g.name
+                ),
             ));
         }
         for (set, field) in [
             (r.property.is_some(), "property"),
             (r.version.is_some(), "version"),
-            (r.metadata_policy.as_deref().is_some_and(|m| m != "None"), "metadataPolicy"),
+            (
+                r.metadata_policy.as_deref().is_some_and(|m| m != "None"),
+                "metadataPolicy",
+            ),
         ] {
             if set {
                 errors.push(Error::manifest(
@@ -149,12 +155,9 @@ pub(crate) fn check_source_refs(es: &ExternalSecret, errors: &mut Vec<Error>) {
         }
     }
     if es.needs_current_target()
-        && es
-            .spec
-            .target
-            .template
-            .as_ref()
-            .is_some_and(|t| t.merge_policy.as_deref() != Some("Merge") && (!t.data.is_empty() || !t.template_from.is_empty()))
+        && es.spec.target.template.as_ref().is_some_and(|t| {
+            t.merge_policy.as_deref() != Some("Merge") && (!t.data.is_empty() || !t.template_from.is_empty())
+        })
     {
         errors.push(Error::manifest(
             es.field(&format!("metadata.annotations.{GENERATE_ANNOTATION}")),
@@ -206,7 +209,11 @@ pub(crate) fn check_resolved(es: &ExternalSecret, errors: &mut Vec<Error>) {
         .data
         .iter()
         .enumerate()
-        .filter_map(|(i, d)| d.source_ref.as_ref().map(|s| (format!("spec.data[{i}].sourceRef.generatorRef"), s)))
+        .filter_map(|(i, d)| {
+            d.source_ref
+                .as_ref()
+                .map(|s| (format!("spec.data[{i}].sourceRef.generatorRef"), s))
+        })
         .chain(es.spec.data_from.iter().enumerate().filter_map(|(i, d)| {
             d.source_ref
                 .as_ref()

@@ -12,9 +12,9 @@
 //! selectors need the Namespaces of a cluster: without one (file mode) they are an error, and
 //! the operator resolves them (see [`ClusterExternalSecret::selects`]).
 
+mod generated;
 pub mod model;
 pub mod push;
-mod generated;
 mod template_from;
 mod validate;
 mod walk;
@@ -27,9 +27,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use generated::resolve_generators;
 pub use model::*;
 pub use push::{GeneratorDoc, GeneratorKind, PushSecret};
-pub use generated::resolve_generators;
 pub use template_from::resolve_template_from;
 pub(crate) use template_from::{Rendered as TemplateOutput, render_template_from};
 pub use validate::{ValidateOptions, check_external_secret, is_valid_object_name, validate};
