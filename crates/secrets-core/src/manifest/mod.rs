@@ -1108,7 +1108,7 @@ mod tests {
             errors,
             [
                 "ces.yaml: document 2 (ClusterExternalSecret db): spec.externalSecretSpec.refreshInterval: invalid duration `often`: expected a number",
-                "ces.yaml: document 2 (ClusterExternalSecret db): spec.externalSecretSpec.data[0].sourceRef: not supported yet: spec.externalSecretSpec.data[0].sourceRef",
+                "ces.yaml: document 2 (ClusterExternalSecret db): spec.externalSecretSpec.data[0].sourceRef.storeRef: not supported yet: spec.externalSecretSpec.data[0].sourceRef.storeRef (one store per ExternalSecret)",
             ]
         );
         // The operator's check of the same spec, before any namespace is known.

@@ -193,7 +193,6 @@ fn check_store_ref(es: &ExternalSecret, errors: &mut Vec<Error>) -> bool {
 
 fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
     let spec = &es.spec;
-    super::generated::check_source_refs(es, errors);
     if let Err(e) = es.refresh_interval() {
         errors.push(Error::manifest(es.field("spec.refreshInterval"), e));
     }
@@ -352,6 +351,7 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
             }
         }
     }
+    super::generated::check_source_refs(es, errors);
 }
 
 /// A `templateFrom` entry: its shape, its reference found in the manifests (or filled by
