@@ -15,7 +15,10 @@
 //!   under [`PushOptions::state_dir`], as ESO keeps `status.syncedPushSecrets`) and no
 //!   longer lists is deleted through [`SecretWriter::delete`], which only deletes secrets
 //!   carrying the managed-by mark; an unmanaged one is left alone and reported. A store no
-//!   longer in `secretStoreRefs` is never deleted from (ESO's bug avoided).
+//!   longer in `secretStoreRefs` is never deleted from (ESO's bug avoided);
+//! - in a daemon, [`PushSchedule`] re-checks a PushSecret only when it is due (its
+//!   `refreshInterval`, its source target written in the cycle, its spec changed, a failed
+//!   push), not on every cycle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
