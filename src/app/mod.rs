@@ -550,6 +550,7 @@ async fn daemon(
         }
     }
     let mut scheduler = Scheduler::new();
+    let mut pushes = secretsync_core::push::PushSchedule::new();
     let mut cycles = 0usize;
     let mut first = true;
     let mut stamp = reload::ManifestStamp::of(&opts.manifests);
@@ -579,10 +580,10 @@ async fn daemon(
                 )
                 .await;
             report.events_down = hub.down();
-            // Every cycle that runs re-checks the PushSecrets: compare first, so an
-            // unchanged source costs reads and no write.
+            // PushSecrets that are due (refreshInterval, a changed source or spec, a failed
+            // push) are re-checked: compare first, so an unchanged source costs no write.
             if !manifests.push_secrets.is_empty() {
-                report.push = Some(secretsync_core::push::push_all_with(&manifests, &engine, &push_options()).await);
+                report.push = Some(pushes.push_due(&manifests, &engine, &report, &push_options()).await);
             }
             cycles += 1;
             if let Some(code) = finish_cycle(&report, cycles, &mut scheduler, opts, last, out) {

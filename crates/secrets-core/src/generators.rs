@@ -261,3 +261,45 @@ pub enum GeneratorKind {
     /// `UUID`: its value under the key `uuid`.
     Uuid,
 }
+
+/// When an ExternalSecret's generated keys get a fresh value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GeneratePolicy {
+    /// Every sync, as ESO does (the value rotates each `refreshInterval`).
+    #[default]
+    Always,
+    /// Only when the target does not hold the key yet; otherwise its value is kept (ESO
+    /// #5782): the way to bootstrap a value once.
+    IfAbsent,
+}
+
+impl GeneratePolicy {
+    /// Parses the value of the `secretsync.io/generate` annotation: `always` or
+    /// `if-absent` (case and `-` ignored, so `IfAbsent` and `Always` work too).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "always" => Ok(Self::Always),
+            "ifabsent" => Ok(Self::IfAbsent),
+            _ => Err(format!("`{s}`: expected always or if-absent")),
+        }
+    }
+}
+
+/// A generator document as an ExternalSecret entry uses it (found by the loader).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedGenerator {
+    /// Its kind and settings.
+    pub kind: GeneratorKind,
+    /// Annotated `secretsync.io/generate: if-absent` on the generator document itself.
+    pub if_absent: bool,
+}
+
+impl ResolvedGenerator {
+    /// The key its value is produced under (`password`, `uuid`), as ESO.
+    pub fn output_key(&self) -> &'static str {
+        match self.kind {
+            GeneratorKind::Password(_) => "password",
+            GeneratorKind::Uuid => "uuid",
+        }
+    }
+}

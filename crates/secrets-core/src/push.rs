@@ -15,7 +15,10 @@
 //!   under [`PushOptions::state_dir`], as ESO keeps `status.syncedPushSecrets`) and no
 //!   longer lists is deleted through [`SecretWriter::delete`], which only deletes secrets
 //!   carrying the managed-by mark; an unmanaged one is left alone and reported. A store no
-//!   longer in `secretStoreRefs` is never deleted from (ESO's bug avoided).
+//!   longer in `secretStoreRefs` is never deleted from (ESO's bug avoided);
+//! - in a daemon, [`PushSchedule`] re-checks a PushSecret only when it is due (its
+//!   `refreshInterval`, its source target written in the cycle, its spec changed, a failed
+//!   push), not on every cycle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -62,6 +65,160 @@ pub async fn push_all_with(manifests: &Manifests, engine: &Engine, opts: &PushOp
         push_one(manifests, engine, ps, opts, &mut report).await;
     }
     report
+}
+
+/// When each PushSecret is due, for a daemon that runs many cycles: ESO re-checks a
+/// PushSecret every `refreshInterval` (default 1h), not on every reconcile of anything.
+///
+/// [`PushSchedule::push_due`] pushes, out of the manifests' PushSecrets, only those that
+/// are due:
+/// - never pushed by this schedule (the first cycle, or a new PushSecret);
+/// - their spec, labels or annotations changed (a manifest reload);
+/// - their source changed: the ExternalSecret target they read was written in this cycle
+///   (from the cycle's report), or the plain `v1` Secret document they read has other
+///   data now;
+/// - their `refreshInterval` has passed since their last push (`0`: never by time);
+/// - their last push failed (retried at the next cycle).
+#[derive(Debug, Default)]
+pub struct PushSchedule {
+    last: BTreeMap<String, LastPush>,
+}
+
+/// What the schedule keeps of one PushSecret's last successful push.
+#[derive(Debug)]
+struct LastPush {
+    at: std::time::Instant,
+    /// Spec and metadata (and a plain Secret source's data fingerprint) at that push.
+    shape: String,
+}
+
+impl PushSchedule {
+    /// An empty schedule: everything is due.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pushes the PushSecrets that are due (see [`PushSchedule`]) after a cycle whose
+    /// report is `cycle`, and records when each was pushed.
+    pub async fn push_due(
+        &mut self,
+        manifests: &Manifests,
+        engine: &Engine,
+        cycle: &crate::engine::CycleReport,
+        opts: &PushOptions,
+    ) -> PushReport {
+        let now = std::time::Instant::now();
+        let due = self.due(manifests, engine, cycle, now);
+        let mut report = PushReport::default();
+        for ps in manifests.push_secrets.iter().filter(|ps| due.contains(&id_of(ps))) {
+            let mut one = PushReport::default();
+            push_one(manifests, engine, ps, opts, &mut one).await;
+            let id = id_of(ps);
+            if one.ok() {
+                self.last.insert(
+                    id,
+                    LastPush {
+                        at: now,
+                        shape: shape_of(manifests, engine, ps),
+                    },
+                );
+            } else {
+                self.last.remove(&id);
+            }
+            report.writes += one.writes;
+            report.deletes += one.deletes;
+            report.entries.extend(one.entries);
+            report.errors.extend(one.errors);
+        }
+        // PushSecrets no longer in the manifests are forgotten.
+        let present: BTreeSet<String> = manifests.push_secrets.iter().map(id_of).collect();
+        self.last.retain(|k, _| present.contains(k));
+        report
+    }
+
+    /// The PushSecrets (`namespace/name`) due now.
+    pub fn due(
+        &self,
+        manifests: &Manifests,
+        engine: &Engine,
+        cycle: &crate::engine::CycleReport,
+        now: std::time::Instant,
+    ) -> BTreeSet<String> {
+        let written: BTreeSet<&str> = cycle
+            .specs
+            .iter()
+            .filter(|s| s.changed)
+            .map(|s| s.target.as_str())
+            .collect();
+        manifests
+            .push_secrets
+            .iter()
+            .filter(|ps| {
+                let Some(last) = self.last.get(&id_of(ps)) else {
+                    return true;
+                };
+                if last.shape != shape_of(manifests, engine, ps) {
+                    return true;
+                }
+                if let Some(name) = ps.spec.selector.secret.as_ref().and_then(|s| s.name.as_deref()) {
+                    let source = crate::sink::TargetRef::secret(ps.namespace(), name).to_string();
+                    if written.contains(source.as_str()) {
+                        return true;
+                    }
+                }
+                match refresh_interval(ps) {
+                    Some(every) => now.duration_since(last.at) >= every,
+                    None => false,
+                }
+            })
+            .map(id_of)
+            .collect()
+    }
+
+    /// When the next PushSecret falls due by its `refreshInterval` (`None`: none will by
+    /// time), so a daemon can wake for it.
+    pub fn next_due(&self, manifests: &Manifests) -> Option<std::time::Instant> {
+        manifests
+            .push_secrets
+            .iter()
+            .filter_map(|ps| match self.last.get(&id_of(ps)) {
+                None => Some(std::time::Instant::now()),
+                Some(last) => refresh_interval(ps).map(|every| last.at + every),
+            })
+            .min()
+    }
+}
+
+fn id_of(ps: &PushSecret) -> String {
+    format!("{}/{}", ps.namespace(), ps.name())
+}
+
+/// `refreshInterval` (default 1h, as ESO); `None` for `0` or an invalid one (which
+/// [`PushSecret::check`] reports).
+fn refresh_interval(ps: &PushSecret) -> Option<std::time::Duration> {
+    match &ps.spec.refresh_interval {
+        None => Some(crate::manifest::DEFAULT_REFRESH_INTERVAL),
+        Some(s) => crate::duration::parse_go_duration(s).ok().filter(|d| !d.is_zero()),
+    }
+}
+
+/// What makes a PushSecret due when it changes: its spec, labels and annotations, and the
+/// data of a plain `v1` Secret it reads (as a keyed fingerprint, never a value).
+fn shape_of(manifests: &Manifests, engine: &Engine, ps: &PushSecret) -> String {
+    let mut shape = serde_json::json!({
+        "spec": ps.spec,
+        "labels": ps.metadata.labels,
+        "annotations": ps.metadata.annotations,
+    })
+    .to_string();
+    if let Some(name) = ps.spec.selector.secret.as_ref().and_then(|s| s.name.as_deref())
+        && let Some(t) = manifests.static_targets.iter().find(|t| {
+            t.target.kind == TargetKind::Secret && t.target.namespace == ps.namespace() && t.target.name == name
+        })
+    {
+        shape.push_str(&engine.fingerprint_key().fingerprint(&t.data, &[]).to_string());
+    }
+    shape
 }
 
 /// One pushed remote key, as the record keeps it.

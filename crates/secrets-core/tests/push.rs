@@ -407,3 +407,89 @@ async fn delete_removes_only_managed_secrets_no_longer_pushed() {
     assert!(!r.ok());
     assert!(r.errors[0].contains("spec.deletionPolicy"), "{:?}", r.errors);
 }
+
+/// The daemon's PushSecrets follow `refreshInterval` (ESO's default 1h): a cycle re-checks
+/// a PushSecret only when it is due — never pushed, its source target written in this
+/// cycle, its spec changed, its interval passed, or its last push failed — instead of on
+/// every cycle.
+#[tokio::test]
+async fn the_daemon_pushes_only_what_is_due() {
+    use secretsync_core::push::{PushOptions, PushSchedule};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prod.secrets.tfvars"), TFVARS).unwrap();
+    std::fs::write(dir.path().join("remote.json"), "{}").unwrap();
+    let m = manifests(dir.path(), PUSH);
+    let e = engine(&m).await;
+    let mut schedule = PushSchedule::new();
+    let opts = PushOptions::default();
+    let cycle = async |m: &Manifests, schedule: &mut PushSchedule| {
+        let c = e.run(m, &CycleOptions::default()).await;
+        assert!(c.all_synced(), "{}", c.to_text());
+        let p = schedule.push_due(m, &e, &c, &opts).await;
+        assert!(p.ok(), "{}", p.to_text());
+        (c, p)
+    };
+
+    let (_, first) = cycle(&m, &mut schedule).await;
+    assert_eq!(first.writes, 3, "the first cycle pushes: {}", first.to_text());
+    let (c, second) = cycle(&m, &mut schedule).await;
+    assert!(second.entries.is_empty(), "nothing is due: {}", second.to_text());
+    let id = "prod/flowyml-push".to_string();
+    // Not due by time within the hour; due after it.
+    let now = Instant::now();
+    assert!(schedule.due(&m, &e, &c, now + Duration::from_secs(3500)).is_empty());
+    assert_eq!(
+        schedule.due(&m, &e, &c, now + Duration::from_secs(3601)),
+        [id.clone()].into()
+    );
+    let next = schedule.next_due(&m).expect("due by time");
+    assert!(next > now + Duration::from_secs(3500) && next <= now + Duration::from_secs(3601));
+
+    // The source changes: its ExternalSecret writes the target, so the push runs now.
+    std::fs::write(
+        dir.path().join("prod.secrets.tfvars"),
+        TFVARS.replace("your_static_api_token", "rotated_token"),
+    )
+    .unwrap();
+    let (_, third) = cycle(&m, &mut schedule).await;
+    assert_eq!(third.writes, 1, "{}", third.to_text());
+    assert_eq!(
+        remote(dir.path(), "flowyml-api-token").await.as_deref(),
+        Some("rotated_token")
+    );
+    let (_, fourth) = cycle(&m, &mut schedule).await;
+    assert!(fourth.entries.is_empty(), "{}", fourth.to_text());
+
+    // A changed spec (a manifest reload) is due; `refreshInterval: 0` is never due by time.
+    let changed = manifests(
+        dir.path(),
+        &PUSH.replace("refreshInterval: 1h", "refreshInterval: \"0\""),
+    );
+    let (c, fifth) = cycle(&changed, &mut schedule).await;
+    assert_eq!(
+        fifth.entries.len(),
+        3,
+        "re-checked after its spec changed: {}",
+        fifth.to_text()
+    );
+    assert_eq!(fifth.writes, 0, "{}", fifth.to_text());
+    assert!(
+        schedule
+            .due(&changed, &e, &c, Instant::now() + Duration::from_secs(86_400 * 365))
+            .is_empty()
+    );
+    assert_eq!(schedule.next_due(&changed), None);
+
+    // A failed push is retried at the next cycle.
+    let broken = manifests(
+        dir.path(),
+        &PUSH.replace("secretKey: API_TOKEN,", "secretKey: NO_SUCH_KEY,"),
+    );
+    let c = e.run(&broken, &CycleOptions::default()).await;
+    let failed = schedule.push_due(&broken, &e, &c, &opts).await;
+    assert!(!failed.ok(), "{}", failed.to_text());
+    let c = e.run(&broken, &CycleOptions::default()).await;
+    assert_eq!(schedule.due(&broken, &e, &c, Instant::now()), [id].into());
+}

@@ -202,7 +202,8 @@ impl Engine {
             })?;
         let store = self.spec_store(es)?;
         let fetched = self.fetch(&[(es, Ok(store.clone()))], None).await.0;
-        render::render(es, es.target_ref(), &store, &fetched, &self.key)
+        let current = render::current_data(self.sink.as_ref(), es).await?;
+        render::render(es, es.target_ref(), &store, &fetched, &self.key, current.as_ref())
     }
 
     fn spec_store(&self, es: &ExternalSecret) -> Result<StoreId, SpecError> {
@@ -331,19 +332,31 @@ impl Engine {
         fetched: &Fetched,
         dry_run: bool,
     ) -> (SpecReport, Option<RestartRequest>, bool) {
-        let mut job = Box::new(self.prepare(item, fetched));
+        // An `if-absent` generator renders against what the target holds now.
+        let current = match &item {
+            Item::Spec((es, Ok(_))) => render::current_data(self.sink.as_ref(), es).await,
+            _ => Ok(None),
+        };
+        let mut job = Box::new(self.prepare(item, fetched, current));
         let Job { report, input } = &mut *job;
         let (restart, wrote) = self.apply_one(report, input, dry_run).await;
         (job.report, restart, wrote)
     }
 
     /// Renders one item: what `apply_one` needs, and its report so far.
-    fn prepare(&self, item: Item<'_>, fetched: &Fetched) -> Job {
+    fn prepare(
+        &self,
+        item: Item<'_>,
+        fetched: &Fetched,
+        current: Result<Option<crate::value::SecretMap>, SpecError>,
+    ) -> Job {
         match item {
             Item::Spec((es, store)) => {
                 let target = es.target_ref();
                 let report = SpecReport::pending("ExternalSecret", es.namespace(), es.name(), target.to_string());
-                let desired = store.and_then(|store| render::render(es, target.clone(), &store, fetched, &self.key));
+                let desired = store.and_then(|store| {
+                    render::render(es, target.clone(), &store, fetched, &self.key, current?.as_ref())
+                });
                 let deletion = es.spec.target.deletion_policy;
                 let removal = (deletion == DeletionPolicy::Merge).then(|| render::render_removal(es, &self.key));
                 Job {
@@ -528,7 +541,8 @@ impl Engine {
                     n.values.push((r.key.as_str(), r.version.as_deref()));
                 }
             };
-            for d in &es.spec.data {
+            // A generated entry reads nothing from the store.
+            for d in es.spec.data.iter().filter(|d| d.source_ref.is_none()) {
                 add(&d.remote_ref);
             }
             for df in &es.spec.data_from {

@@ -234,14 +234,75 @@ fn resolve(r: &RemoteRef, v: &SecretValue, loc: &ExternalSecret, i: usize) -> Re
     Ok(v)
 }
 
-/// The data of an ExternalSecret, before templates.
-fn collect_data(es: &ExternalSecret, f: &StoreFetched) -> Result<SecretMap, SpecError> {
+/// A fresh value of the generator an entry's `sourceRef` names (resolved by the loader).
+fn generated(
+    es: &ExternalSecret,
+    sr: &crate::manifest::SourceRef,
+    field: &str,
+) -> Result<(&'static str, SecretValue), SpecError> {
+    let g = sr.generator.as_ref().ok_or_else(|| {
+        let r = sr.generator_ref.as_ref().expect("a generator entry");
+        SpecError::invalid(
+            es,
+            field,
+            &Error::invalid(format!("generator {} {} is not in the given manifests", r.kind, r.name)),
+        )
+    })?;
+    let v = crate::generators::generate(&g.kind)
+        .map_err(|m| SpecError::invalid(es, field, &Error::invalid(format!("generator: {m}"))))?;
+    Ok((g.output_key(), v))
+}
+
+/// With `if-absent`, a generated key the target already holds keeps the target's value.
+fn keep_current(
+    es: &ExternalSecret,
+    sr: &crate::manifest::SourceRef,
+    key: &str,
+    current: Option<&SecretMap>,
+) -> Option<SecretValue> {
+    if !es.keeps_generated(sr) {
+        return None;
+    }
+    current.and_then(|c| c.get(key)).cloned()
+}
+
+/// What the target of `es` holds now, read only when rendering needs it (an `if-absent`
+/// generator, see [`ExternalSecret::needs_current_target`]). A failed read fails the spec:
+/// generating anyway could replace a value that must be kept.
+pub(crate) async fn current_data(sink: &dyn SecretSink, es: &ExternalSecret) -> Result<Option<SecretMap>, SpecError> {
+    if !es.needs_current_target() {
+        return Ok(None);
+    }
+    let field = format!("metadata.annotations.{}", crate::manifest::push::GENERATE_ANNOTATION);
+    if !sink.capabilities().readable {
+        return Err(SpecError::invalid(
+            es,
+            &field,
+            &Error::invalid(format!(
+                "if-absent needs to read the target back, which the {} sink cannot",
+                sink.name()
+            )),
+        ));
+    }
+    match sink.read(&es.target_ref()).await {
+        Ok(state) => Ok(state.map(|s| s.data)),
+        Err(e) => Err(SpecError::from_error(&e).at(es, &field)),
+    }
+}
+
+/// The data of an ExternalSecret, before templates. `current` is what the target holds
+/// now, given when [`ExternalSecret::needs_current_target`].
+fn collect_data(es: &ExternalSecret, f: &StoreFetched, current: Option<&SecretMap>) -> Result<SecretMap, SpecError> {
     let loc = es;
     let mut data = SecretMap::new();
     for (i, df) in es.spec.data_from.iter().enumerate() {
         let p = format!("spec.dataFrom[{i}]");
         let mut part = SecretMap::new();
-        if let Some(x) = &df.extract {
+        let generator = df.source_ref.as_ref().filter(|s| s.generator_ref.is_some());
+        if let Some(sr) = generator {
+            let (k, v) = generated(es, sr, &format!("{p}.sourceRef.generatorRef"))?;
+            part.insert(k.to_string(), v);
+        } else if let Some(x) = &df.extract {
             let raw = f.value(x).map_err(|e| e.at(loc, &format!("{p}.extract.key")))?;
             let raw = match &x.property {
                 Some(prop) if !prop.is_empty() => transform::get_property(raw, prop, &x.key)
@@ -276,14 +337,34 @@ fn collect_data(es: &ExternalSecret, f: &StoreFetched) -> Result<SecretMap, Spec
         let part = transform::rewrite_keys(part, &df.rewrite, &p)
             .map_err(|e| SpecError::invalid(loc, &format!("{p}.rewrite"), &e))?;
         // Find results are remote names (`a/b/c`); make them valid keys after rewrites.
-        let part: SecretMap = if df.find.is_some() {
+        let mut part: SecretMap = if df.find.is_some() {
             part.into_iter().map(|(k, v)| (transform::convert_key(&k), v)).collect()
         } else {
             part
         };
+        // Kept by the key's name in the target, after rewrites.
+        if let Some(sr) = generator {
+            let keys: Vec<String> = part.keys().cloned().collect();
+            for k in keys {
+                if let Some(v) = keep_current(es, sr, &k, current) {
+                    part.insert(k, v);
+                }
+            }
+        }
         data.extend(part);
     }
     for (i, d) in es.spec.data.iter().enumerate() {
+        if let Some(sr) = d.source_ref.as_ref().filter(|s| s.generator_ref.is_some()) {
+            let v = match keep_current(es, sr, &d.secret_key, current) {
+                Some(v) => v,
+                None => {
+                    let (_, v) = generated(es, sr, &format!("spec.data[{i}].sourceRef.generatorRef"))?;
+                    resolve(&d.remote_ref, &v, loc, i)?
+                }
+            };
+            data.insert(d.secret_key.clone(), v);
+            continue;
+        }
         let v = f
             .value(&d.remote_ref)
             .map_err(|e| e.at(loc, &format!("spec.data[{i}].remoteRef.key")))?;
@@ -299,9 +380,10 @@ pub(crate) fn render(
     store: &StoreId,
     f: &Fetched,
     key: &FingerprintKey,
+    current: Option<&SecretMap>,
 ) -> Result<DesiredTarget, SpecError> {
     let loc = es;
-    let mut data = collect_data(es, f.store(store))?;
+    let mut data = collect_data(es, f.store(store), current)?;
     let t = &es.spec.target;
     let tpl = t.template.as_ref();
     // Labels and annotations that templateFrom entries render.

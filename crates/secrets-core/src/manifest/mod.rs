@@ -12,6 +12,7 @@
 //! selectors need the Namespaces of a cluster: without one (file mode) they are an error, and
 //! the operator resolves them (see [`ClusterExternalSecret::selects`]).
 
+mod generated;
 pub mod model;
 pub mod push;
 mod template_from;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use generated::resolve_generators;
 pub use model::*;
 pub use push::{GeneratorDoc, GeneratorKind, PushSecret};
 pub use template_from::resolve_template_from;
@@ -567,6 +569,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
         }
     }
     resolve_template_from(&mut loaded.manifests);
+    resolve_generators(&mut loaded.manifests);
     loaded
 }
 
@@ -610,6 +613,7 @@ pub fn load_str(text: &str, file: impl AsRef<Path>) -> Loaded {
         }
     }
     resolve_template_from(&mut loaded.manifests);
+    resolve_generators(&mut loaded.manifests);
     loaded
 }
 
@@ -1144,7 +1148,7 @@ mod tests {
             errors,
             [
                 "ces.yaml: document 2 (ClusterExternalSecret db): spec.externalSecretSpec.refreshInterval: invalid duration `often`: expected a number",
-                "ces.yaml: document 2 (ClusterExternalSecret db): spec.externalSecretSpec.data[0].sourceRef: not supported yet: spec.externalSecretSpec.data[0].sourceRef",
+                "ces.yaml: document 2 (ClusterExternalSecret db): spec.externalSecretSpec.data[0].sourceRef.storeRef: not supported yet: spec.externalSecretSpec.data[0].sourceRef.storeRef (one store per ExternalSecret)",
             ]
         );
         // The operator's check of the same spec, before any namespace is known.

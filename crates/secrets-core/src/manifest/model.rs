@@ -432,9 +432,32 @@ pub struct ExternalSecretData {
     pub secret_key: String,
     /// What to read.
     pub remote_ref: RemoteRef,
-    /// Per-entry store or generator (not supported yet).
+    /// Per-entry generator (`sourceRef.generatorRef`); `storeRef` is not supported yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_ref: Option<Value>,
+    pub source_ref: Option<SourceRef>,
+}
+
+/// ESO `sourceRef` of `data[]` and `dataFrom[]`: another store, or a generator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceRef {
+    /// Another store for this entry (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_ref: Option<Value>,
+    /// A `generators.external-secrets.io/v1alpha1` generator (`Password`, `UUID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_ref: Option<super::push::GeneratorRef>,
+    /// The generator document once found among the manifests (the loader fills it, see
+    /// [`resolve_generators`](super::resolve_generators)): not part of the manifest.
+    #[serde(skip)]
+    pub generator: Option<crate::generators::ResolvedGenerator>,
+}
+
+impl SourceRef {
+    /// The generator this entry uses, when it names one.
+    pub fn generator_ref(&self) -> Option<&super::push::GeneratorRef> {
+        self.generator_ref.as_ref()
+    }
 }
 
 /// ESO `remoteRef`.
@@ -491,9 +514,10 @@ pub struct DataFrom {
     /// Key rewrites, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rewrite: Vec<Rewrite>,
-    /// Per-entry store or generator (not supported yet).
+    /// A generator for this entry (`sourceRef.generatorRef`, without extract or find);
+    /// `storeRef` is not supported yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_ref: Option<Value>,
+    pub source_ref: Option<SourceRef>,
 }
 
 /// ESO `dataFrom[].find`.

@@ -133,6 +133,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
             }
         }
         check_spec(es, &mut errors);
+        super::generated::check_resolved(es, &mut errors);
         let t = &es.spec.target;
         let target = es.target_ref();
         let merge = t.creation_policy == crate::sink::CreationPolicy::Merge;
@@ -282,9 +283,6 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
                 format!("duplicate secretKey `{}`", d.secret_key),
             ));
         }
-        if d.source_ref.is_some() {
-            errors.push(not_supported(es, &format!("{p}.sourceRef"), ""));
-        }
         check_remote_ref(&d.remote_ref, es, &format!("{p}.remoteRef"), errors);
     }
     if spec.data.is_empty()
@@ -300,9 +298,6 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
     }
     for (i, df) in spec.data_from.iter().enumerate() {
         let p = format!("spec.dataFrom[{i}]");
-        if df.source_ref.is_some() {
-            errors.push(not_supported(es, &format!("{p}.sourceRef"), ""));
-        }
         match (&df.extract, &df.find) {
             (Some(x), None) => check_remote_ref(x, es, &format!("{p}.extract"), errors),
             (None, Some(f)) => {
@@ -328,6 +323,8 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
                     ));
                 }
             }
+            // A generator's output (checked with the other sourceRefs).
+            (None, None) if df.source_ref.as_ref().is_some_and(|s| s.generator_ref.is_some()) => {}
             _ => errors.push(Error::manifest(es.field(&p), "exactly one of extract and find")),
         }
         for (j, rw) in df.rewrite.iter().enumerate() {
@@ -354,6 +351,7 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
             }
         }
     }
+    super::generated::check_source_refs(es, errors);
 }
 
 /// A `templateFrom` entry: its shape, its reference found in the manifests (or filled by
