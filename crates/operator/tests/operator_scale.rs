@@ -155,7 +155,7 @@ async fn two_thousand_resources_one_fetch_per_key_and_a_fast_lane() {
             break;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(60),
+            t.elapsed() < Duration::from_secs(240),
             "only {n} Secrets after {:?}",
             t.elapsed()
         );
@@ -228,7 +228,9 @@ async fn two_thousand_resources_one_fetch_per_key_and_a_fast_lane() {
             break;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(60),
+            // A bound, not a speed target (benchmarks measure speed): a loaded 2-core CI
+            // machine has taken ~60 s for 2,000 debug-build writes to the fake.
+            t.elapsed() < Duration::from_secs(240),
             "only {n} refreshed after {:?}",
             t.elapsed()
         );
