@@ -299,3 +299,65 @@ fn check_names_a_bad_events_annotation() {
     assert!(err.contains("unknown event source `carrier-pigeon`"), "{err}");
     assert!(err.contains("doppler-webhook"), "lists what is known: {err}");
 }
+
+/// An event source that is down (here an SQS queue on a port nothing listens on): every
+/// report says why events are not flowing, and the specs keep syncing on their interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_event_source_is_reported_and_polling_goes_on() {
+    use secretsync_core::{SecretValue, SecretWriter, WriteRequest};
+    let moto = secretsync_fakes::moto::Moto::shared().url().to_string();
+    let key = format!("events-down-{}", std::process::id());
+    let aws = secretsync::aws::AwsSecretsManagerBuilder::new()
+        .with_region("us-east-1")
+        .with_endpoint(moto.clone())
+        .with_credentials("testing", "testing".into())
+        .build()
+        .await
+        .unwrap();
+    aws.put(&WriteRequest::new(&key, SecretValue::from("one"))).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        format!(
+            "apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: aws
+  namespace: dev
+  annotations: {{secretsync.io/events: 'aws-sqs:http://127.0.0.1:1/000000000000/changes'}}
+spec: {{provider: {{aws: {{service: SecretsManager, region: us-east-1, endpoint: '{moto}'}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: api, namespace: dev}}
+spec:
+  refreshInterval: 2s
+  secretStoreRef: {{name: aws}}
+  data: [{{secretKey: DB, remoteRef: {{key: {key}}}}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: plain, namespace: dev}}
+stringData: {{a: b}}
+"
+        ),
+    )
+    .unwrap();
+    let path = dir.path().to_path_buf();
+    let envs = [
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+    ];
+    let d = tokio::task::block_in_place(|| start_daemon(&path, &envs));
+    assert_eq!(value_of(dir.path(), "dev", "api", "DB"), "one");
+    aws.put(&WriteRequest::new(&key, SecretValue::from("two"))).await.unwrap();
+    let reports = tokio::task::block_in_place(|| d.reports_within(Duration::from_secs(8)));
+    assert!(!reports.is_empty(), "the spec keeps syncing on its 2s interval");
+    let down = &reports.last().unwrap()["events_down"];
+    assert_eq!(down[0]["source"], "aws-sqs", "{down}");
+    assert!(
+        down[0]["problem"].as_str().unwrap().contains("127.0.0.1"),
+        "names where it could not connect: {down}"
+    );
+    assert_eq!(value_of(dir.path(), "dev", "api", "DB"), "two", "polling carried the change");
+}

@@ -640,7 +640,7 @@ async fn cluster_external_secrets_provision_selected_namespaces_and_follow_their
     assert_eq!(broken["status"], "False");
     let message = broken["message"].as_str().unwrap();
     assert!(
-        message.contains("spec.externalSecretSpec.data[0].sourceRef: not supported yet"),
+        message.contains("spec.externalSecretSpec.data[0].sourceRef.storeRef: not supported yet"),
         "{message}"
     );
     assert!(namespaces_with_es(&client, "broken").await.is_empty());
