@@ -391,18 +391,18 @@ pub(crate) fn render(
     if let Some(tpl) = tpl
         && (!tpl.data.is_empty() || !tpl.template_from.is_empty())
     {
-        let ctx: TemplateContext = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        // The collected data is the templates' context as it is: borrowed, not copied.
+        let ctx: &TemplateContext = data.as_btree();
         // templateFrom first, then template.data (which wins), as ESO applies them.
-        crate::manifest::render_template_from(es, &ctx, &mut templated)
+        crate::manifest::render_template_from(es, ctx, &mut templated)
             .map_err(|(field, e)| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
         for (k, src) in &tpl.data {
-            let field = format!("spec.target.template.data.{k}");
+            // The field path is only spelled out for an error.
+            let fail =
+                |e: String| SpecError::invalid(loc, &format!("spec.target.template.data.{k}"), &Error::invalid(e));
             // Parsed once per source: the same template renders for many targets a cycle.
-            let parsed =
-                Template::parse_cached(src).map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
-            let v = parsed
-                .render(&ctx)
-                .map_err(|e| SpecError::invalid(loc, &field, &Error::invalid(e)))?;
+            let parsed = Template::parse_cached(src).map_err(fail)?;
+            let v = parsed.render(ctx).map_err(fail)?;
             templated.data.insert(k.clone(), v);
         }
         let rendered = std::mem::take(&mut templated.data);

@@ -31,7 +31,11 @@ enum Flow {
 pub(crate) struct State<'a> {
     pub ctx: &'a TemplateContext,
     tree: &'a Tree,
-    vars: Vec<(String, Value)>,
+    /// Variables in scope, innermost last; names borrow the tree's text.
+    vars: Vec<(&'a str, Value)>,
+    /// Values of the data's keys read so far (`.key`), each copied out of its wrapper once
+    /// per render however often the template reads it.
+    root_fields: Vec<(&'a str, Value)>,
     pub out: &'a mut Vec<u8>,
     depth: usize,
     steps: usize,
@@ -57,7 +61,8 @@ impl<'a> State<'a> {
         State {
             ctx,
             tree,
-            vars: vec![("$".into(), Value::Root)],
+            vars: vec![("$", Value::Root)],
+            root_fields: Vec::new(),
             out,
             depth: 0,
             steps: 0,
@@ -89,7 +94,7 @@ impl<'a> State<'a> {
         Ok(())
     }
 
-    fn walk(&mut self, dot: &Value, list: &List) -> R<Flow> {
+    fn walk(&mut self, dot: &Value, list: &'a List) -> R<Flow> {
         for node in list {
             self.step()?;
             match node {
@@ -138,7 +143,7 @@ impl<'a> State<'a> {
                     if self.depth >= MAX_CALL_DEPTH {
                         return Err(at(*line, format!("templates nest over {MAX_CALL_DEPTH} calls deep")));
                     }
-                    let saved = std::mem::replace(&mut self.vars, vec![("$".into(), d.clone())]);
+                    let saved = std::mem::replace(&mut self.vars, vec![("$", d.clone())]);
                     self.depth += 1;
                     let r = self.walk(&d, body);
                     self.depth -= 1;
@@ -152,7 +157,7 @@ impl<'a> State<'a> {
         Ok(Flow::Normal)
     }
 
-    fn range(&mut self, dot: &Value, b: &Branch) -> R<Flow> {
+    fn range(&mut self, dot: &Value, b: &'a Branch) -> R<Flow> {
         let mark = self.vars.len();
         let v = self.pipeline(dot, &b.pipe).map_err(|e| at(b.pipe.line, e))?;
         let inner = self.vars.len();
@@ -208,7 +213,7 @@ impl<'a> State<'a> {
     }
 
     /// Sets a range variable: the n-th from the top, or by name for `$x = range`.
-    fn set_top(&mut self, n: usize, v: Value, pipe: &Pipe) {
+    fn set_top(&mut self, n: usize, v: Value, pipe: &'a Pipe) {
         if pipe.is_assign {
             let name = &pipe.decl[pipe.decl.len() - n];
             self.set_var(name, v);
@@ -219,7 +224,7 @@ impl<'a> State<'a> {
     }
 
     fn set_var(&mut self, name: &str, v: Value) {
-        if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+        if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| *n == name) {
             slot.1 = v;
         }
     }
@@ -228,12 +233,12 @@ impl<'a> State<'a> {
         self.vars
             .iter()
             .rev()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| *n == name)
             .map(|(_, v)| v.clone())
             .ok_or_else(|| format!("undefined variable `{name}`"))
     }
 
-    pub fn pipeline(&mut self, dot: &Value, p: &Pipe) -> R<Value> {
+    pub fn pipeline(&mut self, dot: &Value, p: &'a Pipe) -> R<Value> {
         let mut value: Option<Value> = None;
         for cmd in &p.cmds {
             self.step()?;
@@ -245,13 +250,13 @@ impl<'a> State<'a> {
             if p.is_assign {
                 self.set_var(name, v.clone());
             } else {
-                self.vars.push((name.clone(), v.clone()));
+                self.vars.push((name.as_str(), v.clone()));
             }
         }
         Ok(v)
     }
 
-    fn command(&mut self, dot: &Value, cmd: &Command, fin: Option<Value>) -> R<Value> {
+    fn command(&mut self, dot: &Value, cmd: &'a Command, fin: Option<Value>) -> R<Value> {
         let first = &cmd.args[0];
         let has_args = cmd.args.len() > 1 || fin.is_some();
         match first {
@@ -293,7 +298,7 @@ impl<'a> State<'a> {
     }
 
     /// A parenthesized pipeline: its variables end with it.
-    fn pipeline_scoped(&mut self, dot: &Value, p: &Pipe) -> R<Value> {
+    fn pipeline_scoped(&mut self, dot: &Value, p: &'a Pipe) -> R<Value> {
         let mark = self.vars.len();
         let v = self.pipeline(dot, p);
         if p.decl.is_empty() || p.is_assign {
@@ -303,7 +308,7 @@ impl<'a> State<'a> {
     }
 
     /// An operand as an `interface{}` argument.
-    fn arg(&mut self, dot: &Value, a: &Arg) -> R<Value> {
+    fn arg(&mut self, dot: &Value, a: &'a Arg) -> R<Value> {
         Ok(match a {
             Arg::Field(path) => self.fields(dot.clone(), path)?,
             Arg::Variable(name, path) => {
@@ -314,7 +319,7 @@ impl<'a> State<'a> {
             Arg::Nil => Value::Nil,
             Arg::Bool(b) => Value::Bool(*b),
             Arg::Number(n) => ideal(n)?,
-            Arg::Str(s) => Value::str(s.as_bytes()),
+            Arg::Str(s) => Value::Str(s.clone()),
             Arg::Func(name, f) => self.function(dot, name, *f, &[], None)?,
             Arg::Pipe(p) => self.pipeline_scoped(dot, p)?,
             Arg::Chain(inner, path) => {
@@ -326,7 +331,7 @@ impl<'a> State<'a> {
 
     /// An operand for a parameter of type `p`: constants convert as Go's do, values must
     /// have the parameter's type.
-    fn typed_arg(&mut self, dot: &Value, a: &Arg, p: Param, func: &str, i: usize) -> R<Value> {
+    fn typed_arg(&mut self, dot: &Value, a: &'a Arg, p: Param, func: &str, i: usize) -> R<Value> {
         let bad = |what: &str| {
             Err(format!(
                 "wrong type for argument {} of `{func}`: expected {}, found {what}",
@@ -363,7 +368,7 @@ impl<'a> State<'a> {
         dot: &Value,
         name: &str,
         f: Option<&'static funcs::Func>,
-        args: &[Arg],
+        args: &'a [Arg],
         fin: Option<Value>,
     ) -> R<Value> {
         // `and` / `or` evaluate their arguments only as far as needed.
@@ -423,9 +428,13 @@ impl<'a> State<'a> {
     }
 
     /// `.a.b` from `v`.
-    fn fields(&mut self, mut v: Value, path: &[String]) -> R<Value> {
+    fn fields(&mut self, mut v: Value, path: &'a [String]) -> R<Value> {
         for (i, f) in path.iter().enumerate() {
-            v = field(self.ctx, v, f).map_err(|e| {
+            let r = match v {
+                Value::Root => self.root_field(f),
+                v => field(self.ctx, v, f),
+            };
+            v = r.map_err(|e| {
                 if path.len() > 1 {
                     format!("{e} (in `.{}`)", path[..=i].join("."))
                 } else {
@@ -433,6 +442,16 @@ impl<'a> State<'a> {
                 }
             })?;
         }
+        Ok(v)
+    }
+
+    /// `.name` of the data: its value as a template string, copied once per render.
+    fn root_field(&mut self, name: &'a str) -> R<Value> {
+        if let Some((_, v)) = self.root_fields.iter().find(|(n, _)| *n == name) {
+            return Ok(v.clone());
+        }
+        let v = field(self.ctx, Value::Root, name)?;
+        self.root_fields.push((name, v.clone()));
         Ok(v)
     }
 }

@@ -40,6 +40,8 @@ pub const MAX_INDENT: u64 = 1024;
 #[derive(Debug, Clone)]
 pub struct Template {
     tree: parse::Tree,
+    /// Length of the source: a render's first guess at its output's size.
+    src_len: usize,
 }
 
 /// Every supported function name, sorted (Go builtins, sprig and ESO functions).
@@ -61,11 +63,17 @@ const CACHE_SIZE: usize = 4096;
 /// Longest template source kept in the cache.
 const CACHE_MAX_SOURCE: usize = 64 * 1024;
 
+thread_local! {
+    /// The template this thread parsed or found last, with its source.
+    static LAST: std::cell::RefCell<Option<(String, Arc<Template>)>> = const { std::cell::RefCell::new(None) };
+}
+
 impl Template {
     /// Parses a template; errors name the line and the unsupported function or action.
     pub fn parse(src: &str) -> Result<Template, String> {
         Ok(Template {
             tree: parse::parse(src)?,
+            src_len: src.len(),
         })
     }
 
@@ -74,9 +82,22 @@ impl Template {
         if src.len() > CACHE_MAX_SOURCE {
             return Template::parse(src).map(Arc::new);
         }
-        if let Some(t) = CACHE.lock().expect("template cache").get(src) {
-            return Ok(t.clone());
+        // Specs of one cycle mostly share a few templates: the last one this thread used is
+        // found by comparing the text, without hashing it or taking the lock.
+        if let Some(t) = LAST.with_borrow(|l| l.as_ref().filter(|(s, _)| s == src).map(|(_, t)| t.clone())) {
+            return Ok(t);
         }
+        let found = CACHE.lock().expect("template cache").get(src).cloned();
+        let t = match found {
+            Some(t) => t,
+            None => Template::parse_cached_insert(src)?,
+        };
+        LAST.with_borrow_mut(|l| *l = Some((src.to_string(), t.clone())));
+        Ok(t)
+    }
+
+    /// Parses `src` and keeps it in the shared cache.
+    fn parse_cached_insert(src: &str) -> Result<Arc<Template>, String> {
         let t = Arc::new(Template::parse(src)?);
         let mut cache = CACHE.lock().expect("template cache");
         if cache.len() >= CACHE_SIZE {
@@ -97,7 +118,8 @@ impl Template {
     /// Renders with `ctx` as `.` and `now` fixed at `secs` / `nanos` after the Unix epoch
     /// (UTC): date functions give the same text every time.
     pub fn render_at(&self, ctx: &TemplateContext, secs: i64, nanos: u32) -> Result<SecretValue, String> {
-        let mut out = Zeroizing::new(Vec::new());
+        // Sized up front: growing a vector frees its old buffers without zeroizing them.
+        let mut out = Zeroizing::new(Vec::with_capacity(self.src_len.min(64 * 1024) + 64));
         let now = gotime::Time {
             secs,
             nanos: nanos.min(999_999_999),

@@ -61,7 +61,8 @@ pub(crate) enum Arg {
     Nil,
     Bool(bool),
     Number(Number),
-    Str(String),
+    /// A string constant, as the bytes a render hands out (shared, not copied, per use).
+    Str(super::value::Bytes),
     /// A function: its name and, except for `and` / `or`, its implementation (resolved once
     /// here, not at every call).
     Func(&'static str, Option<&'static funcs::Func>),
@@ -525,7 +526,7 @@ impl Parser {
             Some(Tok::Dot) => Ok(Arg::Dot),
             Some(Tok::Nil) => Ok(Arg::Nil),
             Some(Tok::Bool(b)) => Ok(Arg::Bool(b)),
-            Some(Tok::Str(s)) => Ok(Arg::Str(s)),
+            Some(Tok::Str(s)) => Ok(Arg::Str(std::sync::Arc::new(zeroize::Zeroizing::new(s.into_bytes())))),
             Some(Tok::Char(c)) => Ok(Arg::Number(Number {
                 int: Some(c as i64),
                 float: Some(c as u32 as f64),

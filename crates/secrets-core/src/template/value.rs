@@ -8,14 +8,16 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
 use super::TemplateContext;
 pub(crate) use super::gotime::Time;
 
-/// Bytes of a Go string: shared, zeroized when the last reference goes.
-pub(crate) type Bytes = Rc<Zeroizing<Vec<u8>>>;
+/// Bytes of a Go string: shared, zeroized when the last reference goes. `Arc` (not `Rc`) so
+/// a parsed template, shared between threads, can hold its string constants ready to use.
+pub(crate) type Bytes = Arc<Zeroizing<Vec<u8>>>;
 
 /// A Go map: shared and mutable, as `set` / `unset` / `merge` change it in place.
 pub(crate) type MapRef = Rc<RefCell<BTreeMap<String, Value>>>;
@@ -62,7 +64,7 @@ impl std::fmt::Debug for Value {
 
 impl Value {
     pub fn str(s: impl Into<Vec<u8>>) -> Value {
-        Value::Str(Rc::new(Zeroizing::new(s.into())))
+        Value::Str(Arc::new(Zeroizing::new(s.into())))
     }
     pub fn int(i: i64) -> Value {
         Value::Int(i, IntTy::Int)
