@@ -314,7 +314,9 @@ async fn a_broken_event_source_is_reported_and_polling_goes_on() {
         .build()
         .await
         .unwrap();
-    aws.put(&WriteRequest::new(&key, SecretValue::from("one"))).await.unwrap();
+    aws.put(&WriteRequest::new(&key, SecretValue::from("one")))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("m.yaml"),
@@ -350,7 +352,9 @@ stringData: {{a: b}}
     ];
     let d = tokio::task::block_in_place(|| start_daemon(&path, &envs));
     assert_eq!(value_of(dir.path(), "dev", "api", "DB"), "one");
-    aws.put(&WriteRequest::new(&key, SecretValue::from("two"))).await.unwrap();
+    aws.put(&WriteRequest::new(&key, SecretValue::from("two")))
+        .await
+        .unwrap();
     let reports = tokio::task::block_in_place(|| d.reports_within(Duration::from_secs(8)));
     assert!(!reports.is_empty(), "the spec keeps syncing on its 2s interval");
     let down = &reports.last().unwrap()["events_down"];
@@ -359,5 +363,9 @@ stringData: {{a: b}}
         down[0]["problem"].as_str().unwrap().contains("127.0.0.1"),
         "names where it could not connect: {down}"
     );
-    assert_eq!(value_of(dir.path(), "dev", "api", "DB"), "two", "polling carried the change");
+    assert_eq!(
+        value_of(dir.path(), "dev", "api", "DB"),
+        "two",
+        "polling carried the change"
+    );
 }
