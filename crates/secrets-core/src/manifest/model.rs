@@ -446,7 +446,7 @@ pub struct SourceRef {
     pub store_ref: Option<Value>,
     /// A `generators.external-secrets.io/v1alpha1` generator (`Password`, `UUID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generator_ref: Option<super::push::GeneratorRef>,
+    pub generator_ref: Option<GeneratorRef>,
     /// The generator document once found among the manifests (the loader fills it, see
     /// [`resolve_generators`](super::resolve_generators)): not part of the manifest.
     #[serde(skip)]
@@ -455,7 +455,7 @@ pub struct SourceRef {
 
 impl SourceRef {
     /// The generator this entry uses, when it names one.
-    pub fn generator_ref(&self) -> Option<&super::push::GeneratorRef> {
+    pub fn generator_ref(&self) -> Option<&GeneratorRef> {
         self.generator_ref.as_ref()
     }
 }
@@ -700,4 +700,17 @@ impl LabelSelector {
         }
         None
     }
+}
+
+/// A reference to a generator (`selector.generatorRef`, `sourceRef.generatorRef`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GeneratorRef {
+    /// `generators.external-secrets.io/v1alpha1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// `Password` or `UUID`.
+    pub kind: String,
+    /// The generator's name.
+    pub name: String,
 }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::model::GeneratorRef;
 use super::model::{LabelSelector, NOT_SUPPORTED_PREFIX, ObjectMeta};
 use crate::error::{Error, Location};
 
@@ -91,19 +92,6 @@ pub struct PushSecretSelector {
     /// Secrets by label (not supported yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
-}
-
-/// A reference to a generator (`selector.generatorRef`, `sourceRef.generatorRef`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GeneratorRef {
-    /// `generators.external-secrets.io/v1alpha1`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// `Password` or `UUID`.
-    pub kind: String,
-    /// The generator's name.
-    pub name: String,
 }
 
 /// One `data[]` entry.
