@@ -5,8 +5,9 @@
 //!
 //! `cargo bench --features full --bench events` prints, per source, the median / min /
 //! max latency over 10 changes, the values read per event-driven sync and the consumers
-//! restarted per change. Sources: a signed Doppler webhook (the Doppler fake) and an
-//! authenticated `POST /refresh` (the `file` provider).
+//! restarted per change. Sources: a signed Doppler webhook (the Doppler fake), an
+//! authenticated `POST /refresh` (the `file` provider), and AWS Secrets Manager with an
+//! EventBridge event on an SQS queue (both on moto's server).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -239,9 +240,93 @@ async fn refresh() {
     print("refresh", &rounds);
 }
 
+async fn aws_sqs() {
+    use secretsync_core::{SecretValue, SecretWriter, WriteRequest};
+    let moto = secretsync_fakes::moto::Moto::shared().url().to_string();
+    let p = format!("bench-events-{}-", std::process::id());
+    let aws = secretsync::aws::AwsSecretsManagerBuilder::new()
+        .with_region("us-east-1")
+        .with_endpoint(moto.clone())
+        .with_credentials("testing", "testing".into())
+        .build()
+        .await
+        .unwrap();
+    for (k, v) in [("DB_PASSWORD", "v"), ("K1", "1"), ("K2", "2"), ("K3", "3"), ("K4", "4")] {
+        aws.put(&WriteRequest::new(format!("{p}{k}"), SecretValue::from(v)))
+            .await
+            .unwrap();
+    }
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(&moto)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "bench",
+            ))
+            .build(),
+    );
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("{p}changes"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, kubeconfig) = cluster(dir.path()).await;
+    let m = format!(
+        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata:\n  name: aws\n  namespace: dev\n  annotations: {{secretsync.io/events: 'aws-sqs:{queue}'}}\nspec: {{provider: {{aws: {{service: SecretsManager, region: us-east-1, endpoint: '{moto}'}}}}}}\n{}",
+        SPEC.replace("STORE", "aws").replace("key: ", &format!("key: {p}"))
+    );
+    std::fs::write(dir.path().join("m.yaml"), m).unwrap();
+    let path = dir.path().to_path_buf();
+    let envs = [
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+    ];
+    let rt = tokio::runtime::Handle::current();
+    let rounds = tokio::task::block_in_place(|| {
+        let d = start(&path, &kubeconfig, &envs);
+        measure(
+            &kube,
+            &d,
+            |i| {
+                let v = format!("aws-{i}");
+                rt.block_on(aws.put(&WriteRequest::new(
+                    format!("{p}DB_PASSWORD"),
+                    SecretValue::from(v.as_str()),
+                )))
+                .unwrap();
+                v
+            },
+            |_| {
+                let body = serde_json::json!({
+                    "version": "0",
+                    "detail-type": "AWS API Call via CloudTrail",
+                    "source": "aws.secretsmanager",
+                    "region": "us-east-1",
+                    "detail": {
+                        "eventSource": "secretsmanager.amazonaws.com",
+                        "eventName": "PutSecretValue",
+                        "requestParameters": {"secretId": format!("{p}DB_PASSWORD")},
+                    }
+                })
+                .to_string();
+                rt.block_on(sqs.send_message().queue_url(&queue).message_body(body).send())
+                    .unwrap();
+            },
+        )
+    });
+    print("aws-sqs", &rounds);
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs it once too.
     doppler_webhook().await;
     refresh().await;
+    aws_sqs().await;
 }
