@@ -369,3 +369,48 @@ stringData: {{a: b}}
         "polling carried the change"
     );
 }
+
+/// A daemon embedded in a program (`run_sync`) that is stopped closes its port: nothing
+/// keeps serving `/refresh` behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_daemon_stops_serving() {
+    use secretsync::app::events::ListenOn;
+    use secretsync::app::{Exit, SinkChoice, Stop, SyncOptions, run_sync};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secrets.yaml"), "db: one\njwt: j\n").unwrap();
+    std::fs::write(dir.path().join("m.yaml"), FILE_STORE).unwrap();
+    let listen = ListenOn::new("127.0.0.1:0".parse().unwrap());
+    let (stop, handle) = Stop::manual();
+    let opts = SyncOptions {
+        manifests: vec![dir.path().join("m.yaml")],
+        sink: SinkChoice::Folder(dir.path().join("out")),
+        listen: Some(listen.clone()),
+        stop,
+        ..SyncOptions::default()
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let daemon = run_sync(&opts, &mut out, &mut err);
+    let probe = async {
+        let t = Instant::now();
+        let addr = loop {
+            if let Some(a) = listen.local_addr() {
+                break a;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "never listened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_ok(),
+            "serving while running"
+        );
+        handle.stop();
+        addr
+    };
+    let (code, addr) = tokio::join!(daemon, probe);
+    assert!(matches!(code, Exit::Synced | Exit::Interrupted), "{code:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the port closes with the daemon"
+    );
+}

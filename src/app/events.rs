@@ -104,6 +104,9 @@ pub struct EventHub {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Incoming>,
     pulled: BTreeMap<StoreId, Pulled>,
+    /// The HTTP server, when serving: stopped with the hub, so a daemon that returns (a
+    /// stop, an embedding program's cancel) leaves no port open behind it.
+    server: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for EventHub {
@@ -118,6 +121,9 @@ impl Drop for EventHub {
     fn drop(&mut self) {
         for p in self.pulled.values() {
             p.task.abort();
+        }
+        if let Some(s) = &self.server {
+            s.abort();
         }
     }
 }
@@ -138,6 +144,7 @@ impl EventHub {
             }),
             rx,
             pulled: BTreeMap::new(),
+            server: None,
         }
     }
 
@@ -267,10 +274,11 @@ impl EventHub {
             .collect()
     }
 
-    /// Serves the HTTP routes on `listen` (in a task that ends with the hub's process).
-    pub async fn serve(&self, listen: &ListenOn) -> std::io::Result<JoinHandle<()>> {
+    /// Serves the HTTP routes on `listen` until the hub is dropped; the address bound.
+    pub async fn serve(&mut self, listen: &ListenOn) -> std::io::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(listen.addr).await?;
-        let _ = listen.bound.set(listener.local_addr()?);
+        let bound = listener.local_addr()?;
+        let _ = listen.bound.set(bound);
         let app = axum::Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/metrics", get(metrics))
@@ -278,11 +286,12 @@ impl EventHub {
             .route("/events/doppler/{store}", post(doppler_cluster))
             .route("/events/doppler/{namespace}/{store}", post(doppler_namespaced))
             .with_state(self.shared.clone());
-        Ok(tokio::spawn(async move {
+        self.server = Some(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "event server stopped");
             }
-        }))
+        }));
+        Ok(bound)
     }
 }
 

@@ -539,8 +539,7 @@ async fn daemon(
     }
     if let Some(listen) = &opts.listen {
         match hub.serve(listen).await {
-            Ok(_) => {
-                let addr = listen.local_addr().unwrap_or(listen.addr());
+            Ok(addr) => {
                 let _ = writeln!(err, "listening on http://{addr} (/refresh, /events/doppler, /metrics)");
             }
             Err(e) => {
