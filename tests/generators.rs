@@ -301,3 +301,59 @@ fn bad_generator_references_are_named() {
         "{err}"
     );
 }
+
+/// ESO's own generator example: an ExternalSecret whose every entry is generated has no
+/// `secretStoreRef`, and needs no store in the manifests. One that also reads a store
+/// still needs one, and `check` says which field.
+#[test]
+fn generator_only_external_secret_needs_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("password.yaml");
+    let text = r#"apiVersion: generators.external-secrets.io/v1alpha1
+kind: Password
+metadata: {name: my-password, namespace: tomoda}
+spec: {length: 42, digits: 5, symbols: 5, symbolCharacters: "-_$@", noUpper: false, allowRepeat: true}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: password, namespace: tomoda, annotations: {secretsync.io/generate: if-absent}}
+spec:
+  refreshInterval: 30m
+  target: {name: backend-secrets-dev}
+  dataFrom:
+    - sourceRef:
+        generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: Password, name: my-password}
+"#;
+    std::fs::write(&m, text).unwrap();
+    let s = Setup {
+        root: dir.path().to_path_buf(),
+        manifest: m.clone(),
+        _dir: dir,
+    };
+    let (r, data) = run(&s);
+    assert_eq!(writes(&r), 1, "first run writes the generated password: {r}");
+    let password = &data["password"];
+    assert_eq!(password.chars().count(), 42, "the generator's length");
+    let (r, again) = run(&s);
+    assert_eq!(writes(&r), 0, "if-absent keeps it: {r}");
+    assert_eq!(&again["password"], password);
+
+    // A store-backed entry next to the generated one: the store is needed again.
+    let mixed = text.replace(
+        "  dataFrom:\n",
+        "  data:\n    - {secretKey: A, remoteRef: {key: a}}\n  dataFrom:\n",
+    );
+    std::fs::write(&m, mixed).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-m"])
+        .arg(&m)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "check accepted a store read without a store");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        err.contains("document 2 (ExternalSecret tomoda/password): spec.secretStoreRef: missing secretStoreRef"),
+        "{err}"
+    );
+}

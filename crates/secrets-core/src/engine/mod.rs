@@ -38,7 +38,8 @@ use crate::value::SecretValue;
 use render::{Fetched, KeyMap, StoreFetched, find_query, is_metadata};
 
 /// An ExternalSecret and its store (resolved once a cycle).
-type SpecAt<'a> = (&'a ExternalSecret, Result<StoreId, SpecError>);
+/// A spec and the store it reads (`None`: every entry is generated, no store).
+type SpecAt<'a> = (&'a ExternalSecret, Result<Option<StoreId>, SpecError>);
 
 /// One rendered item: its report so far, and what the diff and apply need.
 struct Job {
@@ -203,10 +204,20 @@ impl Engine {
         let store = self.spec_store(es)?;
         let fetched = self.fetch(&[(es, Ok(store.clone()))], None).await.0;
         let current = render::current_data(self.sink.as_ref(), es).await?;
-        render::render(es, es.target_ref(), &store, &fetched, &self.key, current.as_ref())
+        render::render(
+            es,
+            es.target_ref(),
+            store.as_ref(),
+            &fetched,
+            &self.key,
+            current.as_ref(),
+        )
     }
 
-    fn spec_store(&self, es: &ExternalSecret) -> Result<StoreId, SpecError> {
+    fn spec_store(&self, es: &ExternalSecret) -> Result<Option<StoreId>, SpecError> {
+        if es.spec.secret_store_ref.is_none() && es.generated_only() {
+            return Ok(None);
+        }
         let id = es.store_id().ok_or_else(|| SpecError {
             message: format!("{}: missing secretStoreRef", es.field("spec.secretStoreRef")),
             retryable: false,
@@ -227,7 +238,7 @@ impl Engine {
                 not_found: false,
             });
         }
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// Runs one cycle over the manifests' ExternalSecrets (and static targets).
@@ -355,7 +366,14 @@ impl Engine {
                 let target = es.target_ref();
                 let report = SpecReport::pending("ExternalSecret", es.namespace(), es.name(), target.to_string());
                 let desired = store.and_then(|store| {
-                    render::render(es, target.clone(), &store, fetched, &self.key, current?.as_ref())
+                    render::render(
+                        es,
+                        target.clone(),
+                        store.as_ref(),
+                        fetched,
+                        &self.key,
+                        current?.as_ref(),
+                    )
                 });
                 let deletion = es.spec.target.deletion_policy;
                 let removal = (deletion == DeletionPolicy::Merge).then(|| render::render_removal(es, &self.key));
@@ -530,7 +548,7 @@ impl Engine {
         }
         let mut needs: BTreeMap<&StoreId, Needs<'a>> = BTreeMap::new();
         for (es, store) in specs {
-            let Ok(store) = store else {
+            let Ok(Some(store)) = store else {
                 continue;
             };
             let n = needs.entry(store).or_default();

@@ -377,13 +377,15 @@ fn collect_data(es: &ExternalSecret, f: &StoreFetched, current: Option<&SecretMa
 pub(crate) fn render(
     es: &ExternalSecret,
     target: TargetRef,
-    store: &StoreId,
+    store: Option<&StoreId>,
     f: &Fetched,
     key: &FingerprintKey,
     current: Option<&SecretMap>,
 ) -> Result<DesiredTarget, SpecError> {
     let loc = es;
-    let mut data = collect_data(es, f.store(store), current)?;
+    // A spec without a store only has generated entries, which read nothing fetched.
+    let fetched = store.map_or(&*NOT_FETCHED, |id| f.store(id));
+    let mut data = collect_data(es, fetched, current)?;
     let t = &es.spec.target;
     let tpl = t.template.as_ref();
     // Labels and annotations that templateFrom entries render.

@@ -72,6 +72,21 @@ impl ExternalSecret {
             .any(|s| s.generator_ref.is_some())
     }
 
+    /// Whether every entry reads a generator (and there is at least one): such an
+    /// ExternalSecret needs no `secretStoreRef`, as in ESO's generator examples.
+    pub fn generated_only(&self) -> bool {
+        let entries = self.spec.data.len() + self.spec.data_from.len();
+        let generated = self
+            .spec
+            .data
+            .iter()
+            .filter_map(|d| d.source_ref.as_ref())
+            .chain(self.spec.data_from.iter().filter_map(|d| d.source_ref.as_ref()))
+            .filter(|s| s.generator_ref.is_some())
+            .count();
+        entries > 0 && generated == entries
+    }
+
     /// Whether a generated key keeps the target's current value: the ExternalSecret or the
     /// generator document says `if-absent`.
     pub fn keeps_generated(&self, source: &SourceRef) -> bool {

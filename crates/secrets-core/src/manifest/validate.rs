@@ -169,6 +169,8 @@ pub fn check_external_secret(es: &ExternalSecret) -> Vec<Error> {
 /// `secretStoreRef` is there and of a known kind; whether it is there.
 fn check_store_ref(es: &ExternalSecret, errors: &mut Vec<Error>) -> bool {
     match &es.spec.secret_store_ref {
+        // Every entry is generated: there is nothing to read from a store.
+        None if es.generated_only() => false,
         None => {
             errors.push(Error::manifest(
                 es.field("spec.secretStoreRef"),
