@@ -429,3 +429,48 @@ async fn an_event_for_one_key_reads_only_that_key() {
     assert_eq!(data.data.get("DB_PASSWORD").unwrap().expose(), b"pw2");
     assert_eq!(data.data.get("JWT_SECRET").unwrap().expose(), b"j");
 }
+
+/// A rendered template is remembered between cycles only while its inputs stay the same:
+/// a changed value renders anew, in the same cycle the value changes; a template that reads
+/// randomness renders every cycle.
+#[tokio::test]
+async fn templates_render_anew_when_their_data_changes() {
+    let mem = MemorySource::new("fake");
+    mem.set("db-password", "pw1");
+    let source = Arc::new(CountingSource::new(mem));
+    let sink = Arc::new(MemorySink::new());
+    let engine = engine_with(source.clone(), sink.clone());
+    let templated = |name: &str, tpl: &str| {
+        es("ns", name, &[("P", "db-password")])
+            + &format!("  target:\n    template:\n      data:\n        dsn: '{tpl}'\n")
+    };
+    let m = load(&[
+        templated("stable", "postgres://app:{{ .P | upper }}@db"),
+        templated("random", "{{ .P }}-{{ randAlphaNum 8 }}"),
+    ]);
+    let dsn = |name: &str| {
+        let v = sink
+            .get(&TargetRef::secret("ns", name))
+            .unwrap()
+            .data
+            .get("dsn")
+            .unwrap()
+            .clone();
+        String::from_utf8(v.expose().to_vec()).unwrap()
+    };
+    let r = engine.run(&m, &CycleOptions::default()).await;
+    assert!(r.all_synced(), "{}", r.to_text());
+    assert_eq!(dsn("stable"), "postgres://app:PW1@db");
+    let first_random = dsn("random");
+
+    let r = engine.run(&m, &CycleOptions::default()).await;
+    let writes: Vec<&str> = r.specs.iter().filter(|s| s.changed).map(|s| s.name.as_str()).collect();
+    assert_eq!(writes, ["random"], "only the random template changes: {}", r.to_text());
+    assert_ne!(dsn("random"), first_random);
+
+    source.inner().set("db-password", "pw2");
+    let r = engine.run(&m, &CycleOptions::default()).await;
+    assert!(r.all_synced(), "{}", r.to_text());
+    assert_eq!(dsn("stable"), "postgres://app:PW2@db", "the new value is rendered");
+    assert!(dsn("random").starts_with("pw2-"));
+}

@@ -13,6 +13,7 @@
 //! A failed fetch never writes: the target keeps its last good data and the spec is
 //! `SecretSyncedError`; other specs go on.
 
+mod memo;
 mod render;
 mod report;
 pub mod scheduler;
@@ -118,6 +119,8 @@ pub struct Engine {
     key: FingerprintKey,
     config: EngineConfig,
     cache: Mutex<HashMap<StoreId, KeyMap<Cached>>>,
+    /// Last cycle's renders, given back when their inputs did not change.
+    memo: memo::RenderMemo,
 }
 
 impl std::fmt::Debug for Engine {
@@ -141,6 +144,7 @@ impl Engine {
             key: FingerprintKey::random(),
             config: EngineConfig::default(),
             cache: Mutex::new(HashMap::new()),
+            memo: memo::RenderMemo::default(),
         }
     }
 
@@ -186,6 +190,7 @@ impl Engine {
     /// Forgets cached values (the next cycle reads everything again).
     pub fn clear_cache(&self) {
         self.cache.lock().expect("lock").clear();
+        self.memo.clear();
     }
 
     /// The desired state of one ExternalSecret, fetched now (no write). Used by rotation
@@ -209,7 +214,7 @@ impl Engine {
             es.target_ref(),
             store.as_ref(),
             &fetched,
-            &self.key,
+            (&self.key, &self.memo),
             current.as_ref(),
         )
     }
@@ -294,6 +299,9 @@ impl Engine {
         }
 
         self.sink.end_cycle(&targets).await;
+        if opts.only.is_none() && opts.changed.is_none() {
+            self.memo.end_full_cycle();
+        }
         let mut report = CycleReport {
             dry_run: opts.dry_run,
             provider_calls,
@@ -371,7 +379,7 @@ impl Engine {
                         target.clone(),
                         store.as_ref(),
                         fetched,
-                        &self.key,
+                        (&self.key, &self.memo),
                         current?.as_ref(),
                     )
                 });

@@ -379,7 +379,7 @@ pub(crate) fn render(
     target: TargetRef,
     store: Option<&StoreId>,
     f: &Fetched,
-    key: &FingerprintKey,
+    (key, memo): (&FingerprintKey, &super::memo::RenderMemo),
     current: Option<&SecretMap>,
 ) -> Result<DesiredTarget, SpecError> {
     let loc = es;
@@ -404,7 +404,9 @@ pub(crate) fn render(
                 |e: String| SpecError::invalid(loc, &format!("spec.target.template.data.{k}"), &Error::invalid(e));
             // Parsed once per source: the same template renders for many targets a cycle.
             let parsed = Template::parse_cached(src).map_err(fail)?;
-            let v = parsed.render(ctx).map_err(fail)?;
+            let v = memo
+                .render((es.namespace(), es.name(), k), &parsed, ctx)
+                .map_err(fail)?;
             templated.data.insert(k.clone(), v);
         }
         let rendered = std::mem::take(&mut templated.data);

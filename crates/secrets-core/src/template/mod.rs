@@ -107,6 +107,13 @@ impl Template {
         Ok(t)
     }
 
+    /// Whether the same data always renders the same text: no function of the template
+    /// reads the clock or randomness (`now`, `date`, `rand…`, `uuidv4`, `bcrypt`, PKCS#12
+    /// encoding).
+    pub fn is_deterministic(&self) -> bool {
+        !self.tree.varies
+    }
+
     /// Renders with `ctx` as `.`, at the system clock's now.
     pub fn render(&self, ctx: &TemplateContext) -> Result<SecretValue, String> {
         let now = std::time::SystemTime::now()

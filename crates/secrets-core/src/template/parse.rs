@@ -86,6 +86,8 @@ pub(crate) struct Number {
 pub(crate) struct Tree {
     pub root: List,
     pub defines: HashMap<String, List>,
+    /// It calls a function that reads the clock or randomness ([`funcs::varies`]).
+    pub varies: bool,
 }
 
 struct Parser {
@@ -95,6 +97,7 @@ struct Parser {
     vars: Vec<String>,
     range_depth: usize,
     defines: HashMap<String, List>,
+    varies: bool,
 }
 
 /// Most nesting of blocks and parentheses a template may have: deeper input is refused
@@ -110,6 +113,7 @@ pub(crate) fn parse(src: &str) -> Result<Tree, String> {
         vars: vec!["$".into()],
         range_depth: 0,
         defines: HashMap::new(),
+        varies: false,
     };
     let (root, end) = p.list(0, true)?;
     if let Some(end) = end {
@@ -118,6 +122,7 @@ pub(crate) fn parse(src: &str) -> Result<Tree, String> {
     Ok(Tree {
         root,
         defines: p.defines,
+        varies: p.varies,
     })
 }
 
@@ -513,7 +518,10 @@ impl Parser {
         let line = self.line();
         match self.next() {
             Some(Tok::Ident(name)) => match funcs::lookup_name(&name) {
-                Some(n) => Ok(Arg::Func(n, funcs::lookup(n))),
+                Some(n) => {
+                    self.varies |= funcs::varies(n);
+                    Ok(Arg::Func(n, funcs::lookup(n)))
+                }
                 None => match name.as_str() {
                     "if" | "else" | "end" | "range" | "with" | "define" | "template" | "block" | "break"
                     | "continue" => self.err(format!("unexpected `{name}` in command")),

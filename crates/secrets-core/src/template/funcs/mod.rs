@@ -189,6 +189,37 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Func> {
     TABLE.get(name)
 }
 
+/// Functions whose result depends on the clock or on randomness (PKCS#12 encoding draws
+/// salts): a template that calls one renders differently each time.
+const VARYING: &[&str] = &[
+    "now",
+    "date",
+    "dateInZone",
+    "date_in_zone",
+    "htmlDate",
+    "htmlDateInZone",
+    "ago",
+    "durationRound",
+    "bcrypt",
+    "htpasswd",
+    "randBytes",
+    "randAlphaNum",
+    "randAlpha",
+    "randNumeric",
+    "randAscii",
+    "randInt",
+    "uuidv4",
+    "pemToPkcs12",
+    "pemToPkcs12Pass",
+    "fullPemToPkcs12",
+    "fullPemToPkcs12Pass",
+];
+
+/// Whether a function's result may differ between calls with the same arguments.
+pub(crate) fn varies(name: &str) -> bool {
+    VARYING.contains(&name)
+}
+
 /// The static name of a function the parser may use (including `and` / `or`, which the
 /// evaluator handles itself).
 pub(crate) fn lookup_name(name: &str) -> Option<&'static str> {
