@@ -28,6 +28,9 @@ use crate::credentials::CredentialResolver;
 use crate::error::{Error, Result};
 use crate::manifest::{ExternalSecret, Manifests, SpecId, Store, StoreId};
 
+mod intake;
+pub use intake::{Answer, DOPPLER_WEBHOOK, Incoming, Intake, SourceSample, collect_burst, receive_loop};
+
 /// The annotation naming a store's event source.
 pub const EVENTS_ANNOTATION: &str = "secretsync.io/events";
 /// The annotation naming the secret an event source needs (`<namespace>/<name>/<key>`).
