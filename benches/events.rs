@@ -6,8 +6,11 @@
 //! `cargo bench --features full --bench events` prints, per source, the median / min /
 //! max latency over 10 changes, the values read per event-driven sync and the consumers
 //! restarted per change. Sources: a signed Doppler webhook (the Doppler fake), an
-//! authenticated `POST /refresh` (the `file` provider), and AWS Secrets Manager with an
-//! EventBridge event on an SQS queue (both on moto's server).
+//! authenticated `POST /refresh` (the `file` provider), AWS Secrets Manager with an
+//! EventBridge event on an SQS queue (both on moto's server), and GCP Secret Manager (the
+//! GCP fake) with its notification published to a topic on the real Pub/Sub emulator, as
+//! Secret Manager publishes it (attributes `eventType`/`secretId` naming the project by
+//! number, the version resource as JSON).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -323,10 +326,116 @@ async fn aws_sqs() {
     print("aws-sqs", &rounds);
 }
 
+/// A request to the Pub/Sub emulator's REST API that must succeed.
+fn pubsub(client: &reqwest::blocking::Client, method: reqwest::Method, url: &str, body: serde_json::Value) {
+    let resp = client
+        .request(method, url)
+        .json(&body)
+        .send()
+        .expect("the emulator answers");
+    assert!(resp.status().is_success(), "{url}: {}", resp.status());
+}
+
+async fn gcp_pubsub() {
+    const PROJECT: &str = "bench-events";
+    const PROJECT_NUMBER: &str = "123456789012";
+    let parent = format!("projects/{PROJECT}");
+    let gcp = secretsync_fakes::gcp::FakeSecretManager::start().await;
+    for (k, v) in [("DB_PASSWORD", "v"), ("K1", "1"), ("K2", "2"), ("K3", "3"), ("K4", "4")] {
+        gcp.add_version(&parent, k, v.as_bytes());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, kubeconfig) = cluster(dir.path()).await;
+    let path = dir.path().to_path_buf();
+    let rounds = tokio::task::block_in_place(|| {
+        let emulator = secretsync_fakes::pubsub::PubSubEmulator::shared();
+        let http = reqwest::blocking::Client::new();
+        let topic = format!("projects/{PROJECT}/topics/secret-events-{}", std::process::id());
+        let subscription = format!("projects/{PROJECT}/subscriptions/secretsync-{}", std::process::id());
+        pubsub(
+            &http,
+            reqwest::Method::PUT,
+            &format!("{}/v1/{topic}", emulator.url()),
+            serde_json::json!({}),
+        );
+        pubsub(
+            &http,
+            reqwest::Method::PUT,
+            &format!("{}/v1/{subscription}", emulator.url()),
+            serde_json::json!({"topic": topic, "ackDeadlineSeconds": 30}),
+        );
+        let m = format!(
+            "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata:\n  name: gcp\n  namespace: dev\n  annotations: {{secretsync.io/events: 'gcp-pubsub:{subscription}'}}\nspec: {{provider: {{gcpsm: {{projectID: {PROJECT}, endpoint: '{}'}}}}}}\n{}",
+            gcp.url(),
+            SPEC.replace("STORE", "gcp")
+        );
+        std::fs::write(path.join("m.yaml"), m).unwrap();
+        let d = start(
+            &path,
+            &kubeconfig,
+            &[("PUBSUB_EMULATOR_HOST", emulator.host().to_string())],
+        );
+        let publish = format!("{}/v1/{topic}:publish", emulator.url());
+        let version = std::cell::Cell::new(1u64);
+        measure(
+            &kube,
+            &d,
+            |i| {
+                let v = format!("gcp-{i}");
+                version.set(gcp.add_version(&parent, "DB_PASSWORD", v.as_bytes()));
+                v
+            },
+            |_| {
+                // What Secret Manager publishes for a new version: the project by number.
+                let secret_id = format!("projects/{PROJECT_NUMBER}/secrets/DB_PASSWORD");
+                let version = version.get();
+                let resource = serde_json::json!({
+                    "name": format!("{secret_id}/versions/{version}"),
+                    "createTime": "2026-01-20T19:17:44.906371Z",
+                    "state": "ENABLED",
+                    "replicationStatus": {"automatic": {}},
+                    "etag": "\"1616d9a3d7c883\"",
+                });
+                pubsub(
+                    &http,
+                    reqwest::Method::POST,
+                    &publish,
+                    serde_json::json!({"messages": [{
+                        "attributes": {
+                            "eventType": "SECRET_VERSION_ADD",
+                            "dataFormat": "JSON_API_V1",
+                            "secretId": secret_id,
+                            "versionId": format!("{secret_id}/versions/{version}"),
+                            "timestamp": "2026-01-20T11:17:45.081104-08:00",
+                        },
+                        "data": base64::engine::general_purpose::STANDARD.encode(resource.to_string()),
+                    }]}),
+                );
+            },
+        )
+    });
+    print("gcp-pubsub", &rounds);
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs it once too.
-    doppler_webhook().await;
-    refresh().await;
-    aws_sqs().await;
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs it once too. A name after
+    // `--` runs only the rows whose name contains it (`-- gcp`).
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let run = |name: &str| name.contains(filter.as_str());
+    if run("doppler-webhook") {
+        doppler_webhook().await;
+    }
+    if run("refresh") {
+        refresh().await;
+    }
+    if run("aws-sqs") {
+        aws_sqs().await;
+    }
+    if run("gcp-pubsub") {
+        gcp_pubsub().await;
+    }
 }

@@ -50,6 +50,10 @@ pub const EVENTS_CONDITION: &str = "EventsReady";
 /// long poll that finds nothing takes ~20 s to return).
 const GRACE: Duration = Duration::from_secs(3);
 
+/// A source that could not be built (credentials not there yet, say) is tried again this
+/// often; the same problem again writes no status and logs nothing new.
+const RETRY: Duration = Duration::from_secs(30);
+
 /// The operator's event state, in [`Shared`].
 pub(crate) struct Events {
     pub(crate) intake: Arc<Intake>,
@@ -185,11 +189,21 @@ impl Shared {
                 }
                 Some(a) => a,
             };
-            if runner.running.get(&id).is_some_and(|r| r.fingerprint == fingerprint) {
+            // Unchanged and running (or failed to start less than RETRY ago): leave it.
+            if runner
+                .running
+                .get(&id)
+                .is_some_and(|r| r.fingerprint == fingerprint && (r.task.is_some() || r.started.elapsed() < RETRY))
+            {
                 continue;
             }
+            let edited = runner.running.get(&id).is_some_and(|r| r.fingerprint != fingerprint);
             runner.stop(&id);
             self.events.sources.lock().expect("lock").remove(&id);
+            if edited && let Some((_, stats)) = self.events.intake.stats_of(&id) {
+                // A new configuration: the old one's problem no longer says anything.
+                stats.healthy();
+            }
             let (scheme, task) = match address {
                 Err(e) => {
                     let stats = self.events.intake.track(&id, "invalid");

@@ -608,5 +608,44 @@ async fn an_sqs_event_reaches_its_target_and_a_missing_queue_shows_while_polling
         status_writes,
         "still no rewrite of aws-down's condition"
     );
+
+    // Fixing the annotation restarts the store's source: it flows, and the status says so.
+    let fixed = sqs()
+        .create_queue()
+        .queue_name(format!("{p}fixed"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    stores
+        .patch(
+            "aws-down",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"annotations": {"secretsync.io/events": format!("aws-sqs:{fixed}")}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(15), "EventsReady True on aws-down", async || {
+        events_condition(&kube, "dev", "aws-down").filter(|c| c["status"] == "True")
+    })
+    .await;
+    let metrics = http(&op.url, "GET", "/metrics", &[], b"").await.1;
+    assert_eq!(
+        sample(&metrics, &["secretsync_events_up", down]),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // Deleting a store stops its source: its series go away.
+    stores.delete("aws", &Default::default()).await.unwrap();
+    eventually(Duration::from_secs(10), "aws's event series gone", async || {
+        let metrics = http(&op.url, "GET", "/metrics", &[], b"").await.1;
+        sample(&metrics, &["secretsync_events_up", up]).is_none().then_some(())
+    })
+    .await;
     op.stop().await;
 }
