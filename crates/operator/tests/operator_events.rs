@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 const TOKEN: &str = "refresh-t0ken";
 
 struct Running {
+    handle: ControllerHandle,
     url: String,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -31,14 +32,12 @@ struct Running {
 impl Running {
     /// The controller and its HTTP server on a free port.
     async fn start(client: kube::Client, registry: Registry) -> Self {
-        let cfg = ControllerConfig {
-            identity: "events-test".into(),
-            refresh_token: Some(SecretValue::from(TOKEN)),
-            fingerprint_key_secret: None,
-            ..ControllerConfig::default()
-        };
+        Self::start_with(client, registry, config("events-test")).await
+    }
+
+    async fn start_with(client: kube::Client, registry: Registry, cfg: ControllerConfig) -> Self {
         let c = Controller::new(client, registry, cfg).unwrap();
-        let handle: ControllerHandle = c.handle();
+        let handle = c.handle();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(secretsync_operator::serve(listener, handle.clone()));
@@ -51,6 +50,7 @@ impl Running {
             .unwrap();
         });
         Self {
+            handle,
             url,
             stop: Some(tx),
             task,
@@ -60,6 +60,15 @@ impl Running {
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap();
+    }
+}
+
+fn config(identity: &str) -> ControllerConfig {
+    ControllerConfig {
+        identity: identity.into(),
+        refresh_token: Some(SecretValue::from(TOKEN)),
+        fingerprint_key_secret: None,
+        ..ControllerConfig::default()
     }
 }
 
@@ -648,4 +657,114 @@ async fn an_sqs_event_reaches_its_target_and_a_missing_queue_shows_while_polling
     })
     .await;
     op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_runs_event_sources_and_a_new_leader_takes_them_over() {
+    let lease = Duration::from_secs(3);
+    let kube = FakeKube::start().await;
+    kube.create_namespaces(&["dev", "kube-system"]);
+    let client = kube.client();
+    create_secret(&client, "dev", "webhook", &[("signing", "whsec-ha")]).await;
+    create(
+        &eso(&client, "SecretStore", "secretstores", Some("dev")),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": {"name": "hooked", "namespace": "dev", "annotations": {
+                "secretsync.io/events": "doppler-webhook",
+                "secretsync.io/events-secret": "dev/webhook/signing",
+            }},
+            "spec": {"provider": {"fake": {"data": [{"key": "k", "value": "one"}]}}},
+        }),
+    )
+    .await;
+    create(
+        &eso(&client, "ExternalSecret", "externalsecrets", Some("dev")),
+        external_secret("dev", "es", "hooked", "1h", &[("K", "k")]),
+    )
+    .await;
+    let ha = |id: &str| ControllerConfig {
+        lease: Some(secretsync_operator::LeaseConfig::new("events-ha", "kube-system", lease)),
+        ..config(id)
+    };
+    let a = Running::start_with(kube.named_client("a"), Registry::with_builtin(), ha("a")).await;
+    eventually(Duration::from_secs(10), "a leads", async || {
+        a.handle.is_leader().then_some(())
+    })
+    .await;
+    let b = Running::start_with(kube.named_client("b"), Registry::with_builtin(), ha("b")).await;
+    eventually(Duration::from_secs(10), "the Secret", async || {
+        value(&kube, "dev", "es", "K")
+    })
+    .await;
+
+    // A signed delivery that is not a secrets update: 200 ("ignored") once the key is read.
+    let hook = "/events/doppler/dev/hooked";
+    let signed = async |url: &str, n: u32| {
+        let body = format!(r#"{{"type":"project.updated","n":{n}}}"#);
+        let sig = sign(b"whsec-ha", body.as_bytes());
+        http(url, "POST", hook, &[("X-Doppler-Signature", &sig)], body.as_bytes())
+            .await
+            .0
+    };
+    let mut n = 0;
+    eventually(
+        Duration::from_secs(10),
+        "the leader accepts signed webhooks",
+        async || {
+            n += 1;
+            (signed(&a.url, n).await == 200).then_some(())
+        },
+    )
+    .await;
+    // The follower runs nothing: it answers 503 to a signed delivery, 401 without the
+    // token, never read the signing Secret, and shows no event series.
+    assert!(!b.handle.is_leader());
+    n += 1;
+    assert_eq!(signed(&b.url, n).await, 503);
+    let refresh = "/refresh?store=hooked&namespace=dev";
+    assert_eq!(http(&b.url, "POST", refresh, &[], b"").await.0, 401);
+    let bearer = format!("Bearer {TOKEN}");
+    assert_eq!(
+        http(&b.url, "POST", refresh, &[("Authorization", &bearer)], b"")
+            .await
+            .0,
+        503
+    );
+    let read_signing_secret = |client: &str| {
+        kube.requests()
+            .iter()
+            .filter(|r| r.client.as_deref() == Some(client) && r.path.ends_with("/namespaces/dev/secrets"))
+            .filter(|r| r.query.contains("metadata.name%3Dwebhook") || r.query.contains("metadata.name=webhook"))
+            .count()
+    };
+    assert!(read_signing_secret("a") >= 1, "the leader watches the signing Secret");
+    assert_eq!(read_signing_secret("b"), 0, "the follower does not");
+    let store = "store=\"SecretStore dev/hooked\"";
+    let metrics_b = http(&b.url, "GET", "/metrics", &[], b"").await.1;
+    assert_eq!(
+        sample(&metrics_b, &["secretsync_events_up", store]),
+        None,
+        "{metrics_b}"
+    );
+
+    // The leader stops (releasing the Lease): b takes over and starts the source.
+    a.stop().await;
+    eventually(Duration::from_secs(10), "b leads", async || {
+        b.handle.is_leader().then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "b accepts signed webhooks", async || {
+        n += 1;
+        (signed(&b.url, n).await == 200).then_some(())
+    })
+    .await;
+    assert!(read_signing_secret("b") >= 1);
+    let metrics_b = http(&b.url, "GET", "/metrics", &[], b"").await.1;
+    assert_eq!(
+        sample(&metrics_b, &["secretsync_events_up", store]),
+        Some(1.0),
+        "{metrics_b}"
+    );
+    b.stop().await;
 }
