@@ -76,6 +76,9 @@ impl Events {
     }
 }
 
+/// [`annotations_key`] of a store without events annotations.
+pub(crate) const NO_ANNOTATIONS: &str = "\u{0}";
+
 /// The events annotations of a store object, to notice changes that leave its spec alone.
 pub(crate) fn annotations_key(obj: &DynamicObject) -> String {
     let a = obj.metadata.annotations.as_ref();
@@ -158,36 +161,33 @@ impl Shared {
     }
 
     async fn reconcile_sources(&self, runner: &mut Runner) {
-        let stores: Vec<(StoreId, String, Store)> = {
+        // Every valid store (for `/refresh`); those with events annotations to run.
+        let (ids, stores): (BTreeSet<StoreId>, Vec<(StoreId, String, Store)>) = {
             let st = self.state.lock().expect("lock");
-            st.stores
+            let valid = st
+                .stores
                 .iter()
-                .filter_map(|(id, e)| {
-                    let s = e.parsed.as_ref().ok()?;
-                    Some((id.clone(), format!("{}\u{0}{}", e.spec_json, e.events_key), s.clone()))
-                })
-                .collect()
+                .filter_map(|(id, e)| Some((id, e, e.parsed.as_ref().ok()?)));
+            let ids = valid.clone().map(|(id, _, _)| id.clone()).collect();
+            let annotated = valid
+                .filter(|(_, e, _)| e.events_key != crate::events::NO_ANNOTATIONS)
+                .map(|(id, e, s)| (id.clone(), format!("{}\u{0}{}", e.spec_json, e.events_key), s.clone()))
+                .collect();
+            (ids, annotated)
         };
-        let ids: BTreeSet<StoreId> = stores.iter().map(|(id, _, _)| id.clone()).collect();
+        self.events.intake.set_stores(ids);
+        let wanted: BTreeSet<&StoreId> = stores.iter().map(|(id, _, _)| id).collect();
         for id in runner.running.keys().cloned().collect::<Vec<_>>() {
-            if !ids.contains(&id) {
+            if !wanted.contains(&id) {
+                // Deleted, invalid, or no longer annotated.
                 runner.stop(&id);
                 self.events.sources.lock().expect("lock").remove(&id);
-                self.events.intake.remove_store(&id);
+                self.events.intake.untrack(&id);
             }
         }
         for (id, fingerprint, store) in stores {
-            self.events.intake.add_store(&id);
-            let address = match EventAddress::of(&store) {
-                None => {
-                    if runner.running.contains_key(&id) {
-                        runner.stop(&id);
-                        self.events.sources.lock().expect("lock").remove(&id);
-                        self.events.intake.untrack(&id);
-                    }
-                    continue;
-                }
-                Some(a) => a,
+            let Some(address) = EventAddress::of(&store) else {
+                continue;
             };
             // Unchanged and running (or failed to start less than RETRY ago): leave it.
             if runner

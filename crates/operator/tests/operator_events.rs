@@ -533,7 +533,12 @@ async fn an_sqs_event_reaches_its_target_and_a_missing_queue_shows_while_polling
     })
     .await;
 
-    // The change and its event: the target follows long before its 1h refresh.
+    // Once the store says events flow, the change and its event: the target follows long
+    // before its 1h refresh.
+    eventually(Duration::from_secs(10), "EventsReady True on aws", async || {
+        events_condition(&kube, "dev", "aws").filter(|c| c["status"] == "True")
+    })
+    .await;
     let api_secret = "/api/v1/namespaces/dev/secrets/api";
     let writes_before = writes_to(&kube, api_secret);
     aws.put(&WriteRequest::new(k("db"), SecretValue::from("two")))
@@ -550,7 +555,16 @@ async fn an_sqs_event_reaches_its_target_and_a_missing_queue_shows_while_polling
         (value(&kube, "dev", "api", "DB").as_deref() == Some("two")).then_some(())
     })
     .await;
-    assert_eq!(writes_to(&kube, api_secret) - writes_before, 1);
+    assert_eq!(
+        writes_to(&kube, api_secret) - writes_before,
+        1,
+        "{:?}",
+        kube.requests()
+            .iter()
+            .filter(|r| r.path.starts_with(api_secret))
+            .map(|r| format!("{} {} {}", r.method, r.query, r.status))
+            .collect::<Vec<_>>()
+    );
     // Acknowledged after the sync: the queue is empty.
     let left = eventually(Duration::from_secs(10), "the message deleted", async || {
         let a = sqs()

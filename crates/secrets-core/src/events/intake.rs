@@ -124,6 +124,11 @@ impl Intake {
         *self.stats.write().expect("lock") = stats;
     }
 
+    /// Sets the stores that exist (`/refresh` can name them), keeping counters and secrets.
+    pub fn set_stores(&self, stores: BTreeSet<StoreId>) {
+        *self.stores.write().expect("lock") = stores;
+    }
+
     /// Records that `store` exists (`/refresh` can name it).
     pub fn add_store(&self, store: &StoreId) {
         self.stores.write().expect("lock").insert(store.clone());
