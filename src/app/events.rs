@@ -19,6 +19,10 @@
 //! - `GET /metrics`: `secretsync_events_total{source,store,outcome}`,
 //!   `secretsync_events_lag_seconds`, `secretsync_events_up`.
 //! - `GET /healthz`.
+//!
+//! What the routes do, the receive loop and the counters are core's
+//! ([`secretsync_core::events::Intake`], [`receive_loop`]), shared with the operator; this
+//! module mounts them in the daemon's server and drives them from its manifests.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
