@@ -372,12 +372,8 @@ impl Shared {
             .await;
         self.count_api_write("status", r.is_ok());
         match r {
-            Ok(_) => {
-                if !want.ok {
-                    tracing::warn!(store = %id, problem = %want.message, "change events not flowing; the store keeps polling at its refreshInterval");
-                }
-                true
-            }
+            // The problem itself was logged where it arose (once per new problem).
+            Ok(_) => true,
             Err(e) => {
                 tracing::warn!(store = %id, error = %secretsync_k8s::from_kube(e, &format!("writing the status of {id}")), "status write failed");
                 false
