@@ -207,7 +207,7 @@ impl Shared {
             let (scheme, task) = match address {
                 Err(e) => {
                     let stats = self.events.intake.track(&id, "invalid");
-                    stats.failed(&e.to_string());
+                    note(&stats, &id, &e.to_string());
                     ("invalid".to_string(), None)
                 }
                 Ok(a) if a.scheme == DOPPLER_WEBHOOK => {
@@ -215,11 +215,12 @@ impl Shared {
                     self.events.intake.set_webhook_secret(&id, None);
                     let task = match &a.secret {
                         None => {
-                            stats.failed(&format!(
+                            let problem = format!(
                                 "{}: {DOPPLER_WEBHOOK} needs its signing secret in the annotation {} (<namespace>/<name>/<key>)",
                                 id,
                                 secretsync_core::events::EVENTS_SECRET_ANNOTATION
-                            ));
+                            );
+                            note(&stats, &id, &problem);
                             None
                         }
                         Some(sel) => Some(tokio::spawn(watch_signing_secret(
@@ -236,16 +237,16 @@ impl Shared {
                     let stats = self.events.intake.track(&id, &a.scheme);
                     match self.registry.build_events(&store).await {
                         None => {
-                            stats.failed(&format!(
+                            let problem = format!(
                                 "{id}: no event source `{}` is registered (known: {})",
                                 a.scheme,
                                 self.registry.event_schemes().join(", ")
-                            ));
+                            );
+                            note(&stats, &id, &problem);
                             (a.scheme, None)
                         }
                         Some(Err(e)) => {
-                            stats.failed(&e.to_string());
-                            tracing::warn!(store = %id, error = %e, "change events cannot start; the store keeps polling");
+                            note(&stats, &id, &e.to_string());
                             (a.scheme, None)
                         }
                         Some(Ok(source)) => {
@@ -466,6 +467,13 @@ impl Shared {
             }
             self.events.intake.handled(&c.store, synced, c.events, c.oldest);
         }
+    }
+}
+
+/// Records why a store's events cannot start; logs it when it is a new problem.
+fn note(stats: &EventStats, store: &StoreId, problem: &str) {
+    if stats.failed(problem) {
+        tracing::warn!(store = %store, problem = %problem, "change events cannot start; the store keeps polling at its refreshInterval");
     }
 }
 
