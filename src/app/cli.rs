@@ -243,9 +243,14 @@ pub struct OperatorArgs {
     /// The shard this replica serves (0..N); each shard has its own Lease.
     #[arg(long, default_value_t = 0)]
     pub shard_index: u32,
-    /// Address of /metrics, /healthz and /readyz.
+    /// Address of /metrics, /healthz, /readyz and the change-event routes (`POST /refresh`,
+    /// `/events/doppler/...`; see docs/events.md).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
+    /// A file holding the bearer token `POST /refresh` requires (or set
+    /// SECRETSYNC_REFRESH_TOKEN). Without one, `/refresh` refuses every call.
+    #[arg(long, value_name = "PATH")]
+    pub refresh_token_file: Option<PathBuf>,
     /// Do not restart the workloads that read a changed Secret.
     #[arg(long)]
     pub no_restart: bool,
@@ -426,7 +431,15 @@ async fn operator(args: OperatorArgs) -> i32 {
             return 1;
         }
     };
+    let refresh_token = match refresh_token(args.refresh_token_file.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "bad configuration");
+            return 2;
+        }
+    };
     let config = ControllerConfig {
+        refresh_token,
         group: args.group,
         version: args.api_version,
         namespace: args.namespace,

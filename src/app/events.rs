@@ -19,12 +19,14 @@
 //! - `GET /metrics`: `secretsync_events_total{source,store,outcome}`,
 //!   `secretsync_events_lag_seconds`, `secretsync_events_up`.
 //! - `GET /healthz`.
+//!
+//! What the routes do, the receive loop and the counters are core's
+//! ([`secretsync_core::events::Intake`], [`receive_loop`]), shared with the operator; this
+//! module mounts them in the daemon's server and drives them from its manifests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -32,17 +34,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use secretsync_core::SecretValue;
 use secretsync_core::engine::EventsDown;
-use secretsync_core::events::{
-    AckToken, ChangeEvent, Delivery, EventAddress, EventSource, EventStats, ReplayGuard, check_bearer, doppler_event,
-    retry_delay, verify_doppler_signature,
-};
+use secretsync_core::events::{AckToken, Answer, EventAddress, EventSource, EventStats, Intake, receive_loop};
 use secretsync_core::manifest::{Manifests, StoreId, StoreKind};
 use secretsync_core::registry::Registry;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// The scheme of Doppler webhooks, served by [`serve`].
-pub const DOPPLER_WEBHOOK: &str = "doppler-webhook";
+/// The scheme of Doppler webhooks, served by [`EventHub::serve`].
+pub use secretsync_core::events::DOPPLER_WEBHOOK;
+/// A change for one store, from any source.
+pub use secretsync_core::events::Incoming;
 
 /// Where the daemon's HTTP server listens; after it started, the address it bound (port 0
 /// picks a free one).
@@ -72,36 +73,14 @@ impl ListenOn {
     }
 }
 
-/// A change for one store, from any source.
-#[derive(Debug)]
-pub struct Incoming {
-    /// The store.
-    pub store: StoreId,
-    /// What changed and how to acknowledge it.
-    pub delivery: Delivery,
-}
-
 struct Pulled {
     source: Arc<dyn EventSource>,
     task: JoinHandle<()>,
 }
 
-/// Shared by the receive tasks, the HTTP server and the daemon.
-struct Shared {
-    tx: mpsc::Sender<Incoming>,
-    /// Stores by id; webhook stores with their signing secret.
-    stores: RwLock<BTreeSet<StoreId>>,
-    webhooks: RwLock<BTreeMap<StoreId, SecretValue>>,
-    stats: RwLock<BTreeMap<StoreId, (String, Arc<EventStats>)>>,
-    /// Refusals of `/refresh` (no store to count them under).
-    refresh: Arc<EventStats>,
-    refresh_token: Option<SecretValue>,
-    replay: ReplayGuard,
-}
-
 /// The daemon's event plumbing.
 pub struct EventHub {
-    shared: Arc<Shared>,
+    intake: Arc<Intake>,
     rx: mpsc::Receiver<Incoming>,
     pulled: BTreeMap<StoreId, Pulled>,
     /// The HTTP server, when serving: stopped with the hub, so a daemon that returns (a
@@ -131,17 +110,9 @@ impl Drop for EventHub {
 impl EventHub {
     /// A hub; `refresh_token` guards `POST /refresh`.
     pub fn new(refresh_token: Option<SecretValue>) -> Self {
-        let (tx, rx) = mpsc::channel(1024);
+        let (intake, rx) = Intake::new(refresh_token);
         Self {
-            shared: Arc::new(Shared {
-                tx,
-                stores: Default::default(),
-                webhooks: Default::default(),
-                stats: Default::default(),
-                refresh: Default::default(),
-                refresh_token,
-                replay: ReplayGuard::new(Duration::from_secs(600)),
-            }),
+            intake,
             rx,
             pulled: BTreeMap::new(),
             server: None,
@@ -209,15 +180,14 @@ impl EventHub {
                         store.id.clone(),
                         source.clone(),
                         stat,
-                        self.shared.tx.clone(),
+                        self.intake.sender(),
                     ));
                     self.pulled.insert(store.id.clone(), Pulled { source, task });
                 }
             }
         }
-        *self.shared.stores.write().expect("lock") = manifests.stores.iter().map(|s| s.id.clone()).collect();
-        *self.shared.webhooks.write().expect("lock") = webhooks;
-        *self.shared.stats.write().expect("lock") = stats;
+        self.intake
+            .replace(manifests.stores.iter().map(|s| s.id.clone()).collect(), webhooks, stats);
         problems
     }
 
@@ -248,30 +218,12 @@ impl EventHub {
     /// Counts handled events of a store: `synced` ones led to a sync, the others were
     /// about keys nobody reads.
     pub fn handled(&self, store: &StoreId, synced: bool, events: u64, published: Option<std::time::SystemTime>) {
-        if let Some((_, s)) = self.shared.stats.read().expect("lock").get(store) {
-            let c = if synced { &s.synced } else { &s.ignored };
-            EventStats::count(c, events);
-            if synced {
-                s.handled(published);
-            }
-        }
+        self.intake.handled(store, synced, events, published);
     }
 
     /// Event sources not flowing, for the cycle report.
     pub fn down(&self) -> Vec<EventsDown> {
-        self.shared
-            .stats
-            .read()
-            .expect("lock")
-            .iter()
-            .filter_map(|(id, (scheme, s))| {
-                s.problem().map(|problem| EventsDown {
-                    store: id.to_string(),
-                    source: scheme.clone(),
-                    problem,
-                })
-            })
-            .collect()
+        self.intake.down()
     }
 
     /// Serves the HTTP routes on `listen` until the hub is dropped; the address bound.
@@ -285,7 +237,7 @@ impl EventHub {
             .route("/refresh", post(refresh))
             .route("/events/doppler/{store}", post(doppler_cluster))
             .route("/events/doppler/{namespace}/{store}", post(doppler_namespaced))
-            .with_state(self.shared.clone());
+            .with_state(self.intake.clone());
         self.server = Some(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "event server stopped");
@@ -295,219 +247,52 @@ impl EventHub {
     }
 }
 
-/// Pulls one source until aborted: failures are logged once per new problem and retried
-/// with backoff; the store keeps polling meanwhile.
-async fn receive_loop(
-    store: StoreId,
-    source: Arc<dyn EventSource>,
-    stats: Arc<EventStats>,
-    tx: mpsc::Sender<Incoming>,
-) {
-    let mut attempt = 0u32;
-    loop {
-        match source.receive().await {
-            Ok(deliveries) => {
-                attempt = 0;
-                if stats.healthy() {
-                    tracing::info!(store = %store, source = source.scheme(), "change events flowing again");
-                }
-                for delivery in deliveries {
-                    if tx
-                        .send(Incoming {
-                            store: store.clone(),
-                            delivery,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                let problem = e.to_string();
-                if stats.failed(&problem) {
-                    tracing::warn!(
-                        store = %store,
-                        source = source.scheme(),
-                        error = %problem,
-                        "change events not flowing; the store keeps polling at its refreshInterval"
-                    );
-                }
-                tokio::time::sleep(retry_delay(attempt)).await;
-                attempt = attempt.saturating_add(1);
-            }
-        }
-    }
-}
-
-type Answer = (StatusCode, String);
-
-fn refused(stats: &EventStats, why: impl std::fmt::Display, what: &str) -> Answer {
-    EventStats::count(&stats.refused, 1);
-    tracing::warn!(request = what, reason = %why, "refused");
-    (StatusCode::UNAUTHORIZED, "unauthorized\n".into())
+fn answer(a: Answer) -> (StatusCode, String) {
+    (
+        StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        a.body,
+    )
 }
 
 async fn refresh(
-    State(shared): State<Arc<Shared>>,
+    State(intake): State<Arc<Intake>>,
     Query(q): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
-) -> Answer {
+) -> (StatusCode, String) {
     let auth = headers.get("authorization").and_then(|h| h.to_str().ok());
-    let expected = shared.refresh_token.as_ref().map(|t| t.expose()).unwrap_or_default();
-    if let Err(why) = check_bearer(expected, auth) {
-        return refused(&shared.refresh, why, "/refresh");
-    }
-    let Some(name) = q.get("store").filter(|s| !s.is_empty()) else {
-        return (StatusCode::BAD_REQUEST, "missing query parameter `store`\n".into());
-    };
-    let namespace = q.get("namespace").filter(|s| !s.is_empty()).cloned();
-    let kind = match q.get("kind").map(String::as_str) {
-        Some("ClusterSecretStore") => StoreKind::ClusterSecretStore,
-        Some("SecretStore") => StoreKind::SecretStore,
-        None if namespace.is_some() => StoreKind::SecretStore,
-        None => StoreKind::ClusterSecretStore,
-        Some(_) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                "`kind` must be SecretStore or ClusterSecretStore\n".into(),
-            );
-        }
-    };
-    let store = StoreId {
-        kind,
-        namespace: if kind == StoreKind::SecretStore {
-            namespace
-        } else {
-            None
-        },
-        name: name.clone(),
-    };
-    if !shared.stores.read().expect("lock").contains(&store) {
-        return (StatusCode::NOT_FOUND, format!("no store {store}\n"));
-    }
-    let event = match q.get("key").filter(|k| !k.is_empty()) {
-        Some(k) => ChangeEvent::key(k.clone(), "refresh"),
-        None => ChangeEvent {
-            kind: "refresh".into(),
-            ..Default::default()
-        },
-    };
-    enqueue(&shared, store, event).await
-}
-
-async fn enqueue(shared: &Shared, store: StoreId, event: ChangeEvent) -> Answer {
-    let delivery = Delivery {
-        events: vec![event],
-        ack: None,
-    };
-    match shared.tx.send(Incoming { store, delivery }).await {
-        Ok(()) => (StatusCode::ACCEPTED, "accepted\n".into()),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into()),
-    }
+    answer(intake.refresh(&q, auth).await)
 }
 
 async fn doppler_cluster(
-    State(shared): State<Arc<Shared>>,
+    State(intake): State<Arc<Intake>>,
     Path(store): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Answer {
+) -> (StatusCode, String) {
     let id = StoreId {
         kind: StoreKind::ClusterSecretStore,
         namespace: None,
         name: store,
     };
-    doppler(&shared, id, &headers, &body).await
+    let signature = headers.get("x-doppler-signature").and_then(|h| h.to_str().ok());
+    answer(intake.doppler(id, signature, &body).await)
 }
 
 async fn doppler_namespaced(
-    State(shared): State<Arc<Shared>>,
+    State(intake): State<Arc<Intake>>,
     Path((namespace, store)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> Answer {
+) -> (StatusCode, String) {
     let id = StoreId {
         kind: StoreKind::SecretStore,
         namespace: Some(namespace),
         name: store,
     };
-    doppler(&shared, id, &headers, &body).await
-}
-
-async fn doppler(shared: &Shared, store: StoreId, headers: &HeaderMap, body: &[u8]) -> Answer {
-    let stats = shared
-        .stats
-        .read()
-        .expect("lock")
-        .get(&store)
-        .filter(|(scheme, _)| scheme == DOPPLER_WEBHOOK)
-        .map(|(_, s)| s.clone());
-    let secret = shared.webhooks.read().expect("lock").get(&store).cloned();
-    // An unknown store answers as a bad signature does: nothing to learn by probing.
-    let (Some(stats), Some(secret)) = (stats, secret) else {
-        return refused(
-            &shared.refresh,
-            "no Doppler webhook store of that name",
-            "doppler webhook",
-        );
-    };
     let signature = headers.get("x-doppler-signature").and_then(|h| h.to_str().ok());
-    if let Err(why) = verify_doppler_signature(secret.expose(), body, signature) {
-        return refused(&stats, why, "doppler webhook");
-    }
-    if let Err(why) = shared.replay.check(signature.unwrap_or_default()) {
-        return refused(&stats, why, "doppler webhook");
-    }
-    match doppler_event(body) {
-        Ok(event) => enqueue(shared, store, event).await,
-        Err(why) => {
-            EventStats::count(&stats.ignored, 1);
-            (StatusCode::OK, format!("ignored: {why}\n"))
-        }
-    }
+    answer(intake.doppler(id, signature, &body).await)
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> String {
-    let mut out = String::from(
-        "# HELP secretsync_events_total Change events by outcome.\n# TYPE secretsync_events_total counter\n",
-    );
-    let stats = shared.stats.read().expect("lock");
-    let line = |out: &mut String, source: &str, store: &str, outcome: &str, n: u64| {
-        out.push_str(&format!(
-            "secretsync_events_total{{source=\"{source}\",store=\"{store}\",outcome=\"{outcome}\"}} {n}\n"
-        ));
-    };
-    for (id, (scheme, s)) in stats.iter() {
-        let store = id.to_string();
-        line(&mut out, scheme, &store, "synced", s.synced.load(Ordering::Relaxed));
-        line(&mut out, scheme, &store, "ignored", s.ignored.load(Ordering::Relaxed));
-        line(&mut out, scheme, &store, "error", s.errors.load(Ordering::Relaxed));
-        line(&mut out, scheme, &store, "refused", s.refused.load(Ordering::Relaxed));
-    }
-    line(
-        &mut out,
-        "refresh",
-        "",
-        "refused",
-        shared.refresh.refused.load(Ordering::Relaxed),
-    );
-    out.push_str("# HELP secretsync_events_lag_seconds Publish-to-synced lag of the latest handled event.\n# TYPE secretsync_events_lag_seconds gauge\n");
-    for (id, (scheme, s)) in stats.iter() {
-        out.push_str(&format!(
-            "secretsync_events_lag_seconds{{source=\"{scheme}\",store=\"{id}\"}} {:.3}\n",
-            s.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
-        ));
-    }
-    out.push_str(
-        "# HELP secretsync_events_up Whether a store's event source is flowing.\n# TYPE secretsync_events_up gauge\n",
-    );
-    for (id, (scheme, s)) in stats.iter() {
-        out.push_str(&format!(
-            "secretsync_events_up{{source=\"{scheme}\",store=\"{id}\"}} {}\n",
-            u8::from(s.problem().is_none())
-        ));
-    }
-    out
+async fn metrics(State(intake): State<Arc<Intake>>) -> String {
+    intake.metrics_text()
 }

@@ -226,6 +226,12 @@ impl Shared {
     }
 
     pub(crate) async fn run_batch(&self, ids: Vec<SpecId>, lane: Lane) {
+        self.run_batch_with(ids, lane, CycleOptions::default()).await;
+    }
+
+    /// [`run_batch`](Self::run_batch) with cycle options (change events' `changed`); `only`
+    /// is always the batch.
+    pub(crate) async fn run_batch_with(&self, ids: Vec<SpecId>, lane: Lane, options: CycleOptions) {
         let _timer = BatchTimer::start(&self.metrics, lane.name(), ids.len());
         if lane == Lane::Fast {
             self.stats.fast_in_flight.fetch_add(1, Ordering::SeqCst);
@@ -266,7 +272,7 @@ impl Shared {
                     &CycleOptions {
                         dry_run: false,
                         only: Some(only),
-                        ..Default::default()
+                        ..options
                     },
                 )
                 .await

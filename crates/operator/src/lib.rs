@@ -36,6 +36,7 @@
 //! `cluster` module for the details.
 
 mod cluster;
+mod events;
 mod guard;
 mod http;
 mod key;
@@ -59,6 +60,7 @@ use secretsync_core::{FingerprintKey, Result};
 use tokio::sync::watch as wch;
 use tokio::task::JoinSet;
 
+pub use events::EVENTS_CONDITION;
 pub use http::{router, serve};
 pub use lease::LeaseConfig;
 pub use metrics::Metrics;
@@ -123,6 +125,8 @@ pub struct ControllerConfig {
     pub refresh_time_every: Duration,
     /// The reporting controller name on Events.
     pub controller_name: String,
+    /// The bearer token `POST /refresh` requires; `None`: every call is refused.
+    pub refresh_token: Option<secretsync_core::SecretValue>,
 }
 
 impl Default for ControllerConfig {
@@ -149,6 +153,7 @@ impl Default for ControllerConfig {
             fingerprint_key_namespace: None,
             refresh_time_every: Duration::from_secs(600),
             controller_name: "secretsync".to_string(),
+            refresh_token: None,
         }
     }
 }
@@ -350,6 +355,8 @@ impl Controller {
         tasks.spawn(shared.clone().fast_lane());
         tasks.spawn(shared.clone().periodic_lane());
         tasks.spawn(shared.clone().ces_lane());
+        tasks.spawn(shared.clone().events_sources());
+        tasks.spawn(shared.clone().events_dispatch());
         shutdown.await;
         tracing::info!(identity = %shared.cfg.identity, "shutting down");
         let _ = stop_tx.send(true);

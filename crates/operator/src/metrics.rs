@@ -109,6 +109,7 @@ pub struct Metrics {
     /// ExternalSecrets this replica manages (its shard).
     pub resources: Gauge,
     seen_stats: Mutex<HashMap<(String, String, String), u64>>,
+    events: Arc<std::sync::OnceLock<Arc<secretsync_core::events::Intake>>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -202,7 +203,10 @@ impl Metrics {
             "ExternalSecrets in this replica's shard",
             resources.clone(),
         );
+        let events = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(crate::events::EventsCollector(events.clone())));
         Self {
+            events,
             registry,
             sync_calls,
             sync_errors,
@@ -219,6 +223,12 @@ impl Metrics {
             resources,
             seen_stats: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Shows the change-event counters of `intake` (`secretsync_events_total{source,store,outcome}`,
+    /// `secretsync_events_lag_seconds`, `secretsync_events_up`); the first call wins.
+    pub fn set_events(&self, intake: Arc<secretsync_core::events::Intake>) {
+        let _ = self.events.set(intake);
     }
 
     /// The text exposition format.

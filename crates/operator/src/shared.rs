@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) sink: Arc<GuardedSink>,
     pub(crate) restarter: Option<Arc<GuardedRestarter>>,
     pub(crate) recorder: Recorder,
+    /// Change events: sources, the HTTP intake, the dispatcher's channel.
+    pub(crate) events: crate::events::Events,
 }
 
 impl Shared {
@@ -99,7 +101,10 @@ impl Shared {
                 instance: Some(cfg.identity.clone()),
             },
         );
+        let events = crate::events::Events::new(cfg.refresh_token.clone());
+        metrics.set_events(events.intake.clone());
         Self {
+            events,
             cfg,
             client,
             registry,

@@ -138,6 +138,9 @@ pub(crate) struct EsEntry {
 #[derive(Debug, Clone)]
 pub(crate) struct StoreEntry {
     pub(crate) spec_json: String,
+    /// Its `secretsync.io/events*` annotations (a change restarts its event source, not
+    /// its engine).
+    pub(crate) events_key: String,
     pub(crate) parsed: Result<Store, String>,
 }
 

@@ -264,6 +264,8 @@ impl Shared {
                 if st.stores.remove(&id).is_some() {
                     st.stores_dirty = true;
                 }
+                drop(st);
+                self.events.wake.notify_one();
             }
             Kind::ClusterExternalSecret => {
                 let name = obj.metadata.name.clone().unwrap_or_default();
@@ -413,8 +415,10 @@ impl Shared {
     fn on_store(&self, kind: Kind, obj: DynamicObject) {
         let id = store_id(&obj, kind);
         let spec = obj.data.get("spec").map(|s| s.to_string()).unwrap_or_default();
+        let events_key = crate::events::annotations_key(&obj);
         let mut st = self.state.lock().expect("lock");
-        if st.stores.get(&id).is_some_and(|s| s.spec_json == spec) {
+        let spec_changed = st.stores.get(&id).is_none_or(|s| s.spec_json != spec);
+        if !spec_changed && st.stores.get(&id).is_some_and(|s| s.events_key == events_key) {
             return;
         }
         let parsed = parse_store(&obj, kind.kind(), &self.cfg.version);
@@ -422,11 +426,14 @@ impl Shared {
             id,
             StoreEntry {
                 spec_json: spec,
+                events_key,
                 parsed,
             },
         );
-        st.stores_dirty = true;
+        // Only the events annotations changed: the engine (and its cache) stays.
+        st.stores_dirty |= spec_changed;
         drop(st);
+        self.events.wake.notify_one();
         self.periodic_wake.notify_one();
     }
 

@@ -79,6 +79,7 @@ pub struct PubSubEventsBuilder {
     max_messages: u32,
     pull_wait: Duration,
     min_idle_interval: Duration,
+    secret_parents: Vec<String>,
 }
 
 impl fmt::Debug for PubSubEventsBuilder {
@@ -106,6 +107,7 @@ impl PubSubEventsBuilder {
             max_messages: DEFAULT_MAX_MESSAGES,
             pull_wait: DEFAULT_PULL_WAIT,
             min_idle_interval: DEFAULT_MIN_IDLE_INTERVAL,
+            secret_parents: vec![],
         }
     }
 
@@ -165,6 +167,15 @@ impl PubSubEventsBuilder {
         self
     }
 
+    /// A parent (`projects/<project id>` or `projects/<p>/locations/<l>`) under which an
+    /// event's secret is also named: Secret Manager's notifications name the project by
+    /// number (`projects/123456/secrets/db`), while a `remoteRef.key` written in full
+    /// usually names it by id. The factory adds the store's.
+    pub fn with_secret_parent(mut self, parent: impl Into<String>) -> Self {
+        self.secret_parents.push(parent.into());
+        self
+    }
+
     /// Builds the source. No request is sent; credentials are looked up on first use.
     pub fn build(self) -> Result<PubSubEvents> {
         check_subscription(&self.subscription)?;
@@ -220,6 +231,7 @@ impl PubSubEventsBuilder {
             max_messages: self.max_messages,
             pull_wait: self.pull_wait,
             min_idle_interval: self.min_idle_interval,
+            secret_parents: self.secret_parents,
             stats: Arc::new(CallStats::new()),
         })
     }
@@ -248,6 +260,7 @@ pub struct PubSubEvents {
     max_messages: u32,
     pull_wait: Duration,
     min_idle_interval: Duration,
+    secret_parents: Vec<String>,
     stats: Arc<CallStats>,
 }
 
@@ -496,7 +509,10 @@ impl EventSource for PubSubEvents {
                         true,
                     )
                 })?;
-                resp.received_messages.into_iter().map(delivery).collect()
+                resp.received_messages
+                    .into_iter()
+                    .map(|m| delivery(m, &self.secret_parents))
+                    .collect()
             }
         };
         if out.is_empty() {
@@ -518,9 +534,10 @@ impl EventSource for PubSubEvents {
     }
 }
 
-/// What one message says: a Secret Manager notification names a secret; anything else is
+/// What one message says: a Secret Manager notification names a secret (by id, by the
+/// full name it carries, and by its full name under each of `parents`); anything else is
 /// acknowledged and ignored.
-fn delivery(m: ReceivedMessage) -> Delivery {
+fn delivery(m: ReceivedMessage, parents: &[String]) -> Delivery {
     let ack = Some(AckToken(m.ack_id));
     let msg = m.message;
     let Some(kind) = msg.attributes.get("eventType").filter(|k| !k.is_empty()) else {
@@ -543,6 +560,12 @@ fn delivery(m: ReceivedMessage) -> Delivery {
     let mut keys = vec![name.to_string()];
     if full != name {
         keys.push(full);
+    }
+    for p in parents {
+        let alt = format!("{}/secrets/{name}", p.trim_end_matches('/'));
+        if !keys.contains(&alt) {
+            keys.push(alt);
+        }
     }
     let published = msg.publish_time.as_deref().and_then(parse_time);
     Delivery {
@@ -647,6 +670,9 @@ impl EventSourceFactory for PubSubEventsFactory {
         credentials: Arc<dyn CredentialResolver>,
     ) -> Result<Arc<dyn EventSource>> {
         let mut b = PubSubEventsBuilder::from_env(address.address.clone());
+        if let Some(parent) = store_parent(store) {
+            b = b.with_secret_parent(parent);
+        }
         if !b.emulator
             && let Ok(spec) = store.provider_config::<GcpProvider>()
             && let Some(r) = spec.auth.as_ref().and_then(|a| a.secret_ref.as_ref())
@@ -668,6 +694,16 @@ impl EventSourceFactory for PubSubEventsFactory {
     }
 }
 
+/// `projects/<projectID>[/locations/<location>]` of a gcpsm store, when it names a project.
+fn store_parent(store: &Store) -> Option<String> {
+    let spec = store.provider_config::<GcpProvider>().ok()?;
+    let project = spec.project_id.as_deref().filter(|p| !p.is_empty())?;
+    Some(match spec.location.as_deref().filter(|l| !l.is_empty()) {
+        Some(l) => format!("projects/{project}/locations/{l}"),
+        None => format!("projects/{project}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,16 +721,19 @@ mod tests {
 
     #[test]
     fn a_version_event_names_the_secret_by_id_and_full_name() {
-        let d = delivery(msg(
-            &[
-                ("eventType", "SECRET_VERSION_ADD"),
-                ("dataFormat", "JSON_API_V1"),
-                ("secretId", "projects/p/secrets/db-password"),
-                ("versionId", "projects/p/secrets/db-password/versions/3"),
-                ("timestamp", "2026-01-20T11:17:45.081104-08:00"),
-            ],
-            Some(r#"{"name":"projects/123/secrets/db-password/versions/3","state":"ENABLED"}"#),
-        ));
+        let d = delivery(
+            msg(
+                &[
+                    ("eventType", "SECRET_VERSION_ADD"),
+                    ("dataFormat", "JSON_API_V1"),
+                    ("secretId", "projects/p/secrets/db-password"),
+                    ("versionId", "projects/p/secrets/db-password/versions/3"),
+                    ("timestamp", "2026-01-20T11:17:45.081104-08:00"),
+                ],
+                Some(r#"{"name":"projects/123/secrets/db-password/versions/3","state":"ENABLED"}"#),
+            ),
+            &[],
+        );
         assert_eq!(d.ack, Some(AckToken("ack-1".into())));
         assert_eq!(d.events.len(), 1);
         let e = &d.events[0];
@@ -711,14 +750,91 @@ mod tests {
 
     #[test]
     fn regional_secrets_and_resource_data_without_attribute() {
-        let d = delivery(msg(
-            &[("eventType", "SECRET_UPDATE")],
-            Some(r#"{"name":"projects/p/locations/europe-west1/secrets/api"}"#),
-        ));
+        let d = delivery(
+            msg(
+                &[("eventType", "SECRET_UPDATE")],
+                Some(r#"{"name":"projects/p/locations/europe-west1/secrets/api"}"#),
+            ),
+            &[],
+        );
         assert_eq!(
             d.events[0].keys,
             vec!["api", "projects/p/locations/europe-west1/secrets/api"]
         );
+    }
+
+    #[test]
+    fn a_notification_naming_the_project_by_number_matches_keys_naming_it_by_id() {
+        // Real notifications: `secretId` with the project number.
+        let d = delivery(
+            msg(
+                &[
+                    ("eventType", "SECRET_VERSION_ADD"),
+                    ("secretId", "projects/123456789/secrets/db"),
+                ],
+                None,
+            ),
+            &["projects/development-485000".to_string()],
+        );
+        assert_eq!(
+            d.events[0].keys,
+            vec![
+                "db",
+                "projects/123456789/secrets/db",
+                "projects/development-485000/secrets/db"
+            ]
+        );
+        let m = secretsync_core::manifest::load_str(
+            "apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: gcp
+  namespace: dev
+  annotations: {secretsync.io/events: 'gcp-pubsub:projects/development-485000/subscriptions/s1'}
+spec: {provider: {gcpsm: {projectID: development-485000}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: api, namespace: dev}
+spec:
+  secretStoreRef: {name: gcp}
+  data:
+    - {secretKey: DB, remoteRef: {key: projects/development-485000/secrets/db}}
+",
+            "m.yaml",
+        )
+        .manifests;
+        let store = &m.stores[0];
+        let parent = store_parent(store).expect("the store names a project");
+        assert_eq!(parent, "projects/development-485000");
+        let d = delivery(
+            msg(
+                &[
+                    ("eventType", "SECRET_VERSION_ADD"),
+                    ("secretId", "projects/123456789/secrets/db"),
+                ],
+                None,
+            ),
+            &[parent],
+        );
+        let keys: std::collections::BTreeSet<String> = d.events[0].keys.iter().cloned().collect();
+        assert_eq!(
+            secretsync_core::events::readers_of(&m, &store.id, Some(&keys)).len(),
+            1,
+            "the spec naming the project by id reads the changed secret"
+        );
+        let unrelated = delivery(
+            msg(
+                &[
+                    ("eventType", "SECRET_VERSION_ADD"),
+                    ("secretId", "projects/123456789/secrets/other"),
+                ],
+                None,
+            ),
+            &[store_parent(store).unwrap()],
+        );
+        let keys: std::collections::BTreeSet<String> = unrelated.events[0].keys.iter().cloned().collect();
+        assert!(secretsync_core::events::readers_of(&m, &store.id, Some(&keys)).is_empty());
     }
 
     #[test]
@@ -728,7 +844,7 @@ mod tests {
             msg(&[("foo", "bar")], Some("not json")),
             msg(&[], None),
         ] {
-            let d = delivery(m);
+            let d = delivery(m, &[]);
             assert!(d.events.is_empty(), "{d:?}");
             assert!(d.ack.is_some());
         }

@@ -15,6 +15,11 @@
 //! acknowledged only after the sync handling it finished, so a crash means redelivery, not a
 //! lost change. [`Pending`] coalesces duplicates and bursts: 100 events for one key within
 //! the debounce window cause one sync.
+//!
+//! [`Intake`] is what the `sync` daemon and the operator share around that: the receive
+//! loop of a pulled source ([`receive_loop`]), `POST /refresh` and Doppler webhooks as plain
+//! functions from headers and body to an [`Answer`], burst collection ([`collect_burst`]),
+//! and the counters behind `/metrics`. No HTTP server here: each program mounts the routes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -27,6 +32,9 @@ use async_trait::async_trait;
 use crate::credentials::CredentialResolver;
 use crate::error::{Error, Result};
 use crate::manifest::{ExternalSecret, Manifests, SpecId, Store, StoreId};
+
+mod intake;
+pub use intake::{Answer, DOPPLER_WEBHOOK, Incoming, Intake, SourceSample, collect_burst, receive_loop};
 
 /// The annotation naming a store's event source.
 pub const EVENTS_ANNOTATION: &str = "secretsync.io/events";
