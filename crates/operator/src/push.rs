@@ -301,6 +301,20 @@ fn failure(report: &PushReport) -> Option<String> {
 }
 
 impl Shared {
+    /// A reference to an object of the configured group at `version`.
+    fn reference_in(
+        &self,
+        kind: &str,
+        version: &str,
+        namespace: &str,
+        name: &str,
+        uid: Option<String>,
+    ) -> k8s_openapi::api::core::v1::ObjectReference {
+        let mut r = self.reference(kind, Some(namespace), name, uid);
+        r.api_version = Some(format!("{}/{version}", self.cfg.group));
+        r
+    }
+
     fn push_api(&self, namespace: &str) -> Api<DynamicObject> {
         let ar = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk(&self.cfg.group, "v1alpha1", "PushSecret"),
@@ -512,9 +526,17 @@ impl Shared {
         (cleanups, due, wait)
     }
 
-    /// The manifests a push needs: the stores, the PushSecret, its source.
-    fn push_manifests(&self, ps: &PushSecret) -> Result<Manifests, String> {
+    /// The manifests a push needs: the stores, the PushSecret, its source. `Err(None)`:
+    /// the source's watch has not listed yet (wait, write no status).
+    fn push_manifests(&self, ps: &PushSecret) -> Result<Manifests, Option<String>> {
         let st = self.state.lock().expect("lock");
+        let now = Instant::now();
+        if source_refs(ps)
+            .iter()
+            .any(|k| matches!(st.refs.seen(k), Seen::Unknown) && !st.refs.waited(k, now))
+        {
+            return Err(None);
+        }
         let mut m = Manifests {
             stores: st
                 .stores
@@ -539,9 +561,9 @@ impl Shared {
                     } else {
                         "not found"
                     };
-                    return Err(format!("{NO_SOURCE}: {key} {why}"));
+                    return Err(Some(format!("{NO_SOURCE}: {key} {why}")));
                 }
-                (_, _) => return Err(format!("generator {key} not found")),
+                (_, _) => return Err(Some(format!("generator {key} not found"))),
             }
         }
         Ok(m)
@@ -574,7 +596,9 @@ impl Shared {
         }
         e.cleaned |= o.cleaned;
         let now = Instant::now();
-        if o.ok {
+        if o.wait {
+            e.due = Some(now + Duration::from_millis(500));
+        } else if o.ok {
             e.failures = 0;
             e.due = e.parsed.as_ref().ok().and_then(interval).map(|iv| {
                 let jitter = iv.mul_f64(rand::rng().random_range(0.0..JITTER_FRACTION));
@@ -610,15 +634,26 @@ impl Shared {
         let engine = self.engine().await;
         let m = match self.push_manifests(ps) {
             Ok(m) => m,
-            Err(msg) => {
+            Err(Some(msg)) => {
                 let status = self.write_push_status(id, entry, false, &msg, None, &[]).await;
                 return Some(Outcome::failed(status));
+            }
+            // Its watch lists shortly (and then marks it dirty).
+            Err(None) => {
+                return Some(Outcome {
+                    wait: true,
+                    ..Outcome::default()
+                });
             }
         };
         let stores: Vec<StoreId> = m.stores.iter().map(|s| s.id.clone()).collect();
         if entry.deleting {
             if entry.cleaned || !entry.finalizers.iter().any(|f| f == FINALIZER) {
-                return Some(Outcome::default());
+                // Held by someone else's finalizer: nothing of ours to do.
+                return Some(Outcome {
+                    ok: true,
+                    ..Outcome::default()
+                });
             }
             let (report, left) = delete_pushed(&m, &engine, ps, &entry.record).await;
             if !report.ok() || !left.is_empty() {
@@ -661,7 +696,7 @@ impl Shared {
             record: Some(keep),
             status,
             finalizers,
-            cleaned: false,
+            ..Outcome::default()
         })
     }
 
@@ -770,6 +805,21 @@ impl Shared {
         if !ok {
             tracing::warn!(push_secret = %id, message = %message, "push failed");
         }
+        // An Event when the condition changes (ESO sends one per reconcile).
+        if !same_condition {
+            let type_ = if ok {
+                kube::runtime::events::EventType::Normal
+            } else {
+                kube::runtime::events::EventType::Warning
+            };
+            self.publish(
+                &self.reference_in("PushSecret", "v1alpha1", &id.namespace, &id.name, entry.uid.clone()),
+                type_,
+                reason,
+                message.to_string(),
+            )
+            .await;
+        }
         match r {
             Ok(obj) => Some(obj.data.get("status").cloned().unwrap_or(Value::Null)),
             Err(e) => {
@@ -815,6 +865,8 @@ struct Outcome {
     status: Option<Value>,
     finalizers: Option<Vec<String>>,
     cleaned: bool,
+    /// The source is not known yet: again shortly, no status written.
+    wait: bool,
 }
 
 impl Outcome {

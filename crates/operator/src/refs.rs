@@ -187,7 +187,7 @@ impl Refs {
 
     /// Whether the watch of `key` has had time to list: a reference still unknown after
     /// [`LIST_GRACE`] is reported (its kind may not be installed), before that it waits.
-    fn waited(&self, key: &RefKey, now: Instant) -> bool {
+    pub(crate) fn waited(&self, key: &RefKey, now: Instant) -> bool {
         self.watches
             .get(key)
             .is_none_or(|(_, at)| now.duration_since(*at) >= LIST_GRACE)

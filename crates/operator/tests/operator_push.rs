@@ -313,6 +313,11 @@ async fn push_secret_pushes_once_then_only_what_changed_with_eso_status() {
     })
     .await;
     assert_eq!(moto_writes(&p), 2, "one CreateSecret per remote key");
+    assert_eq!(
+        status_patches(&fake.requests(), "pushsecrets", "app", "db"),
+        1,
+        "one status write for the first push (no Ready=False while the source's watch lists)"
+    );
     assert_eq!(moto_value(&admin, &k_pass).await.as_deref(), Some("first-pass"));
     assert_eq!(moto_value(&admin, &k_user).await.as_deref(), Some("alice"));
     let obj = pushes.get("db").await.unwrap();
@@ -404,6 +409,35 @@ async fn push_secret_pushes_once_then_only_what_changed_with_eso_status() {
         "exactly one PutSecretValue for one edited key"
     );
     assert_eq!(moto_value(&admin, &k_user).await.as_deref(), Some("alice"));
+
+    // A spec change (a third key, under a property of a JSON secret) pushes at once.
+    let k_json = format!("{p}db-json");
+    let mut obj = pushes.get("db").await.unwrap();
+    let mut data = obj.data["spec"]["data"].as_array().unwrap().clone();
+    data.push(json!({"match": {"secretKey": "user", "remoteRef": {"remoteKey": k_json, "property": "username"}}}));
+    obj.data["spec"]["data"] = json!(data);
+    obj.data.as_object_mut().unwrap().remove("status");
+    pushes.replace("db", &PostParams::default(), &obj).await.unwrap();
+    eventually(Duration::from_secs(10), "the JSON secret at moto", async || {
+        (moto_value(&admin, &k_json).await.as_deref() == Some(r#"{"username":"alice"}"#)).then_some(())
+    })
+    .await;
+    let st = eventually(
+        Duration::from_secs(10),
+        "syncedPushSecrets with the new key",
+        async || {
+            let o = pushes.get("db").await.unwrap();
+            let n = o.data["status"]["syncedPushSecrets"]["ClusterSecretStore/aws"]
+                .as_object()
+                .map(|m| m.len());
+            (n == Some(3)).then_some(o.data["status"].clone())
+        },
+    )
+    .await;
+    assert!(
+        st["syncedPushSecrets"]["ClusterSecretStore/aws"][format!("{k_json}/username")].is_object(),
+        "{st}"
+    );
 
     // 4. A missing source: Ready=False, Errored, ESO's message naming the Secret.
     create(
