@@ -349,25 +349,36 @@ impl Shared {
     /// template in it that does not parse, a key it lacks) leave the batch and come back as
     /// failed reports naming the field and the object, never a value.
     pub(crate) fn resolve_refs(&self, manifests: &mut Manifests) -> Unresolved {
-        let st = self.state.lock().expect("lock");
-        let refs = &st.refs;
         let now = Instant::now();
         let mut out = Unresolved::default();
+        // What the watches hold now, for the batch's references (the objects are shared,
+        // not copied); the lock is not held while rendering inputs are built.
+        let mut snapshot: HashMap<RefKey, Seen> = HashMap::new();
+        let mut with_refs: Vec<(ExternalSecret, BTreeSet<RefKey>)> = vec![];
         let mut keep = Vec::with_capacity(manifests.external_secrets.len());
-        for es in std::mem::take(&mut manifests.external_secrets) {
-            let keys = es_refs(&es);
-            if keys.is_empty() {
-                keep.push(es);
-                continue;
+        {
+            let st = self.state.lock().expect("lock");
+            for es in std::mem::take(&mut manifests.external_secrets) {
+                let keys = es_refs(&es);
+                if keys.is_empty() {
+                    keep.push(es);
+                    continue;
+                }
+                let waiting = keys
+                    .iter()
+                    .any(|k| matches!(st.refs.seen(k), Seen::Unknown) && !st.refs.waited(k, now));
+                if waiting {
+                    out.waiting.push(es.id());
+                    continue;
+                }
+                for k in &keys {
+                    snapshot.entry(k.clone()).or_insert_with(|| st.refs.seen(k));
+                }
+                with_refs.push((es, keys));
             }
-            let waiting = keys
-                .iter()
-                .any(|k| matches!(refs.seen(k), Seen::Unknown) && !refs.waited(k, now));
-            if waiting {
-                out.waiting.push(es.id());
-                continue;
-            }
-            match resolve_one(es.clone(), &keys, refs) {
+        }
+        for (es, keys) in with_refs {
+            match resolve_one(es.clone(), &keys, &snapshot) {
                 Ok(resolved) => keep.push(resolved),
                 Err(message) => {
                     let mut r =
@@ -506,17 +517,24 @@ fn obj_listed(listed_missing: bool, present: bool) -> bool {
 }
 
 /// One ExternalSecret with its references filled in, checked as in file mode.
-fn resolve_one(mut es: ExternalSecret, keys: &BTreeSet<RefKey>, refs: &Refs) -> Result<ExternalSecret, String> {
+/// One ExternalSecret with its references filled in from `seen`. A missing object is an
+/// error naming the field and the object; what is wrong inside one (a key it lacks, a
+/// template that does not parse) is reported by rendering, with its field.
+fn resolve_one(
+    mut es: ExternalSecret,
+    keys: &BTreeSet<RefKey>,
+    seen: &HashMap<RefKey, Seen>,
+) -> Result<ExternalSecret, String> {
     let mut m = Manifests::default();
     for key in keys {
-        match (key.kind, refs.seen(key)) {
+        match (key.kind, seen.get(key).cloned().unwrap_or(Seen::Unknown)) {
             (RefKind::ConfigMap | RefKind::Secret, Seen::Present(obj)) => {
                 m.static_targets.push(static_target(key, &obj))
             }
             (RefKind::Password | RefKind::Uuid, Seen::Present(obj)) => m
                 .generators
                 .push(generator_doc(key, &obj).map_err(|e| format!("{key}: {e}"))?),
-            (_, seen) => return Err(format!("{}: {}", field_of(&es, key), missing(key, &seen))),
+            (_, s) => return Err(format!("{}: {}", field_of(&es, key), missing(key, &s))),
         }
     }
     // Filled afresh from what the watches hold now.
@@ -530,11 +548,7 @@ fn resolve_one(mut es: ExternalSecret, keys: &BTreeSet<RefKey>, refs: &Refs) -> 
     m.external_secrets.push(es);
     resolve_template_from(&mut m);
     resolve_generators(&mut m);
-    let es = m.external_secrets.pop().expect("pushed above");
-    match secretsync_core::manifest::check_external_secret(&es).first() {
-        Some(e) => Err(e.to_string()),
-        None => Ok(es),
-    }
+    Ok(m.external_secrets.pop().expect("pushed above"))
 }
 
 /// The field of `es` that names `key`, for messages.

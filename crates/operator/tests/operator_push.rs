@@ -717,11 +717,39 @@ async fn template_from_config_map_rerenders_on_change_and_reads_nothing_when_unc
     .await;
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 
-    // The ConfigMap is deleted: Ready=False naming it; the target keeps its last data.
-    cms.delete("tpl", &DeleteParams::default()).await.unwrap();
-    let r = eventually(Duration::from_secs(10), "Ready=False", async || {
+    // The key goes from the ConfigMap: Ready=False naming the item; the target keeps its data.
+    cms.patch(
+        "tpl",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"config.yaml": null, "other": "x"}})),
+    )
+    .await
+    .unwrap();
+    let r = eventually(Duration::from_secs(10), "Ready=False for a missing key", async || {
         ready(&es_api(&client, "app"), "cfg").await.filter(|r| r.0 == "False")
     })
+    .await;
+    assert!(
+        r.2.contains("templateFrom[0].configMap.items[0].key") && r.2.contains("config.yaml"),
+        "{}",
+        r.2
+    );
+    assert_eq!(
+        secret_value(&client, "app", "cfg", "config.yaml").await.as_deref(),
+        Some("user=ALICE")
+    );
+
+    // The ConfigMap is deleted: Ready=False naming it; the target keeps its last data.
+    cms.delete("tpl", &DeleteParams::default()).await.unwrap();
+    let r = eventually(
+        Duration::from_secs(10),
+        "Ready=False naming the ConfigMap",
+        async || {
+            ready(&es_api(&client, "app"), "cfg")
+                .await
+                .filter(|r| r.0 == "False" && r.2.contains("not found"))
+        },
+    )
     .await;
     assert!(
         r.2.contains("ConfigMap app/tpl not found") && r.2.contains("templateFrom[0].configMap.name"),
