@@ -392,6 +392,7 @@ async fn push_secret_pushes_once_then_only_what_changed_with_eso_status() {
         (moto_value(&admin, &k_pass).await.as_deref() == Some("second-pass")).then_some(())
     })
     .await;
+    eprintln!("source Secret edit → new value at moto: {:?}", t0.elapsed());
     assert!(
         t0.elapsed() < Duration::from_secs(5),
         "pushed within seconds: {:?}",
@@ -715,6 +716,7 @@ async fn template_from_config_map_rerenders_on_change_and_reads_nothing_when_unc
         (secret_value(&client, "app", "cfg", "config.yaml").await.as_deref() == Some("user=ALICE")).then_some(())
     })
     .await;
+    eprintln!("ConfigMap edit → re-rendered target: {:?}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 
     // The key goes from the ConfigMap: Ready=False naming the item; the target keeps its data.
