@@ -18,7 +18,7 @@ use secretsync_core::{RemoteKey, SecretSource};
 use secretsync_fakes::kube::{FakeKube, RequestRecord};
 use secretsync_fakes::moto::{Moto, recording};
 use secretsync_k8s::KubeCredentials;
-use secretsync_operator::{Controller, ControllerConfig, ControllerHandle};
+use secretsync_operator::{Controller, ControllerConfig, ControllerHandle, LeaseConfig};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -53,14 +53,10 @@ struct Running {
 
 impl Running {
     fn start(client: kube::Client, registry: Registry) -> Self {
-        let cfg = ControllerConfig {
-            identity: "push-test".to_string(),
-            restart_consumers: false,
-            // The tests refresh every second: a window below that (the default 2s takes
-            // every spec due within it, so a 1s interval would run back to back).
-            periodic_window: Duration::from_millis(200),
-            ..ControllerConfig::default()
-        };
+        Self::start_with(client, registry, config("push-test"))
+    }
+
+    fn start_with(client: kube::Client, registry: Registry, cfg: ControllerConfig) -> Self {
         let c = Controller::new(client, registry, cfg).unwrap();
         let handle = c.handle();
         let (tx, rx) = oneshot::channel::<()>();
@@ -81,6 +77,17 @@ impl Running {
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap();
+    }
+}
+
+fn config(identity: &str) -> ControllerConfig {
+    ControllerConfig {
+        identity: identity.to_string(),
+        restart_consumers: false,
+        // The tests refresh every second: a window below that (the default 2s takes every
+        // spec due within it, so a 1s interval would run back to back).
+        periodic_window: Duration::from_millis(200),
+        ..ControllerConfig::default()
     }
 }
 
@@ -528,6 +535,62 @@ async fn deletion_policy_delete_deletes_only_managed_remote_secrets() {
         "an unmanaged remote secret survives"
     );
     run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_pushes_and_writes_push_status() {
+    let (fake, registry) = aws_world().await;
+    let client = fake.client();
+    let p = prefix();
+    let key = format!("{p}token");
+    create_secret(&client, "app", "tok", &[("token", "t-1")]).await;
+    create(
+        &push_api(&client, "app"),
+        push_secret("tok", "tok", "1h", json!({}), &[("token", &key)]),
+    )
+    .await;
+    let ha = |id: &str| ControllerConfig {
+        lease: Some(LeaseConfig::new("push-lease", "kube-system", Duration::from_secs(3))),
+        ..config(id)
+    };
+    let a = Running::start_with(fake.named_client("a"), registry.clone(), ha("a"));
+    let b = Running::start_with(fake.named_client("b"), registry, ha("b"));
+    let pushes = push_api(&client, "app");
+    eventually(Duration::from_secs(30), "PushSecret Ready", async || {
+        ready(&pushes, "tok").await.filter(|r| r.0 == "True")
+    })
+    .await;
+    let admin = moto_admin().await;
+    // An edit while both replicas watch: still one write per change.
+    Api::<Secret>::namespaced(client.clone(), "app")
+        .patch(
+            "tok",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"token": "t-2"}})),
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the edit at moto", async || {
+        (moto_value(&admin, &key).await.as_deref() == Some("t-2")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(moto_writes(&p), 2, "one create and one update, whatever the replicas");
+    let leader = if a.handle.is_leader() { "a" } else { "b" };
+    assert!(a.handle.is_leader() != b.handle.is_leader(), "one leader");
+    let writers: std::collections::BTreeSet<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.is_write() && r.path.contains("/pushsecrets/"))
+        .filter_map(|r| r.client.clone())
+        .collect();
+    assert_eq!(
+        writers,
+        std::collections::BTreeSet::from([leader.to_string()]),
+        "only the leader writes PushSecret status"
+    );
+    a.stop().await;
+    b.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
