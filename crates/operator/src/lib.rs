@@ -42,9 +42,10 @@
 //! appears. `secretsync.io/generate: if-absent` keeps a generated key's value by reading the
 //! target from the watch cache. PushSecrets (`external-secrets.io/v1alpha1`) are pushed
 //! through core's push code with ESO's status and `deletionPolicy: Delete` finalizer (`push`
-//! module).
+//! module); ClusterPushSecrets make one PushSecret per selected namespace (`cpush` module).
 
 mod cluster;
+mod cpush;
 mod guard;
 mod http;
 mod key;
@@ -364,6 +365,8 @@ impl Controller {
         tasks.spawn(shared.clone().refs_lane());
         tasks.spawn(shared.clone().watch_push_secrets());
         tasks.spawn(shared.clone().push_lane());
+        tasks.spawn(shared.clone().watch_cluster_push_secrets());
+        tasks.spawn(shared.clone().cps_lane());
         shutdown.await;
         tracing::info!(identity = %shared.cfg.identity, "shutting down");
         let _ = stop_tx.send(true);

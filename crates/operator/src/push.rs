@@ -444,6 +444,10 @@ impl Shared {
     /// `deletionPolicy: Delete` and no finalizer of ours that already cleaned up, its
     /// remote keys are deleted now.
     fn forget_push(&self, id: &SpecId, obj: Option<&DynamicObject>) {
+        if let Some(o) = obj {
+            // A ClusterPushSecret's: it puts it back.
+            self.on_owned_ps_deleted(o);
+        }
         let mut st = self.state.lock().expect("lock");
         let entry = st.push.entries.remove(id);
         st.refs.set_user(User::PushSecret(id.clone()), BTreeSet::new());

@@ -164,6 +164,8 @@ pub(crate) struct State {
     pub(crate) refs: crate::refs::Refs,
     /// PushSecrets.
     pub(crate) push: crate::push::PushState,
+    /// ClusterPushSecrets.
+    pub(crate) cpush: crate::cpush::CpsState,
 }
 
 impl State {

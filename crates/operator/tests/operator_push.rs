@@ -593,6 +593,166 @@ async fn only_the_leader_pushes_and_writes_push_status() {
     b.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_push_secret_makes_push_secrets_in_selected_namespaces() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let (fake, registry) = aws_world().await;
+    let client = fake.client();
+    let p = prefix();
+    let nss = Api::<Namespace>::all(client.clone());
+    for (name, team) in [("t1", "a"), ("t2", "b")] {
+        let ns: Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"team": team}},
+        }))
+        .unwrap();
+        nss.create(&PostParams::default(), &ns).await.unwrap();
+    }
+    create_secret(&client, "t1", "src", &[("k", "from-t1")]).await;
+    create_secret(&client, "t2", "src", &[("k", "from-t2")]).await;
+    let k1 = format!("{p}team");
+    let cpss = api(
+        &client,
+        "external-secrets.io",
+        "v1alpha1",
+        "ClusterPushSecret",
+        "clusterpushsecrets",
+        None,
+    );
+    create(
+        &cpss,
+        json!({
+            "apiVersion": "external-secrets.io/v1alpha1", "kind": "ClusterPushSecret",
+            "metadata": {"name": "to-k1"},
+            "spec": {
+                "refreshTime": "1s",
+                "pushSecretName": "team-push",
+                "namespaceSelectors": [{"matchLabels": {"team": "a"}}],
+                "pushSecretMetadata": {"labels": {"made-by": "to-k1"}},
+                "pushSecretSpec": {
+                    "refreshInterval": "1h",
+                    "secretStoreRefs": [{"name": "aws", "kind": "ClusterSecretStore"}],
+                    "selector": {"secret": {"name": "src"}},
+                    "data": [{"match": {"secretKey": "k", "remoteRef": {"remoteKey": k1}}}],
+                },
+            },
+        }),
+    )
+    .await;
+    let run = Running::start(client.clone(), registry);
+    let admin = moto_admin().await;
+    // Selected: t1 (team a). Its PushSecret is made, owned, and pushes.
+    let ps_t1 = push_api(&client, "t1");
+    eventually(Duration::from_secs(30), "the PushSecret in t1 Ready", async || {
+        ready(&ps_t1, "team-push").await.filter(|r| r.0 == "True")
+    })
+    .await;
+    let obj = ps_t1.get("team-push").await.unwrap();
+    let owner = &obj.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("ClusterPushSecret", "to-k1")
+    );
+    assert_eq!(obj.metadata.labels.as_ref().unwrap()["made-by"], "to-k1");
+    assert_eq!(moto_value(&admin, &k1).await.as_deref(), Some("from-t1"));
+    assert!(push_api(&client, "t2").get_opt("team-push").await.unwrap().is_none());
+    let st = eventually(Duration::from_secs(10), "ClusterPushSecret status", async || {
+        let o = cpss.get("to-k1").await.unwrap();
+        (o.data["status"]["provisionedNamespaces"] == json!(["t1"])).then_some(o.data["status"].clone())
+    })
+    .await;
+    assert_eq!(st["pushSecretName"], "team-push");
+    assert_eq!(st["conditions"][0]["type"], "Ready");
+    assert_eq!(st["conditions"][0]["status"], "True");
+
+    // An unchanged round: no request for PushSecrets or the ClusterPushSecret.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fake.clear_requests();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let touched: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("pushsecrets") && !r.query.contains("watch"))
+        .collect();
+    assert!(touched.is_empty(), "{touched:?}");
+
+    // t2 is relabelled team a, t1 team c: the PushSecret moves.
+    nss.patch(
+        "t2",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+    )
+    .await
+    .unwrap();
+    nss.patch(
+        "t1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "c"}}})),
+    )
+    .await
+    .unwrap();
+    let ps_t2 = push_api(&client, "t2");
+    eventually(Duration::from_secs(15), "the PushSecret in t2 Ready", async || {
+        ready(&ps_t2, "team-push").await.filter(|r| r.0 == "True")
+    })
+    .await;
+    eventually(Duration::from_secs(15), "the PushSecret in t1 gone", async || {
+        ps_t1.get_opt("team-push").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert_eq!(moto_value(&admin, &k1).await.as_deref(), Some("from-t2"));
+
+    // Someone deletes it: it comes back.
+    ps_t2.delete("team-push", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(15), "the PushSecret in t2 back", async || {
+        ps_t2.get_opt("team-push").await.unwrap().map(|_| ())
+    })
+    .await;
+
+    // A PushSecret of that name not owned by it: left alone, the namespace failed.
+    let t3: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "t3", "labels": {"team": "x"}},
+    }))
+    .unwrap();
+    nss.create(&PostParams::default(), &t3).await.unwrap();
+    let mut foreign = push_secret("team-push", "nope", "1h", json!({}), &[("x", &format!("{p}x"))]);
+    foreign["metadata"]["namespace"] = json!("t3");
+    create(&push_api(&client, "t3"), foreign).await;
+    nss.patch(
+        "t3",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+    )
+    .await
+    .unwrap();
+    let st = eventually(Duration::from_secs(15), "t3 failed", async || {
+        let o = cpss.get("to-k1").await.unwrap();
+        (o.data["status"]["failedNamespaces"][0]["namespace"] == "t3").then_some(o.data["status"].clone())
+    })
+    .await;
+    assert_eq!(st["conditions"][0]["status"], "False");
+    assert!(
+        push_api(&client, "t3")
+            .get("team-push")
+            .await
+            .unwrap()
+            .metadata
+            .owner_references
+            .is_none(),
+        "someone else's PushSecret is untouched"
+    );
+
+    // The ClusterPushSecret is deleted: its PushSecrets go, the other one stays.
+    cpss.delete("to-k1", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(15), "the PushSecret in t2 deleted", async || {
+        ps_t2.get_opt("team-push").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(push_api(&client, "t3").get_opt("team-push").await.unwrap().is_some());
+    run.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Generators and templateFrom
 

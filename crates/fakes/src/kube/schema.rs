@@ -198,6 +198,18 @@ pub(super) const RESOURCES: &[ResourceDef] = &[
         custom: true,
     },
     ResourceDef {
+        group: "external-secrets.io",
+        versions: &["v1alpha1"],
+        plural: "clusterpushsecrets",
+        singular: "clusterpushsecret",
+        kind: "ClusterPushSecret",
+        namespaced: false,
+        status: true,
+        short_names: &["cps"],
+        categories: &["external-secrets"],
+        custom: true,
+    },
+    ResourceDef {
         group: "generators.external-secrets.io",
         versions: &["v1alpha1"],
         plural: "passwords",
