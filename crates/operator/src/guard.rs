@@ -14,7 +14,31 @@ use secretsync_core::{
 use tokio::sync::watch;
 
 use crate::metrics::{Metrics, WriteLabels};
-use secretsync_k8s::{KubeRestarter, KubeSink};
+use secretsync_k8s::{Cached, KubeRestarter, KubeSink, TargetCache};
+
+/// A watched target's state, as the sink's `read` gives it.
+fn state_of(t: &TargetRef, obj: &kube::api::DynamicObject) -> TargetState {
+    use serde_json::Value;
+    let kind = if t.kind == secretsync_core::TargetKind::Secret {
+        crate::refs::RefKind::Secret
+    } else {
+        crate::refs::RefKind::ConfigMap
+    };
+    let meta = &obj.metadata;
+    TargetState {
+        data: crate::refs::object_data(obj, kind),
+        secret_type: (t.kind == secretsync_core::TargetKind::Secret).then(|| {
+            obj.data
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("Opaque")
+                .to_string()
+        }),
+        labels: meta.labels.clone().unwrap_or_default(),
+        annotations: meta.annotations.clone().unwrap_or_default(),
+        immutable: obj.data.get("immutable").and_then(Value::as_bool).unwrap_or(false),
+    }
+}
 
 fn not_leader(what: &str) -> Error {
     Error::provider(
@@ -78,6 +102,8 @@ pub(crate) struct GuardedSink {
     owner_api_version: String,
     metrics: Arc<Metrics>,
     tracked: Arc<Tracked>,
+    /// The watch cache of labelled targets: `read` answers from it.
+    cache: Option<Arc<TargetCache>>,
 }
 
 impl fmt::Debug for GuardedSink {
@@ -103,7 +129,15 @@ impl GuardedSink {
             owner_api_version,
             metrics,
             tracked,
+            cache: None,
         }
+    }
+
+    /// Answers `read` from the watch cache where it holds the target (an `if-absent`
+    /// generator reads the target at every render: no request when it is cached).
+    pub(crate) fn with_cache(mut self, cache: Arc<TargetCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     fn count(&self, t: &TargetRef, operation: &str, ok: bool) {
@@ -127,7 +161,15 @@ impl SecretSink for GuardedSink {
         self.inner.capabilities()
     }
     async fn read(&self, target: &TargetRef) -> Result<Option<TargetState>> {
-        let r = self.inner.read(target).await?;
+        let cached = match self.cache.as_ref().map(|c| c.get(target)) {
+            Some(Cached::Labelled(obj)) => Some(state_of(target, &obj)),
+            _ => None,
+        };
+        let r = match cached {
+            Some(state) => Some(state),
+            // Not ours (yet), or not watched: the API server says.
+            None => self.inner.read(target).await?,
+        };
         match &r {
             Some(state) => self.tracked.set(target, &state.data),
             None => {

@@ -261,8 +261,10 @@ impl Shared {
                 }
             }
         }
+        // templateFrom objects and generators, from their watches.
+        let unresolved = self.resolve_refs(&mut manifests);
         let only: BTreeSet<SpecId> = manifests.external_secrets.iter().map(|e| e.id()).collect();
-        let report = if only.is_empty() || !self.is_leader() {
+        let mut report = if only.is_empty() || !self.is_leader() {
             CycleReport::default()
         } else {
             let engine = self.engine().await;
@@ -277,11 +279,17 @@ impl Shared {
                 )
                 .await
         };
+        report.specs.extend(unresolved.failed);
         {
             let now = Instant::now();
             let mut st = self.state.lock().expect("lock");
             for s in report.specs.iter().filter(|s| s.kind == "ExternalSecret") {
                 st.sched.record(s, now);
+            }
+            // Waiting for a referenced object's first list: again shortly (its watch also
+            // makes them urgent when it lists).
+            for id in &unresolved.waiting {
+                st.sched.force(id, now + Duration::from_millis(500));
             }
             for id in &ids {
                 let snap = seqs.get(id).copied().flatten();

@@ -34,8 +34,18 @@
 //! `Ready`). A ClusterExternalSecret is sharded by a hash of its name (`shard_of("", name)`);
 //! its ExternalSecrets then go through the ExternalSecret path like any other. See the
 //! `cluster` module for the details.
+//!
+//! ExternalSecrets' `templateFrom` ConfigMaps and Secrets and `generatorRef` generators
+//! (`generators.external-secrets.io/v1alpha1` `Password`, `UUID`) are read from the cluster
+//! through one narrow watch per referenced object (`refs` module): an unchanged round reads
+//! nothing, a change re-renders at once, a missing object is named in `Ready=False` until it
+//! appears. `secretsync.io/generate: if-absent` keeps a generated key's value by reading the
+//! target from the watch cache. PushSecrets (`external-secrets.io/v1alpha1`) are pushed
+//! through core's push code with ESO's status and `deletionPolicy: Delete` finalizer (`push`
+//! module); ClusterPushSecrets make one PushSecret per selected namespace (`cpush` module).
 
 mod cluster;
+mod cpush;
 mod events;
 mod guard;
 mod http;
@@ -43,6 +53,8 @@ mod key;
 mod lanes;
 mod lease;
 pub mod metrics;
+mod push;
+mod refs;
 mod shared;
 mod state;
 mod status;
@@ -357,6 +369,11 @@ impl Controller {
         tasks.spawn(shared.clone().ces_lane());
         tasks.spawn(shared.clone().events_sources());
         tasks.spawn(shared.clone().events_dispatch());
+        tasks.spawn(shared.clone().refs_lane());
+        tasks.spawn(shared.clone().watch_push_secrets());
+        tasks.spawn(shared.clone().push_lane());
+        tasks.spawn(shared.clone().watch_cluster_push_secrets());
+        tasks.spawn(shared.clone().cps_lane());
         shutdown.await;
         tracing::info!(identity = %shared.cfg.identity, "shutting down");
         let _ = stop_tx.send(true);

@@ -81,13 +81,17 @@ impl Shared {
             // The watch of labelled targets answers `compare`: no read when unchanged.
             kube_sink = kube_sink.with_watched_cache(targets_cache.clone());
         }
-        let sink = Arc::new(GuardedSink::new(
+        let mut guarded = GuardedSink::new(
             kube_sink,
             leader_rx.clone(),
             owner_api_version,
             metrics.clone(),
             tracked.clone(),
-        ));
+        );
+        if cfg.watch_targets {
+            guarded = guarded.with_cache(targets_cache.clone());
+        }
+        let sink = Arc::new(guarded);
         let restarter = cfg.restart_consumers.then(|| {
             Arc::new(GuardedRestarter::new(
                 KubeRestarter::new(client.clone()).with_discovery(cfg.discover_consumers),

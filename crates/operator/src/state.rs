@@ -163,6 +163,12 @@ pub(crate) struct State {
     pub(crate) urgent: BTreeMap<SpecId, u64>,
     pub(crate) seq: u64,
     pub(crate) in_flight: BTreeSet<SpecId>,
+    /// Objects referenced by name (templateFrom, generators, PushSecret sources).
+    pub(crate) refs: crate::refs::Refs,
+    /// PushSecrets.
+    pub(crate) push: crate::push::PushState,
+    /// ClusterPushSecrets.
+    pub(crate) cpush: crate::cpush::CpsState,
 }
 
 impl State {

@@ -89,8 +89,9 @@ fn parse_es(obj: &DynamicObject, version: &str) -> Result<ExternalSecret, String
         .next()
         .ok_or_else(|| "not an ExternalSecret".to_string())?;
     // The same checks as in file mode (unsupported fields, key rules), so a resource the
-    // `sync` example refuses is not half-synced by the operator.
-    match secretsync_core::manifest::check_external_secret(&es).first() {
+    // `sync` example refuses is not half-synced by the operator. Its templateFrom objects
+    // come from the cluster at each run (`refs`), and are checked then.
+    match secretsync_core::manifest::check_external_secret_in_cluster(&es).first() {
         Some(e) => Err(e.to_string()),
         None => Ok(es),
     }
@@ -365,6 +366,8 @@ impl Shared {
         if let Ok(es) = &parsed {
             st.targets.entry(es.target_ref()).or_default().insert(id.clone());
         }
+        let refs = parsed.as_ref().map(crate::refs::es_refs).unwrap_or_default();
+        st.refs.set_user(crate::refs::User::ExternalSecret(id.clone()), refs);
         let invalid = parsed.is_err();
         st.es.insert(
             id.clone(),
@@ -405,6 +408,8 @@ impl Shared {
             self.tracked.forget(&t);
         }
         st.urgent.remove(id);
+        st.refs
+            .set_user(crate::refs::User::ExternalSecret(id.clone()), Default::default());
         st.specs_dirty = true;
         let n = st.es.len();
         drop(st);

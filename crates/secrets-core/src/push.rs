@@ -62,7 +62,14 @@ pub struct PushOptions {
 pub async fn push_all_with(manifests: &Manifests, engine: &Engine, opts: &PushOptions) -> PushReport {
     let mut report = PushReport::default();
     for ps in &manifests.push_secrets {
-        push_one(manifests, engine, ps, opts, &mut report).await;
+        push_one(
+            manifests,
+            engine,
+            ps,
+            Record::Dir(opts.state_dir.as_deref()),
+            &mut report,
+        )
+        .await;
     }
     report
 }
@@ -112,7 +119,7 @@ impl PushSchedule {
         let mut report = PushReport::default();
         for ps in manifests.push_secrets.iter().filter(|ps| due.contains(&id_of(ps))) {
             let mut one = PushReport::default();
-            push_one(manifests, engine, ps, opts, &mut one).await;
+            push_one(manifests, engine, ps, Record::Dir(opts.state_dir.as_deref()), &mut one).await;
             let id = id_of(ps);
             if one.ok() {
                 self.last.insert(
@@ -221,12 +228,16 @@ fn shape_of(manifests: &Manifests, engine: &Engine, ps: &PushSecret) -> String {
     shape
 }
 
-/// One pushed remote key, as the record keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+/// One pushed remote key, as the record of a PushSecret with `deletionPolicy: Delete` keeps
+/// it (a file under [`PushOptions::state_dir`], or ESO's `status.syncedPushSecrets` in a
+/// cluster): the store and the remote key, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Pushed {
-    store: String,
-    remote_key: String,
+pub struct Pushed {
+    /// The store, as [`StoreId`]'s `Display` writes it (`ClusterSecretStore aws`).
+    pub store: String,
+    /// The remote key (without a property).
+    pub remote_key: String,
 }
 
 fn record_path(dir: &Path, ps: &PushSecret) -> PathBuf {
@@ -240,7 +251,6 @@ async fn delete_stale(
     dir: &Path,
     report: &mut PushReport,
 ) -> Result<(), Error> {
-    let id = format!("{}/{}", ps.namespace(), ps.name());
     let path = record_path(dir, ps);
     let before: BTreeSet<Pushed> = match std::fs::read(&path) {
         Ok(b) => serde_json::from_slice(&b)
@@ -248,6 +258,16 @@ async fn delete_stale(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
         Err(e) => return Err(Error::io(&path, e)),
     };
+    let keep = delete_stale_keys(engine, ps, stores, &before, pushed_now(ps, stores), report).await;
+    let text = serde_json::to_vec_pretty(&keep).expect("records serialize");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    crate::files::atomic_write(&path, &text).await
+}
+
+/// The remote keys `ps` pushes to `stores` now.
+fn pushed_now(ps: &PushSecret, stores: &[StoreId]) -> BTreeSet<Pushed> {
     let mut now: BTreeSet<Pushed> = BTreeSet::new();
     for d in &ps.spec.data {
         for s in stores {
@@ -257,6 +277,21 @@ async fn delete_stale(
             });
         }
     }
+    now
+}
+
+/// Deletes the keys of `before` that are not in `now`, in the stores of `stores` only (a
+/// store no longer referenced is never deleted from); returns the record to keep: `now`
+/// and the keys whose delete failed.
+async fn delete_stale_keys(
+    engine: &Engine,
+    ps: &PushSecret,
+    stores: &[StoreId],
+    before: &BTreeSet<Pushed>,
+    now: BTreeSet<Pushed>,
+    report: &mut PushReport,
+) -> BTreeSet<Pushed> {
+    let id = format!("{}/{}", ps.namespace(), ps.name());
     let mut keep = now.clone();
     for old in before.difference(&now) {
         // A store no longer referenced is never deleted from.
@@ -288,18 +323,65 @@ async fn delete_stale(
         tracing::info!(push_secret = %id, store = %entry.store, remote_key = %entry.remote_key, outcome = ?entry.outcome, "push delete");
         report.entries.push(entry);
     }
-    let text = serde_json::to_vec_pretty(&keep).expect("records serialize");
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    crate::files::atomic_write(&path, &text).await
+    keep
+}
+
+/// How [`push_one`] keeps the record of what was pushed.
+enum Record<'a> {
+    /// In a file under this folder (file mode), if given.
+    Dir(Option<&'a Path>),
+    /// Given by the caller (the operator's `status.syncedPushSecrets`); the record to keep
+    /// goes into the second.
+    Given(&'a BTreeSet<Pushed>, &'a mut BTreeSet<Pushed>),
+}
+
+/// Pushes one PushSecret of `manifests` (its stores, its source Secret as a plain `v1`
+/// Secret document or an ExternalSecret's target, its generator) as [`push_all`] does, with
+/// the record of what it pushed before given rather than kept in a file: a controller keeps
+/// it in the PushSecret's status (ESO's `syncedPushSecrets`). Returns the report and the
+/// record to keep: the remote keys it pushes now, plus stale ones whose delete failed (with
+/// `deletionPolicy: Delete`, stale keys in the stores it still names are deleted, only if
+/// managed; with `None`, nothing is deleted).
+pub async fn push_with_record(
+    manifests: &Manifests,
+    engine: &Engine,
+    ps: &PushSecret,
+    before: &BTreeSet<Pushed>,
+) -> (PushReport, BTreeSet<Pushed>) {
+    let mut report = PushReport::default();
+    let mut keep = before.clone();
+    push_one(manifests, engine, ps, Record::Given(before, &mut keep), &mut report).await;
+    (report, keep)
+}
+
+/// A PushSecret with `deletionPolicy: Delete` is being deleted: deletes every remote key of
+/// `record` from the stores it names now (ESO's finalizer), through [`SecretWriter::delete`],
+/// which deletes only secrets carrying the managed-by mark (an unmanaged one is reported
+/// [`PushOutcome::LeftUnmanaged`] and left alone). Returns the report and what is still to
+/// delete (failed deletes; empty when done).
+pub async fn delete_pushed(
+    manifests: &Manifests,
+    engine: &Engine,
+    ps: &PushSecret,
+    record: &BTreeSet<Pushed>,
+) -> (PushReport, BTreeSet<Pushed>) {
+    let mut report = PushReport::default();
+    let stores = match stores_of(manifests, ps) {
+        Ok(s) => s,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return (report, record.clone());
+        }
+    };
+    let keep = delete_stale_keys(engine, ps, &stores, record, BTreeSet::new(), &mut report).await;
+    (report, keep)
 }
 
 async fn push_one(
     manifests: &Manifests,
     engine: &Engine,
     ps: &PushSecret,
-    opts: &PushOptions,
+    record: Record<'_>,
     report: &mut PushReport,
 ) {
     let id = format!("{}/{}", ps.namespace(), ps.name());
@@ -354,17 +436,27 @@ async fn push_one(
             report.entries.push(entry);
         }
     }
-    if ps.spec.deletion_policy == PushDeletionPolicy::Delete {
-        let result = match &opts.state_dir {
-            Some(dir) => delete_stale(engine, ps, &stores, dir, report).await,
-            None => Err(Error::manifest(
-                ps.field("deletionPolicy"),
-                "Delete needs a record of what was pushed: no state folder given",
-            )),
-        };
-        if let Err(e) = result {
-            report.errors.push(format!("{id}: {e}"));
+    match record {
+        Record::Given(before, keep) => {
+            *keep = if ps.spec.deletion_policy == PushDeletionPolicy::Delete {
+                delete_stale_keys(engine, ps, &stores, before, pushed_now(ps, &stores), report).await
+            } else {
+                pushed_now(ps, &stores)
+            };
         }
+        Record::Dir(dir) if ps.spec.deletion_policy == PushDeletionPolicy::Delete => {
+            let result = match dir {
+                Some(dir) => delete_stale(engine, ps, &stores, dir, report).await,
+                None => Err(Error::manifest(
+                    ps.field("deletionPolicy"),
+                    "Delete needs a record of what was pushed: no state folder given",
+                )),
+            };
+            if let Err(e) = result {
+                report.errors.push(format!("{id}: {e}"));
+            }
+        }
+        Record::Dir(_) => {}
     }
 }
 

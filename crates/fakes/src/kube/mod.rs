@@ -5,7 +5,9 @@
 //! - core `v1` Secrets, ConfigMaps, Events and (cluster-scoped) Namespaces; `apps/v1`
 //!   Deployments, StatefulSets, DaemonSets; `coordination.k8s.io/v1` Leases;
 //!   `external-secrets.io/v1` (and `v1beta1`) ExternalSecrets, SecretStores,
-//!   ClusterSecretStores and ClusterExternalSecrets, stored as generic JSON; plus discovery (`/api`, `/apis`,
+//!   ClusterSecretStores and ClusterExternalSecrets, `v1alpha1` PushSecrets and
+//!   ClusterPushSecrets, and
+//!   `generators.external-secrets.io/v1alpha1` Passwords and UUIDs, stored as generic JSON; plus discovery (`/api`, `/apis`,
 //!   `/version`) for clients that look resources up.
 //! - Namespaced paths `/api/v1/namespaces/{ns}/{plural}[/{name}[/status]]`, group paths
 //!   `/apis/{group}/{version}/...`, cluster-scoped paths, and lists across namespaces.

@@ -30,7 +30,9 @@ pub use push::{GeneratorDoc, GeneratorKind, PushSecret};
 pub use template_from::resolve_template_from;
 pub(crate) use template_from::{Rendered as TemplateOutput, render_template_from};
 pub use types::*;
-pub use validate::{ValidateOptions, check_external_secret, is_valid_object_name, validate};
+pub use validate::{
+    ValidateOptions, check_external_secret, check_external_secret_in_cluster, is_valid_object_name, validate,
+};
 
 #[cfg(test)]
 mod tests {

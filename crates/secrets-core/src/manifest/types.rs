@@ -454,10 +454,11 @@ impl ClusterExternalSecret {
     /// Every problem of `externalSecretSpec`, `externalSecretName` and
     /// `externalSecretMetadata` that [`validate`] finds in an ExternalSecret without looking
     /// at stores, named by this document's fields. What the operator checks before it
-    /// creates ExternalSecrets.
+    /// creates ExternalSecrets; their `templateFrom` ConfigMaps and Secrets are found in
+    /// each namespace when they run, so an unresolved one is not a problem here.
     pub fn check_spec(&self) -> Vec<Error> {
         let ns = self.spec.namespaces.first().map_or("default", String::as_str);
-        check_external_secret(&self.external_secret(ns, 0))
+        super::validate::check_external_secret_in_cluster(&self.external_secret(ns, 0))
     }
 }
 

@@ -132,7 +132,7 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
                 Some(_) => {}
             }
         }
-        check_spec(es, &mut errors);
+        check_spec(es, &mut errors, Refs::Required);
         super::generated::check_resolved(es, &mut errors);
         let t = &es.spec.target;
         let target = es.target_ref();
@@ -162,8 +162,28 @@ pub fn validate(m: &Manifests, opts: ValidateOptions) -> (Vec<Error>, Vec<String
 pub fn check_external_secret(es: &ExternalSecret) -> Vec<Error> {
     let mut errors = vec![];
     check_store_ref(es, &mut errors);
-    check_spec(es, &mut errors);
+    check_spec(es, &mut errors, Refs::Required);
     errors
+}
+
+/// [`check_external_secret`] for an ExternalSecret read from a cluster, whose
+/// `templateFrom` ConfigMaps and Secrets the caller finds there later: an unresolved
+/// reference is not an error here (a resolved one is checked as usual). Call
+/// [`check_external_secret`] again once the references are filled in.
+pub fn check_external_secret_in_cluster(es: &ExternalSecret) -> Vec<Error> {
+    let mut errors = vec![];
+    check_store_ref(es, &mut errors);
+    check_spec(es, &mut errors, Refs::FromCluster);
+    errors
+}
+
+/// Whether an unresolved `templateFrom` reference is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refs {
+    /// It must be among the manifests.
+    Required,
+    /// The operator resolves it from the cluster later.
+    FromCluster,
 }
 
 /// `secretStoreRef` is there and of a known kind; whether it is there.
@@ -193,7 +213,7 @@ fn check_store_ref(es: &ExternalSecret, errors: &mut Vec<Error>) -> bool {
     }
 }
 
-fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
+fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>, refs: Refs) {
     let spec = &es.spec;
     if let Err(e) = es.refresh_interval() {
         errors.push(Error::manifest(es.field("spec.refreshInterval"), e));
@@ -242,7 +262,7 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
             ));
         }
         for (i, tf) in tpl.template_from.iter().enumerate() {
-            check_template_from(es, tf, &format!("spec.target.template.templateFrom[{i}]"), errors);
+            check_template_from(es, tf, &format!("spec.target.template.templateFrom[{i}]"), errors, refs);
         }
         if let Some(p) = &tpl.merge_policy
             && p != "Replace"
@@ -358,7 +378,7 @@ fn check_spec(es: &ExternalSecret, errors: &mut Vec<Error>) {
 
 /// A `templateFrom` entry: its shape, its reference found in the manifests (or filled by
 /// the operator), its keys present, its templates parsing.
-fn check_template_from(es: &ExternalSecret, tf: &super::TemplateFrom, at: &str, errors: &mut Vec<Error>) {
+fn check_template_from(es: &ExternalSecret, tf: &super::TemplateFrom, at: &str, errors: &mut Vec<Error>, refs: Refs) {
     use super::template_from::{reference, scope};
     if scope(tf).is_none() {
         errors.push(not_supported(
@@ -404,6 +424,9 @@ fn check_template_from(es: &ExternalSecret, tf: &super::TemplateFrom, at: &str, 
         }
     }
     let Some(source) = &r.resolved else {
+        if refs == Refs::FromCluster {
+            return;
+        }
         errors.push(Error::manifest(
             es.field(&format!("{at}.{kind}.name")),
             format!(
