@@ -171,6 +171,38 @@ async fn a_target_that_exists_without_our_label_is_adopted_or_refused_as_before(
     let m = load_str(&docs.join("---\n"), "adopt.yaml").into_result().unwrap();
     let (stores, _) = Registry::with_builtin().build_all(&m).await;
     let engine = Engine::new(stores, Arc::new(KubeSink::new(client.clone()).with_list_page(PAGE)));
+
+    // A plan says what the run below does: take over `legacy`, refuse `tls`; never "would
+    // create" a Secret that exists. It writes nothing.
+    fake.clear_requests();
+    let plan = engine
+        .run(
+            &m,
+            &CycleOptions {
+                dry_run: true,
+                ..CycleOptions::default()
+            },
+        )
+        .await;
+    assert_eq!(fake.write_count(), 0);
+    let legacy = plan.specs.iter().find(|s| s.name == "legacy").unwrap();
+    assert_eq!(legacy.outcome, Outcome::Updated, "{legacy:?}");
+    assert!(
+        legacy.message.contains("not managed by secretsync"),
+        "{}",
+        legacy.message
+    );
+    let text = plan.to_text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("ns-0/legacy") && l.contains("would update") && l.contains("takes it over")),
+        "{text}"
+    );
+    assert!(!text.contains("would create"), "{text}");
+    let tls = plan.specs.iter().find(|s| s.name == "tls").unwrap();
+    assert!(!tls.changed);
+    assert!(tls.message.contains("a Secret's type cannot change"), "{}", tls.message);
+
     let r = engine.run(&m, &CycleOptions::default()).await;
 
     let legacy = r.specs.iter().find(|s| s.name == "legacy").unwrap();
