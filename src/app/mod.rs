@@ -91,7 +91,9 @@ pub struct SyncOptions {
     pub sink: SinkChoice,
     /// Report format.
     pub format: Format,
-    /// Daemon: how often manifests are re-read for changes and force-sync (default 5s).
+    /// Daemon: how often the manifests are polled for changes where they cannot be watched
+    /// or `SECRETSYNC_WATCH=poll` (default 5s); while watching, a poll runs every 30 s or
+    /// this, if longer ([`reload`]).
     pub reload_every: Option<Duration>,
     /// Daemon: stop after this many cycles (tests); `None` runs until stopped.
     pub max_cycles: Option<usize>,
@@ -478,7 +480,12 @@ async fn sync_until_done(opts: &SyncOptions, last: &AtomicU8, out: &mut dyn Writ
             return Exit::BadInput;
         }
         // Kept file by file, so the daemon re-parses only the files that change.
-        let (files, loaded) = reload::ManifestFiles::load(&opts.manifests);
+        // A folder sink's output under a manifest folder is never read back as manifests.
+        let excluded: Vec<PathBuf> = match &opts.sink {
+            SinkChoice::Folder(d) => vec![d.clone()],
+            _ => vec![],
+        };
+        let (files, loaded) = reload::ManifestFiles::load_excluding(&opts.manifests, &excluded);
         match check_loaded(loaded, opts.check, notes, err) {
             Ok(m) => (files, m),
             Err(code) => return code,
@@ -576,7 +583,7 @@ async fn daemon(
     let mut pushes = secretsync_core::push::PushSchedule::new();
     let mut cycles = 0usize;
     let mut first = true;
-    let mut watch = reload::Watch::start(&opts.manifests, reload_every);
+    let mut watch = reload::Watch::start_excluding(&opts.manifests, files.excluded(), reload_every);
     if opts.verbose {
         let _ = writeln!(err, "{}", watch.how);
     } else if !watch.is_watching() {

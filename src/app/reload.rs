@@ -74,6 +74,9 @@ struct FileEntry {
 #[derive(Debug, Clone)]
 pub struct ManifestFiles {
     roots: Vec<PathBuf>,
+    /// Folders never read as manifests (the folder sink's output, when it lies under a
+    /// folder given), as absolute paths.
+    excluded: Vec<PathBuf>,
     files: BTreeMap<PathBuf, FileEntry>,
     parses: u64,
 }
@@ -109,8 +112,15 @@ impl ManifestFiles {
     /// Reads every manifest file under `roots`; returns the set and what it loaded, as
     /// [`secretsync_core::manifest::load_paths`] does.
     pub fn load(roots: &[PathBuf]) -> (Self, Loaded) {
+        Self::load_excluding(roots, &[])
+    }
+
+    /// [`ManifestFiles::load`], never reading files under `excluded` (the targets a folder
+    /// sink writes are Secret manifests: read back, they would become static targets).
+    pub fn load_excluding(roots: &[PathBuf], excluded: &[PathBuf]) -> (Self, Loaded) {
         let mut me = Self {
             roots: roots.to_vec(),
+            excluded: excluded.iter().map(|p| absolute(p)).collect(),
             files: BTreeMap::new(),
             parses: 0,
         };
@@ -124,6 +134,9 @@ impl ManifestFiles {
                 }
             };
             for f in files {
+                if me.is_excluded(&f) {
+                    continue;
+                }
                 let stamp = FileStamp::of(&f);
                 let l = me.parse(&f);
                 loaded.errors.extend(l.errors);
@@ -140,6 +153,18 @@ impl ManifestFiles {
         }
         loaded.manifests = me.merged();
         (me, loaded)
+    }
+
+    fn is_excluded(&self, f: &Path) -> bool {
+        !self.excluded.is_empty() && {
+            let f = absolute(f);
+            self.excluded.iter().any(|x| f.starts_with(x))
+        }
+    }
+
+    /// The folders never read as manifests (absolute).
+    pub fn excluded(&self) -> &[PathBuf] {
+        &self.excluded
     }
 
     fn parse(&mut self, f: &Path) -> Loaded {
@@ -182,7 +207,7 @@ impl ManifestFiles {
         let mut unlisted_roots = vec![];
         for root in self.roots.clone() {
             match manifest_files(&root) {
-                Ok(files) => seen.extend(files),
+                Ok(files) => seen.extend(files.into_iter().filter(|f| !self.is_excluded(f))),
                 Err(e) => {
                     out.unlisted.push(e);
                     unlisted_roots.push(root);
@@ -253,9 +278,15 @@ impl Watch {
     /// polling every `reload_every` where it cannot, and every [`BACKSTOP`] (or
     /// `reload_every`, if longer) while it can.
     pub fn start(roots: &[PathBuf], reload_every: Duration) -> Self {
+        Self::start_excluding(roots, &[], reload_every)
+    }
+
+    /// [`Watch::start`], ignoring events under `excluded` (absolute: the daemon's own
+    /// output folder, see [`ManifestFiles::load_excluding`]).
+    pub fn start_excluding(roots: &[PathBuf], excluded: &[PathBuf], reload_every: Duration) -> Self {
         let poll_only = std::env::var(WATCH_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("poll"));
         if !poll_only {
-            match Self::watcher(roots) {
+            match Self::watcher(roots, excluded.to_vec()) {
                 Ok((w, rx)) => {
                     let poll_every = BACKSTOP.max(reload_every);
                     return Self {
@@ -306,6 +337,7 @@ impl Watch {
     #[allow(clippy::type_complexity)]
     fn watcher(
         roots: &[PathBuf],
+        excluded: Vec<PathBuf>,
     ) -> notify::Result<(
         notify::RecommendedWatcher,
         tokio::sync::mpsc::UnboundedReceiver<PathBuf>,
@@ -329,6 +361,9 @@ impl Watch {
                 return;
             }
             for p in ev.paths {
+                if excluded.iter().any(|x| p.starts_with(x)) {
+                    continue;
+                }
                 let ours = dirs_abs.iter().any(|d| p.starts_with(d)) || files_abs.contains(&p);
                 if ours {
                     let _ = tx.send(p);
