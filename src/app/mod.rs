@@ -91,7 +91,9 @@ pub struct SyncOptions {
     pub sink: SinkChoice,
     /// Report format.
     pub format: Format,
-    /// Daemon: how often manifests are re-read for changes and force-sync (default 5s).
+    /// Daemon: how often the manifests are polled for changes where they cannot be watched
+    /// or `SECRETSYNC_WATCH=poll` (default 5s); while watching, a poll runs every 30 s or
+    /// this, if longer ([`reload`]).
     pub reload_every: Option<Duration>,
     /// Daemon: stop after this many cycles (tests); `None` runs until stopped.
     pub max_cycles: Option<usize>,
@@ -144,28 +146,24 @@ pub fn load_checked_noting(
         let _ = writeln!(err, "error: no manifests given (--manifest PATH)");
         return Err(Exit::BadInput);
     }
-    let loaded = load_paths(paths);
+    check_loaded(load_paths(paths), strict_stores, notes, err)
+}
+
+/// Checks what was loaded (see [`load_checked`]): prints notes, warnings and every problem.
+pub fn check_loaded(
+    loaded: secretsync_core::manifest::Loaded,
+    strict_stores: bool,
+    notes: Option<&mut dyn Write>,
+    err: &mut dyn Write,
+) -> Result<Manifests, Exit> {
     let (mut errors, mut warnings) = (loaded.errors, loaded.warnings);
-    let (verrs, vwarns) = validate(
-        &loaded.manifests,
-        ValidateOptions {
-            missing_store_is_error: strict_stores,
-        },
-    );
+    let (verrs, vwarns) = check_manifests(&loaded.manifests, strict_stores);
     errors.extend(verrs);
     warnings.extend(vwarns);
     if let Some(n) = notes {
         for note in &loaded.notes {
             let _ = writeln!(n, "note: {note}");
         }
-    }
-    let registry = crate::registry();
-    for store in &loaded.manifests.stores {
-        // Each provider's own offline validation: unknown fields, endpoints without a
-        // scheme or with plain http to another host, missing regions... every problem.
-        errors.extend(registry.validate(store));
-        // And its change-event annotations: a scheme this build has, a well-formed address.
-        errors.extend(registry.validate_events(store, &[events::DOPPLER_WEBHOOK]));
     }
     for w in &warnings {
         let _ = writeln!(err, "warning: {w}");
@@ -176,6 +174,26 @@ pub fn load_checked_noting(
         return Err(Exit::BadInput);
     }
     Ok(loaded.manifests)
+}
+
+/// Every offline check of loaded manifests: the core's validation, each provider's own, and
+/// the change-event annotations. Errors and warnings.
+fn check_manifests(manifests: &Manifests, strict_stores: bool) -> (Vec<Error>, Vec<String>) {
+    let (mut errors, warnings) = validate(
+        manifests,
+        ValidateOptions {
+            missing_store_is_error: strict_stores,
+        },
+    );
+    let registry = crate::registry();
+    for store in &manifests.stores {
+        // Each provider's own offline validation: unknown fields, endpoints without a
+        // scheme or with plain http to another host, missing regions... every problem.
+        errors.extend(registry.validate(store));
+        // And its change-event annotations: a scheme this build has, a well-formed address.
+        errors.extend(registry.validate_events(store, &[events::DOPPLER_WEBHOOK]));
+    }
+    (errors, warnings)
 }
 
 /// The sink a choice names.
@@ -457,11 +475,23 @@ async fn sync_until_done(opts: &SyncOptions, last: &AtomicU8, out: &mut dyn Writ
         } else {
             None
         };
-        match load_checked_noting(&opts.manifests, opts.check, notes, err) {
-            Ok(m) => m,
+        if opts.manifests.is_empty() {
+            let _ = writeln!(err, "error: no manifests given (--manifest PATH)");
+            return Exit::BadInput;
+        }
+        // Kept file by file, so the daemon re-parses only the files that change.
+        // A folder sink's output under a manifest folder is never read back as manifests.
+        let excluded: Vec<PathBuf> = match &opts.sink {
+            SinkChoice::Folder(d) => vec![d.clone()],
+            _ => vec![],
+        };
+        let (files, loaded) = reload::ManifestFiles::load_excluding(&opts.manifests, &excluded);
+        match check_loaded(loaded, opts.check, notes, err) {
+            Ok(m) => (files, m),
             Err(code) => return code,
         }
     };
+    let (files, manifests) = manifests;
     if let SinkChoice::Dotenv(template) = &opts.sink {
         let shared = shared_env_files(&manifests, template);
         if !shared.is_empty() {
@@ -520,12 +550,13 @@ async fn sync_until_done(opts: &SyncOptions, last: &AtomicU8, out: &mut dyn Writ
             Exit::SpecFailed
         };
     }
-    daemon(engine, manifests, opts, last, out, err).await
+    daemon(engine, manifests, files, opts, last, out, err).await
 }
 
 async fn daemon(
     mut engine: Engine,
     mut manifests: Manifests,
+    mut files: reload::ManifestFiles,
     opts: &SyncOptions,
     last: &AtomicU8,
     out: &mut dyn Write,
@@ -552,7 +583,13 @@ async fn daemon(
     let mut pushes = secretsync_core::push::PushSchedule::new();
     let mut cycles = 0usize;
     let mut first = true;
-    let mut stamp = reload::ManifestStamp::of(&opts.manifests);
+    let mut watch = reload::Watch::start_excluding(&opts.manifests, files.excluded(), reload_every);
+    if opts.verbose {
+        let _ = writeln!(err, "{}", watch.how);
+    } else if !watch.is_watching() {
+        let _ = writeln!(err, "warning: {}", watch.how);
+    }
+    let mut unlisted = String::new();
     let mut observed = true;
     loop {
         let now = Instant::now();
@@ -591,17 +628,24 @@ async fn daemon(
         }
         let wake = scheduler
             .next_wake()
-            .map(|w| w.min(Instant::now() + reload_every))
-            .unwrap_or(Instant::now() + reload_every);
+            .map(|w| w.min(watch.next_poll()))
+            .unwrap_or(watch.next_poll());
         // The stop is raced by the caller, around this whole loop. A change event wakes
-        // the daemon early: the specs reading the changed keys sync now.
+        // the daemon early: the specs reading the changed keys sync now; so does an edit
+        // of a manifest file.
         tokio::select! {
             _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = watch.changed() => {}
             Some(first) = hub.recv() => {
                 let mut pending = secretsync_core::events::Pending::default();
                 pending.add(&first.store, first.delivery);
                 collect_burst(&mut hub, &mut pending).await;
-                if let Some(report) = sync_changes(&engine, &manifests, &hub, pending).await {
+                if let Some(mut report) = sync_changes(&engine, &manifests, &hub, pending).await {
+                    // PushSecrets fed by the targets this sync wrote push now, in the same
+                    // burst, as they do after a periodic cycle.
+                    if !manifests.push_secrets.is_empty() {
+                        report.push = Some(pushes.push_due(&manifests, &engine, &report, &push_options()).await);
+                    }
                     cycles += 1;
                     if let Some(code) = finish_cycle(&report, cycles, &mut scheduler, opts, last, out) {
                         return code;
@@ -609,48 +653,109 @@ async fn daemon(
                 }
             }
         }
-        // Pick up edited manifests (new specs, changed specs, force-sync annotations), only
-        // when a file changed: re-parsing thousands of documents at every wake is most of
-        // an idle daemon's work.
-        let now_stamp = reload::ManifestStamp::of(&opts.manifests);
-        if now_stamp == stamp {
+        // Pick up edited manifests (new specs, changed specs, force-sync annotations): only
+        // the files that changed are parsed again; nothing is read while nothing changed.
+        let Some(hinted) = watch.take(Instant::now()) else {
+            continue;
+        };
+        let hinted = reload::hinted_as_given(&files, &hinted);
+        let rescan = files.rescan(&hinted);
+        let now_unlisted: String = rescan.unlisted.iter().map(|e| format!("warning: {e}\n")).collect();
+        if now_unlisted != unlisted {
+            let _ = err.write_all(now_unlisted.as_bytes());
+            unlisted = now_unlisted;
+        }
+        if !rescan.changed() {
             continue;
         }
-        stamp = now_stamp;
-        let mut sink_err = Vec::new();
-        match load_checked(&opts.manifests, false, &mut sink_err) {
-            Ok(m) => {
-                let stores_changed = m.stores.len() != manifests.stores.len()
-                    || m.stores
-                        .iter()
-                        .zip(&manifests.stores)
-                        .any(|(a, b)| a.id != b.id || a.spec != b.spec);
-                if stores_changed {
-                    match build_sink(&opts.sink).await {
-                        Ok(sink) => match build_engine(&m, &opts.sink, sink, err).await {
-                            Ok(e) => {
-                                engine = e;
-                                for p in hub.configure(&m, &registry).await {
-                                    let _ = writeln!(err, "warning: change events: {p}");
-                                }
+        if let Some(m) = reloaded(&mut files, &rescan, err) {
+            let stores_changed = m.stores.len() != manifests.stores.len()
+                || m.stores
+                    .iter()
+                    .zip(&manifests.stores)
+                    .any(|(a, b)| a.id != b.id || a.spec != b.spec);
+            if stores_changed {
+                match build_sink(&opts.sink).await {
+                    Ok(sink) => match build_engine(&m, &opts.sink, sink, err).await {
+                        Ok(e) => {
+                            engine = e;
+                            if let Some(r) = implied_restarter(&opts.sink).await {
+                                engine = engine.with_restarter(r);
                             }
-                            Err(_) => continue,
-                        },
-                        Err(e) => {
-                            let _ = writeln!(err, "error: {e}");
-                            continue;
+                            for p in hub.configure(&m, &registry).await {
+                                let _ = writeln!(err, "warning: change events: {p}");
+                            }
                         }
+                        Err(_) => continue,
+                    },
+                    Err(e) => {
+                        let _ = writeln!(err, "error: {e}");
+                        continue;
                     }
                 }
-                manifests = m;
-                observed = true;
             }
-            Err(_) => {
-                // Keep syncing the last good manifests; say what is wrong.
-                let _ = err.write_all(&sink_err);
-            }
+            manifests = m;
+            observed = true;
         }
     }
+}
+
+/// The manifests after a rescan that changed files, checked as at start-up; `None` when
+/// nothing the daemon syncs changed (a bad edit kept its file's last good version) or the
+/// result does not check (the daemon keeps syncing the last good manifests). Says once, for
+/// this change, which files were read and what is wrong in them (file, document, field).
+fn reloaded(files: &mut reload::ManifestFiles, rescan: &reload::Rescan, err: &mut dyn Write) -> Option<Manifests> {
+    let shown = |ps: &[PathBuf]| {
+        ps.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut line = format!("manifests: read {}", shown(&rescan.read));
+    if !rescan.removed.is_empty() {
+        line.push_str(&format!("; removed {}", shown(&rescan.removed)));
+    }
+    let _ = writeln!(err, "{line}");
+    for w in &rescan.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
+    print_errors(err, &rescan.errors);
+    for f in &rescan.kept {
+        let _ = writeln!(err, "keeping the last good version of {}", f.display());
+    }
+    if rescan.removed.is_empty() && rescan.read.iter().all(|f| rescan.kept.contains(f)) {
+        return None;
+    }
+    // A file that parses but does not check with the rest (a duplicate target, a store
+    // setting a provider refuses) keeps its last good version too.
+    for attempt in 0..2 {
+        let m = files.merged();
+        let (errors, _) = check_manifests(&m, false);
+        if errors.is_empty() {
+            return Some(m);
+        }
+        let in_read: Vec<&PathBuf> = rescan
+            .read
+            .iter()
+            .filter(|f| {
+                errors
+                    .iter()
+                    .any(|e| matches!(e, Error::Manifest { location, .. } if &location.file == *f))
+            })
+            .collect();
+        if attempt == 0 && !in_read.is_empty() {
+            print_errors(err, &errors);
+            for f in in_read {
+                let _ = writeln!(err, "keeping the last good version of {}", f.display());
+                files.restore(f, rescan);
+            }
+            continue;
+        }
+        print_errors(err, &errors);
+        let _ = writeln!(err, "keeping the last good manifests");
+        return None;
+    }
+    None
 }
 
 /// After a daemon cycle (periodic or event-driven): schedules its specs' next refresh,

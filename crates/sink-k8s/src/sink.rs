@@ -57,6 +57,18 @@ fn b64() -> base64::engine::GeneralPurpose {
 /// Updated). Merge targets, which we never label, are read. Writes carry the
 /// `resourceVersion` the decision was made on; a `409 Conflict` reads the target once and
 /// decides again, once.
+///
+/// # Owner references
+///
+/// An Owner target is owned (ownerReferences, so deleting the ExternalSecret deletes it)
+/// by its ExternalSecret when that ExternalSecret is in the cluster: the operator passes
+/// its uid; for manifests read from files (`sync`), the first created target of a cycle in
+/// a namespace lists that namespace's ExternalSecrets once, and the cycle's other created
+/// targets there use that list. The list is not kept across cycles: an owner reference
+/// naming a uid that no longer exists (an ExternalSecret deleted and re-applied) makes the
+/// garbage collector delete the target. Where the cluster does not serve ExternalSecrets
+/// (no ESO CRDs) or forbids reading them, the first lookup learns it and the sink stops
+/// asking: from then on a created target costs its apply alone, with no owner reference.
 #[derive(Clone)]
 pub struct KubeSink {
     client: kube::Client,
@@ -71,6 +83,10 @@ pub struct KubeSink {
     /// cycle for the owner references of created targets (`None` outside a cycle: each
     /// lookup is a read).
     owners: Arc<tokio::sync::Mutex<Option<OwnersByNamespace>>>,
+    /// The cluster does not serve ExternalSecrets (no ESO CRDs: `404` on their list) or
+    /// does not let us read them (`403`): no target can have one as its owner, so owner
+    /// lookups stop for the sink's lifetime and a created target costs its apply alone.
+    no_owners: Arc<std::sync::atomic::AtomicBool>,
     /// Page size of the lists sent at the start of a cycle.
     list_page: u32,
 }
@@ -137,6 +153,7 @@ impl KubeSink {
             cache: Arc::default(),
             watched: false,
             owners: Arc::default(),
+            no_owners: Arc::default(),
             list_page: LIST_PAGE,
         }
     }
@@ -250,6 +267,7 @@ impl KubeSink {
         let owner = d.owner.as_ref()?;
         let uid = match &owner.uid {
             Some(uid) => uid.clone(),
+            None if self.no_owners.load(std::sync::atomic::Ordering::Relaxed) => return None,
             None if self.owners.lock().await.is_some() => {
                 let version = owner.api_version.rsplit('/').next().unwrap_or("v1");
                 self.cycle_owner_uid(version, &d.target.namespace, &owner.name).await?
@@ -263,6 +281,11 @@ impl KubeSink {
                 {
                     Ok(Some(es)) => es.uid?,
                     Ok(None) => return None,
+                    Err(e) if Self::owners_unreadable(&e) => {
+                        self.no_owners.store(true, std::sync::atomic::Ordering::Relaxed);
+                        tracing::debug!(error = %e, "ExternalSecrets are not readable in this cluster; targets get no owner reference");
+                        return None;
+                    }
                     Err(e) => {
                         tracing::warn!(target = %d.target, owner = %owner.name, error = %e, "cannot look up the owning ExternalSecret; labelling the target instead");
                         return None;
@@ -292,6 +315,11 @@ impl KubeSink {
                 .await
             {
                 Ok(list) => list.into_iter().map(|es| (es.name, es.uid)).collect(),
+                Err(e) if Self::owners_unreadable(&e) => {
+                    self.no_owners.store(true, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(namespace, error = %e, "ExternalSecrets are not readable in this cluster; targets get no owner reference");
+                    HashMap::new()
+                }
                 Err(e) => {
                     tracing::debug!(namespace, error = %e, "cannot list ExternalSecrets; targets get no owner reference");
                     HashMap::new()
@@ -300,6 +328,13 @@ impl KubeSink {
             by_ns.insert(namespace.to_string(), listed);
         }
         by_ns.get(namespace)?.get(name).cloned().flatten()
+    }
+
+    /// Whether an error listing or reading ExternalSecrets says none can ever be read: the
+    /// resource is not served (no ESO CRDs; a `get` of a missing one is `Ok(None)`, so a
+    /// not-found error is about the resource type) or reading it is forbidden.
+    fn owners_unreadable(e: &Error) -> bool {
+        matches!(e, Error::NotFound { .. } | Error::PermissionDenied { .. })
     }
 
     /// Every labelled target of `kind` in `namespace`, a page at a time.

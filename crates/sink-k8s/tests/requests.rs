@@ -171,6 +171,38 @@ async fn a_target_that_exists_without_our_label_is_adopted_or_refused_as_before(
     let m = load_str(&docs.join("---\n"), "adopt.yaml").into_result().unwrap();
     let (stores, _) = Registry::with_builtin().build_all(&m).await;
     let engine = Engine::new(stores, Arc::new(KubeSink::new(client.clone()).with_list_page(PAGE)));
+
+    // A plan says what the run below does: take over `legacy`, refuse `tls`; never "would
+    // create" a Secret that exists. It writes nothing.
+    fake.clear_requests();
+    let plan = engine
+        .run(
+            &m,
+            &CycleOptions {
+                dry_run: true,
+                ..CycleOptions::default()
+            },
+        )
+        .await;
+    assert_eq!(fake.write_count(), 0);
+    let legacy = plan.specs.iter().find(|s| s.name == "legacy").unwrap();
+    assert_eq!(legacy.outcome, Outcome::Updated, "{legacy:?}");
+    assert!(
+        legacy.message.contains("not managed by secretsync"),
+        "{}",
+        legacy.message
+    );
+    let text = plan.to_text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("ns-0/legacy") && l.contains("would update") && l.contains("takes it over")),
+        "{text}"
+    );
+    assert!(!text.contains("would create"), "{text}");
+    let tls = plan.specs.iter().find(|s| s.name == "tls").unwrap();
+    assert!(!tls.changed);
+    assert!(tls.message.contains("a Secret's type cannot change"), "{}", tls.message);
+
     let r = engine.run(&m, &CycleOptions::default()).await;
 
     let legacy = r.specs.iter().find(|s| s.name == "legacy").unwrap();
@@ -294,4 +326,63 @@ async fn a_namespace_with_one_target_of_the_cycle_is_read_not_listed() {
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     assert_eq!(calls, vec![format!("GET {}", target_path("solo", "only"))]);
+}
+
+/// An Owner target whose ExternalSecret is of a version the cluster does not serve (as in a
+/// cluster without ESO's CRDs): the first create learns it from one list (`404`), and from
+/// then on a created target costs its apply alone, with no owner reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_lookups_stop_where_external_secrets_are_not_served() {
+    let fake = FakeKube::start().await;
+    fake.create_namespaces(&["a", "b"]);
+    let sink = KubeSink::new(fake.client());
+    let owned = |ns: &str, name: &str| {
+        let mut d = secretsync_core::testkit::desired(
+            TargetRef::secret(ns, name),
+            secretsync_core::testkit::map(&[("value", "v")]),
+            secretsync_core::CreationPolicy::Owner,
+        );
+        d.owner = Some(secretsync_core::OwnerRef {
+            api_version: "external-secrets.io/v0unserved".into(),
+            kind: "ExternalSecret".into(),
+            name: name.into(),
+            uid: None,
+        });
+        d
+    };
+    let create = |d: DesiredTarget| {
+        let sink = sink.clone();
+        async move {
+            let t = [d.target.clone()];
+            sink.begin_cycle(&t).await;
+            assert_eq!(sink.apply(&d).await.unwrap(), secretsync_core::ApplyOutcome::Created);
+            sink.end_cycle(&t).await;
+        }
+    };
+    // Requests other than the read `apply` makes of a target it has not compared.
+    let lookups_and_writes = || -> Vec<String> {
+        fake.requests()
+            .iter()
+            .filter(|r| r.path.contains("externalsecrets") || r.method != "GET")
+            .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+            .collect()
+    };
+    fake.clear_requests();
+    create(owned("a", "first")).await;
+    assert_eq!(
+        lookups_and_writes(),
+        vec![
+            "GET /apis/external-secrets.io/v0unserved/namespaces/a/externalsecrets 404".to_string(),
+            format!("PATCH {} 201", target_path("a", "first")),
+        ]
+    );
+    // In another namespace and cycle: the apply alone.
+    fake.clear_requests();
+    create(owned("b", "second")).await;
+    assert_eq!(
+        lookups_and_writes(),
+        vec![format!("PATCH {} 201", target_path("b", "second"))]
+    );
+    let s: Api<Secret> = Api::namespaced(fake.client(), "b");
+    assert!(s.get("second").await.unwrap().metadata.owner_references.is_none());
 }

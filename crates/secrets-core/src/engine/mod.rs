@@ -510,6 +510,25 @@ impl Engine {
             report.status = SyncStatus::SecretSynced;
             report.outcome = would;
             report.changed = true;
+            // A sink that answers from what it manages (Kubernetes: its list of labelled
+            // targets) calls a target it does not manage missing, and a run finds out by
+            // writing. A plan reads it, to say what a run would do to it.
+            if !exists && let Ok(Some(cur)) = self.sink.read(&desired.target).await {
+                match takeover_refused(desired, &cur) {
+                    Some(why) => {
+                        report.status = SyncStatus::SecretSyncedError;
+                        report.outcome = Outcome::Skipped;
+                        report.changed = false;
+                        report.message = why;
+                    }
+                    None => {
+                        report.outcome = Outcome::Updated;
+                        report.message =
+                            "exists, not managed by secretsync: a run takes it over (labels it, replaces its data)"
+                                .into();
+                    }
+                }
+            }
             return (None, false);
         }
         match self.sink.apply(desired).await {
@@ -757,4 +776,23 @@ impl Engine {
         }
         (out, n)
     }
+}
+
+/// Why a run would refuse to take over an existing target it does not manage, as the sink
+/// refuses it: a Secret's type cannot change; an immutable target's data cannot.
+fn takeover_refused(desired: &DesiredTarget, cur: &crate::sink::TargetState) -> Option<String> {
+    let t = &desired.target;
+    if t.kind == crate::sink::TargetKind::Secret {
+        let want = desired.secret_type.as_deref().unwrap_or("Opaque");
+        let have = cur.secret_type.as_deref().unwrap_or("Opaque");
+        if want != have {
+            return Some(format!(
+                "{t} has type `{have}`, the template wants `{want}`: a Secret's type cannot change; delete the Secret to recreate it"
+            ));
+        }
+    }
+    if cur.immutable && cur.data != desired.data {
+        return Some(format!("{t} is immutable; delete it to change its data"));
+    }
+    None
 }

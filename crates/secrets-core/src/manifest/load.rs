@@ -13,11 +13,13 @@ use crate::value::{SecretMap, SecretValue};
 
 /// Loads files and folders (every `*.yaml` / `*.yml` / `*.json` under a folder, recursively,
 /// dot-folders skipped, sorted); documents of other kinds are noted in [`Loaded::notes`].
+///
+/// The same as [`load_file`] for each of [`manifest_files`], merged by [`merge_files`].
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
     let mut loaded = Loaded::default();
+    let mut parts = vec![];
     for p in paths {
-        let p = p.as_ref();
-        let files = match list_files(p) {
+        let files = match manifest_files(p.as_ref()) {
             Ok(f) => f,
             Err(e) => {
                 loaded.errors.push(e);
@@ -25,25 +27,52 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
             }
         };
         for f in files {
-            match std::fs::read_to_string(&f) {
-                Ok(text) => {
-                    let l = load_str(&text, &f);
-                    loaded.manifests.extend(l.manifests);
-                    loaded.errors.extend(l.errors);
-                    loaded.warnings.extend(l.warnings);
-                    loaded.notes.extend(l.notes);
-                }
-                Err(e) => loaded.errors.push(Error::io(&f, e)),
-            }
+            let l = load_file(&f);
+            parts.push(l.manifests);
+            loaded.errors.extend(l.errors);
+            loaded.warnings.extend(l.warnings);
+            loaded.notes.extend(l.notes);
         }
     }
-    resolve_template_from(&mut loaded.manifests);
-    resolve_generators(&mut loaded.manifests);
+    loaded.manifests = merge_files(parts);
     loaded
 }
 
-fn list_files(p: &Path) -> Result<Vec<PathBuf>, Error> {
-    walk::list_files(p)
+/// The manifest files of a path: the file itself, or every `*.yaml` / `*.yml` / `*.json`
+/// under a folder, recursively, skipping dot-folders and symbolic links to folders; sorted.
+/// Lists names only: no file is read.
+pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
+    walk::list_files(path)
+}
+
+/// Loads one file alone, so a caller that keeps each file's result (a daemon watching its
+/// manifests) re-parses only the file that changed. References between documents of this
+/// file (`templateFrom`, `generatorRef`) are resolved; references to other files are
+/// resolved when the files are merged with [`merge_files`].
+pub fn load_file(path: &Path) -> Loaded {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&text, path),
+        Err(e) => Loaded {
+            errors: vec![Error::io(path, e)],
+            ..Loaded::default()
+        },
+    }
+}
+
+/// Merges files loaded one by one ([`load_file`]), in the order given, and resolves the
+/// references between them: the manifests [`load_paths`] gives for the same files.
+pub fn merge_files<I>(parts: I) -> Manifests
+where
+    I: IntoIterator,
+    I::Item: Into<Manifests>,
+{
+    let mut merged = Manifests::default();
+    for p in parts {
+        merged.extend(p.into());
+    }
+    resolve_template_from(&mut merged);
+    resolve_generators(&mut merged);
+    merged
 }
 
 /// Loads the documents of one file's text; `file` names it in errors.

@@ -24,7 +24,7 @@ mod walk;
 
 pub(crate) use decode::{Document, require_name, typed, typed_at};
 pub use generated::resolve_generators;
-pub use load::{from_value, load_paths, load_str};
+pub use load::{from_value, load_file, load_paths, load_str, manifest_files, merge_files};
 pub use model::*;
 pub use push::{GeneratorDoc, GeneratorKind, PushSecret};
 pub use template_from::resolve_template_from;
