@@ -196,6 +196,13 @@ impl EventHub {
         self.rx.recv().await
     }
 
+    /// Gathers the rest of a burst into `pending` (core's
+    /// [`collect_burst`](secretsync_core::events::collect_burst): until 250 ms pass without
+    /// an event, at most 1 s).
+    pub async fn collect_burst(&mut self, pending: &mut secretsync_core::events::Pending) {
+        secretsync_core::events::collect_burst(&mut self.rx, pending).await;
+    }
+
     /// A change already waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<Incoming> {
         self.rx.try_recv().ok()

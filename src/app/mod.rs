@@ -639,7 +639,7 @@ async fn daemon(
             Some(first) = hub.recv() => {
                 let mut pending = secretsync_core::events::Pending::default();
                 pending.add(&first.store, first.delivery);
-                collect_burst(&mut hub, &mut pending).await;
+                hub.collect_burst(&mut pending).await;
                 if let Some(mut report) = sync_changes(&engine, &manifests, &hub, pending).await {
                     // PushSecrets fed by the targets this sync wrote push now, in the same
                     // burst, as they do after a periodic cycle.
@@ -787,22 +787,6 @@ fn finish_cycle(
     opts.max_cycles
         .is_some_and(|m| cycle >= m)
         .then_some(if failed { Exit::SpecFailed } else { Exit::Synced })
-}
-
-/// Waits for the rest of a burst: until no event arrived for 250 ms, at most 1 s after the
-/// first, so a burst of events for one key causes one sync.
-async fn collect_burst(hub: &mut events::EventHub, pending: &mut secretsync_core::events::Pending) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    loop {
-        tokio::select! {
-            next = hub.recv() => match next {
-                Some(i) => pending.add(&i.store, i.delivery),
-                None => return,
-            },
-            _ = tokio::time::sleep(Duration::from_millis(250)) => return,
-            _ = tokio::time::sleep_until(deadline) => return,
-        }
-    }
 }
 
 /// Syncs the readers of the changed keys, reading only those keys, then acknowledges every
