@@ -400,6 +400,78 @@ spec:
     let r = run().await;
     assert_eq!(r.writes, 0, "{}", r.to_text());
     assert_eq!(doppler_writes(), 1, "no write at Doppler on a re-run");
+
+    // `deletionPolicy: Delete`, then DB_PASSWORD dropped from the PushSecret: the file store
+    // deletes it; Doppler cannot tell what secretsync created, so its key stays, the report
+    // says why once, and later runs neither retry nor fail.
+    let state = dir.path().join("push-state");
+    let with_delete = |keep_db: bool| {
+        let mut ps = push("Replace").replace(
+            "  updatePolicy: Replace\n",
+            "  updatePolicy: Replace\n  deletionPolicy: Delete\n",
+        );
+        if !keep_db {
+            ps = ps.replace(
+                "secretKey: db_password, remoteRef: {remoteKey: DB_PASSWORD}",
+                "secretKey: api_token, remoteRef: {remoteKey: TOKEN_COPY}",
+            );
+        }
+        load_str(&format!("{text}{ps}"), dir.path().join("m.yaml"))
+            .into_result()
+            .unwrap()
+    };
+    let push_with_state = |m: Manifests| {
+        let creds = creds.path().to_path_buf();
+        let state = state.clone();
+        async move {
+            let registry = secretsync::registry().with_credentials(Arc::new(EnvFileCredentials::with_dir(&creds)));
+            let (stores, errors) = registry.build_all(&m).await;
+            assert!(errors.is_empty(), "{errors:?}");
+            let engine = Engine::new(stores, Arc::new(MemorySink::new()));
+            assert!(engine.run(&m, &CycleOptions::default()).await.all_synced());
+            secretsync::push::push_all_with(&m, &engine, &secretsync::push::PushOptions { state_dir: Some(state) })
+                .await
+        }
+    };
+    let r = push_with_state(with_delete(true)).await;
+    assert!(r.ok(), "{}", r.to_text());
+    let r = push_with_state(with_delete(false)).await;
+    assert!(r.ok(), "a key Doppler cannot delete is not a failure: {}", r.to_text());
+    let outcome = |store: &str, key: &str| {
+        r.entries
+            .iter()
+            .find(|e| e.store.contains(store) && e.remote_key == key)
+            .map(|e| (e.outcome, e.error.clone().unwrap_or_default()))
+            .unwrap_or_else(|| panic!("no entry for {store} {key}: {}", r.to_text()))
+    };
+    assert_eq!(
+        outcome("local", "DB_PASSWORD").0,
+        PushOutcome::Deleted,
+        "{}",
+        r.to_text()
+    );
+    let (o, why) = outcome("doppler", "DB_PASSWORD");
+    assert_eq!(o, PushOutcome::LeftNotDeletable, "{}", r.to_text());
+    assert!(why.contains("no tag or label"), "{why}");
+    assert!(!why.contains("super_secure"), "never a value: {why}");
+    assert_eq!(
+        doppler.secret("flowyml", "prd", "DB_PASSWORD").as_deref(),
+        Some("super_secure_db_password"),
+        "the Doppler key stays"
+    );
+    assert!(
+        !std::fs::read_to_string(dir.path().join("pushed.env"))
+            .unwrap()
+            .contains("DB_PASSWORD=")
+    );
+    let r = push_with_state(with_delete(false)).await;
+    assert!(r.ok(), "{}", r.to_text());
+    assert_eq!(r.deletes, 0);
+    assert!(
+        r.entries.iter().all(|e| e.remote_key != "DB_PASSWORD"),
+        "not tried again: {}",
+        r.to_text()
+    );
 }
 
 /// ESO's bug avoided: a GCP secret that exists with no version (created by Terraform's

@@ -337,7 +337,9 @@ fn valid_name(name: &str) -> bool {
 ///   service token for stores that only read, a read/write one bound to the one config
 ///   rotation writes);
 /// - `put` replaces the value; the previous value is gone, so `disabled_previous` is
-///   `false` and `disable_version` is [`Error::NotSupported`].
+///   `false` and `disable_version` is [`Error::NotSupported`];
+/// - `delete` is [`Error::NotSupported`]: with every secret counting as managed, a delete
+///   could remove a value secretsync never created.
 #[async_trait]
 impl SecretWriter for DopplerSource {
     async fn describe(&self, key: &str) -> Result<Option<RemoteDescription>> {
@@ -396,6 +398,15 @@ impl SecretWriter for DopplerSource {
     async fn disable_version(&self, key: &str, version: &str) -> Result<()> {
         Err(Error::not_supported(format!(
             "disable version `{version}` of Doppler secret `{key}`: Doppler keeps no versions of a secret (a write replaces the value)"
+        )))
+    }
+
+    /// Refused, before any request: a Doppler secret carries no mark of who created it, so
+    /// a delete could remove a value secretsync never wrote (`deletionPolicy: Delete` leaves
+    /// Doppler keys in place and says so).
+    async fn delete(&self, key: &str) -> Result<()> {
+        Err(Error::not_supported(format!(
+            "delete Doppler secret `{key}`: Doppler secrets carry no tag or label to tell which ones secretsync created, so secretsync never deletes them; remove it in Doppler if it should go"
         )))
     }
 }

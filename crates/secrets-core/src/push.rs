@@ -314,6 +314,12 @@ async fn delete_stale_keys(
                     report.deletes += 1;
                 }
                 Err(Error::PermissionDenied { .. }) => entry.outcome = PushOutcome::LeftUnmanaged,
+                // Trying again would fail the same way (and hold a PushSecret's finalizer
+                // for ever): say so once and drop the key from the record.
+                Err(e @ Error::NotSupported { .. }) => {
+                    entry.outcome = PushOutcome::LeftNotDeletable;
+                    entry.error = Some(e.to_string());
+                }
                 Err(e) => {
                     entry.error = Some(e.to_string());
                     keep.insert(old.clone());

@@ -231,6 +231,9 @@ pub enum PushOutcome {
     Deleted,
     /// No longer pushed, but not managed by secretsync or ESO: left alone.
     LeftUnmanaged,
+    /// No longer pushed, but the provider cannot delete secrets (Doppler: no mark tells
+    /// what secretsync created): left alone, and not tried again.
+    LeftNotDeletable,
     /// Nothing was written: see the error.
     Failed,
 }
@@ -280,6 +283,7 @@ impl PushReport {
                 PushOutcome::Exists => "exists, left alone",
                 PushOutcome::Deleted => "no longer pushed: deleted",
                 PushOutcome::LeftUnmanaged => "no longer pushed, not managed: left alone",
+                PushOutcome::LeftNotDeletable => "no longer pushed, the provider cannot delete: left alone",
                 PushOutcome::Failed => "FAILED",
             };
             out.push_str(&format!(
