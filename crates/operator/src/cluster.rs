@@ -24,15 +24,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, Preconditions};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use secretsync_core::error::Location;
 use secretsync_core::manifest::{API_GROUP, ClusterExternalSecret, FORCE_SYNC_ANNOTATION};
 use serde_json::{Value, json};
 
+use crate::owned::OwnedCopy;
 use crate::shared::Shared;
 use crate::state::{CesEntry, Cleanup, Kind, NsEntry, Observed, Parsed, fnv};
 use secretsync_k8s::FIELD_MANAGER;
-use secretsync_k8s::{from_kube, is_not_found};
+use secretsync_k8s::from_kube;
 
 /// ESO's reason for a namespace whose ExternalSecret someone else owns.
 pub(crate) const ALREADY_EXISTS: &str = "external secret already exists in namespace";
@@ -42,11 +43,7 @@ pub(crate) const NAMESPACES_FAILED: &str = "one or more namespaces failed";
 /// The controller owner reference of an object, when it is a ClusterExternalSecret of
 /// `group`: its name and uid.
 pub(crate) fn ces_owner(obj: &DynamicObject, group: &str) -> Option<(String, String)> {
-    obj.metadata.owner_references.as_ref()?.iter().find_map(|r| {
-        let ref_group = r.api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        (r.controller == Some(true) && r.kind == "ClusterExternalSecret" && ref_group == group)
-            .then(|| (r.name.clone(), r.uid.clone()))
-    })
+    crate::owned::controller_owner(obj, "ClusterExternalSecret", group)
 }
 
 /// Whether `want` is contained in `have`: every key of an object, with a contained value;
@@ -60,20 +57,6 @@ fn contains(have: &Value, want: &Value) -> bool {
         (Value::Array(h), Value::Array(w)) => h.len() == w.len() && h.iter().zip(w).all(|(a, b)| contains(a, b)),
         _ => have == want,
     }
-}
-
-/// A status without empty fields, for comparison.
-fn normalized(status: &Value) -> Value {
-    let mut out = serde_json::Map::new();
-    if let Some(m) = status.as_object() {
-        for (k, v) in m {
-            let empty = v.is_null() || v.as_array().is_some_and(Vec::is_empty) || v.as_str() == Some("");
-            if !empty {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    Value::Object(out)
 }
 
 impl Shared {
@@ -613,43 +596,23 @@ impl Shared {
     /// Deletes `ns/es_name` if the ClusterExternalSecret `ces_name` (with `uid`, when
     /// given) owns it; anything else of that name is left alone.
     async fn delete_owned(&self, ns: &str, es_name: &str, ces_name: &str, uid: Option<&str>) -> Result<(), String> {
-        let api = self.es_api(ns);
-        let what = format!("ExternalSecret {ns}/{es_name}");
-        let Some(x) = api
-            .get_opt(es_name)
+        self.delete_owned_copy(OwnedCopy {
+            api: self.es_api(ns),
+            kind: "ExternalSecret",
+            namespace: ns,
+            name: es_name,
+            owner_kind: "ClusterExternalSecret",
+            owner: ces_name,
+            owner_uid: uid,
+        })
+        .await
+    }
+
+    /// Writes the fields of `status` unless the object already says so; returns the status
+    /// now on the object when it wrote it.
+    async fn write_ces_status(&self, name: &str, observed: &Value, status: &Value) -> Option<Value> {
+        self.write_owner_status(self.ces_api(), "ClusterExternalSecret", name, observed, status)
             .await
-            .map_err(|e| from_kube(e, &format!("reading {what}")).to_string())?
-        else {
-            return Ok(());
-        };
-        let ours = ces_owner(&x, &self.cfg.group)
-            .is_some_and(|(owner, u)| owner == ces_name && uid.is_none_or(|want| want == u));
-        if !ours {
-            return Ok(());
-        }
-        if !self.is_leader() {
-            return Err("not deleted: this replica is not the leader (any more)".to_string());
-        }
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: x.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        let r = api.delete(es_name, &params).await;
-        match r {
-            Ok(_) => {
-                self.count_api_write("externalsecret", true);
-                tracing::info!(cluster_external_secret = %ces_name, external_secret = %what, "deleted");
-                Ok(())
-            }
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => {
-                self.count_api_write("externalsecret", false);
-                Err(from_kube(e, &format!("deleting {what}")).to_string())
-            }
-        }
     }
 
     async fn clean_up(&self, c: Cleanup) {
@@ -658,44 +621,6 @@ impl Shared {
                 if let Err(e) = self.delete_owned(ns, es_name, &c.name, c.uid.as_deref()).await {
                     tracing::warn!(cluster_external_secret = %c.name, namespace = %ns, error = %e, "cannot delete its ExternalSecret");
                 }
-            }
-        }
-    }
-
-    /// Writes the fields of `status` unless the object already says so; returns the status
-    /// now on the object when it wrote it.
-    async fn write_ces_status(&self, name: &str, observed: &Value, status: &Value) -> Option<Value> {
-        let have = normalized(observed);
-        let want = normalized(status);
-        let same = status
-            .as_object()
-            .is_some_and(|fields| fields.keys().all(|k| have.get(k) == want.get(k)));
-        if same || !self.is_leader() {
-            return None;
-        }
-        // A merge patch: empty lists are removed (ESO omits them).
-        let mut patch = status.clone();
-        if let Some(m) = patch.as_object_mut() {
-            for v in m.values_mut() {
-                if v.as_array().is_some_and(Vec::is_empty) {
-                    *v = Value::Null;
-                }
-            }
-        }
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PatchParams::default()
-        };
-        let r = self
-            .ces_api()
-            .patch_status(name, &params, &Patch::Merge(&json!({"status": patch})))
-            .await;
-        self.count_api_write("status", r.is_ok());
-        match r {
-            Ok(obj) => Some(obj.data.get("status").cloned().unwrap_or(Value::Null)),
-            Err(e) => {
-                tracing::warn!(cluster_external_secret = %name, error = %from_kube(e, &format!("writing the status of ClusterExternalSecret {name}")), "status write failed");
-                None
             }
         }
     }
@@ -732,7 +657,9 @@ mod tests {
     #[test]
     fn empty_status_fields_do_not_count() {
         assert_eq!(
-            normalized(&json!({"provisionedNamespaces": [], "failedNamespaces": null, "externalSecretName": "x"})),
+            crate::owned::normalized(
+                &json!({"provisionedNamespaces": [], "failedNamespaces": null, "externalSecretName": "x"})
+            ),
             json!({"externalSecretName": "x"})
         );
     }

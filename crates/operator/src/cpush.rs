@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, Preconditions};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use secretsync_core::error::Location;
@@ -33,9 +33,10 @@ use secretsync_core::manifest::{ObjectMeta, PushSecret};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use crate::owned::OwnedCopy;
 use crate::shared::Shared;
 use crate::state::{Kind, fnv};
-use secretsync_k8s::{FIELD_MANAGER, from_kube, is_not_found};
+use secretsync_k8s::{FIELD_MANAGER, from_kube};
 
 /// ESO's message of `Ready=False` when namespaces failed.
 const NAMESPACES_FAILED: &str = "one or more namespaces failed";
@@ -109,11 +110,7 @@ pub(crate) struct CpsState {
 
 /// The controller owner reference of an object, when it is a ClusterPushSecret of `group`.
 pub(crate) fn cps_owner(obj: &DynamicObject, group: &str) -> Option<(String, String)> {
-    obj.metadata.owner_references.as_ref()?.iter().find_map(|r| {
-        let ref_group = r.api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        (r.controller == Some(true) && r.kind == "ClusterPushSecret" && ref_group == group)
-            .then(|| (r.name.clone(), r.uid.clone()))
-    })
+    crate::owned::controller_owner(obj, "ClusterPushSecret", group)
 }
 
 fn parse(obj: &DynamicObject, name: &str) -> Result<Arc<Parsed>, String> {
@@ -140,19 +137,6 @@ fn parse(obj: &DynamicObject, name: &str) -> Result<Arc<Parsed>, String> {
     }
     let raw_spec = raw.get("pushSecretSpec").cloned().unwrap_or_else(|| json!({}));
     Ok(Arc::new(Parsed { spec, raw_spec }))
-}
-
-fn normalized(status: &Value) -> Value {
-    let mut out = serde_json::Map::new();
-    if let Some(m) = status.as_object() {
-        for (k, v) in m {
-            let empty = v.is_null() || v.as_array().is_some_and(Vec::is_empty) || v.as_str() == Some("");
-            if !empty {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    Value::Object(out)
 }
 
 impl Shared {
@@ -551,75 +535,20 @@ impl Shared {
 
     /// Deletes `ns/ps_name` if the ClusterPushSecret `cps` (with `uid`, when given) owns it.
     async fn delete_owned_ps(&self, ns: &str, ps_name: &str, cps: &str, uid: Option<&str>) -> Result<(), String> {
-        let api = self.ps_api(ns);
-        let what = format!("PushSecret {ns}/{ps_name}");
-        let Some(x) = api
-            .get_opt(ps_name)
-            .await
-            .map_err(|e| from_kube(e, &format!("reading {what}")).to_string())?
-        else {
-            return Ok(());
-        };
-        let ours = cps_owner(&x, &self.cfg.group).is_some_and(|(o, u)| o == cps && uid.is_none_or(|want| want == u));
-        if !ours {
-            return Ok(());
-        }
-        if !self.is_leader() {
-            return Err("not deleted: this replica is not the leader (any more)".to_string());
-        }
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: x.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(ps_name, &params).await {
-            Ok(_) => {
-                self.count_api_write("pushsecret", true);
-                tracing::info!(cluster_push_secret = %cps, push_secret = %what, "deleted");
-                Ok(())
-            }
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => {
-                self.count_api_write("pushsecret", false);
-                Err(from_kube(e, &format!("deleting {what}")).to_string())
-            }
-        }
+        self.delete_owned_copy(OwnedCopy {
+            api: self.ps_api(ns),
+            kind: "PushSecret",
+            namespace: ns,
+            name: ps_name,
+            owner_kind: "ClusterPushSecret",
+            owner: cps,
+            owner_uid: uid,
+        })
+        .await
     }
 
     async fn write_cps_status(&self, name: &str, observed: &Value, status: &Value) -> Option<Value> {
-        let have = normalized(observed);
-        let want = normalized(status);
-        let same = status
-            .as_object()
-            .is_some_and(|fields| fields.keys().all(|k| have.get(k) == want.get(k)));
-        if same || !self.is_leader() {
-            return None;
-        }
-        let mut patch = status.clone();
-        if let Some(m) = patch.as_object_mut() {
-            for v in m.values_mut() {
-                if v.as_array().is_some_and(Vec::is_empty) {
-                    *v = Value::Null;
-                }
-            }
-        }
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PatchParams::default()
-        };
-        let r = self
-            .cps_api()
-            .patch_status(name, &params, &Patch::Merge(&json!({"status": patch})))
-            .await;
-        self.count_api_write("status", r.is_ok());
-        match r {
-            Ok(obj) => Some(obj.data.get("status").cloned().unwrap_or(Value::Null)),
-            Err(e) => {
-                tracing::warn!(cluster_push_secret = %name, error = %from_kube(e, &format!("writing the status of ClusterPushSecret {name}")), "status write failed");
-                None
-            }
-        }
+        self.write_owner_status(self.cps_api(), "ClusterPushSecret", name, observed, status)
+            .await
     }
 }

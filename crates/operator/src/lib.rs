@@ -53,6 +53,7 @@ mod key;
 mod lanes;
 mod lease;
 pub mod metrics;
+mod owned;
 mod push;
 mod refs;
 mod shared;
