@@ -46,7 +46,9 @@
 
 mod cluster;
 mod cpush;
+mod cpush_lane;
 mod events;
+mod events_lane;
 mod guard;
 mod http;
 mod key;
@@ -55,7 +57,9 @@ mod lease;
 pub mod metrics;
 mod owned;
 mod push;
+mod push_lane;
 mod refs;
+mod refs_lane;
 mod shared;
 mod state;
 mod status;

@@ -325,7 +325,7 @@ async fn syncs_refreshes_forces_repairs_and_reports() {
     // A target deleted by someone is recreated; one edited by someone is restored.
     let secrets = Api::<Secret>::namespaced(client.clone(), "app");
     secrets.delete("slow", &DeleteParams::default()).await.unwrap();
-    eventually(Duration::from_secs(3), "the recreated Secret", async || {
+    eventually(Duration::from_secs(10), "the recreated Secret", async || {
         secret_value(&client, "app", "slow", "DB_PASSWORD").await
     })
     .await;
@@ -337,7 +337,7 @@ async fn syncs_refreshes_forces_repairs_and_reports() {
         )
         .await
         .unwrap();
-    eventually(Duration::from_secs(3), "the restored value", async || {
+    eventually(Duration::from_secs(10), "the restored value", async || {
         (secret_value(&client, "app", "slow", "DB_PASSWORD").await? == "v2").then_some(())
     })
     .await;
@@ -351,7 +351,7 @@ async fn syncs_refreshes_forces_repairs_and_reports() {
         )
         .await
         .unwrap();
-    eventually(Duration::from_secs(3), "the managed-by label back", async || {
+    eventually(Duration::from_secs(10), "the managed-by label back", async || {
         let s = secrets.get("slow").await.ok()?;
         (s.metadata.labels?.get(MANAGED_BY_LABEL)? == "secretsync").then_some(())
     })
