@@ -122,16 +122,7 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// An event source that is not flowing.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct EventsDown {
-    /// The store.
-    pub store: String,
-    /// Its scheme (`gcp-pubsub`).
-    pub source: String,
-    /// What is wrong (never a message body).
-    pub problem: String,
-}
+pub use crate::events::EventsDown;
 
 impl CycleReport {
     /// Whether every spec synced.

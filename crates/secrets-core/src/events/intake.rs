@@ -11,12 +11,12 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
+use super::EventsDown;
 use super::{
     ChangeEvent, Delivery, EventSource, EventStats, Pending, ReplayGuard, check_bearer, doppler_event, retry_delay,
     verify_doppler_signature,
 };
 use crate::SecretValue;
-use crate::engine::EventsDown;
 use crate::manifest::{StoreId, StoreKind};
 
 /// The scheme of Doppler webhooks (`secretsync.io/events: doppler-webhook`), served over

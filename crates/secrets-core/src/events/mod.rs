@@ -471,6 +471,17 @@ impl ReplayGuard {
     }
 }
 
+/// An event source that is not flowing (listed in a cycle report's `events_down`).
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
+pub struct EventsDown {
+    /// The store.
+    pub store: String,
+    /// Its scheme (`gcp-pubsub`).
+    pub source: String,
+    /// What is wrong (never a message body).
+    pub problem: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
