@@ -84,9 +84,10 @@ pub(crate) fn sprintf(ctx: &TemplateContext, format: &[u8], args: &[Value], lite
             i += 1;
             sp.prec = Some(num(&mut i, &mut next)?.unwrap_or(0));
         }
-        let Some(verb) = std::str::from_utf8(&format[i..])
-            .ok()
-            .and_then(|s| s.chars().next())
+        // An ASCII verb (the usual case) is its byte, without checking the rest of the format.
+        let ascii = format.get(i).filter(|b| b.is_ascii()).map(|b| char::from(*b));
+        let Some(verb) = ascii
+            .or_else(|| std::str::from_utf8(&format[i..]).ok().and_then(|s| s.chars().next()))
             .or_else(|| {
                 // Not UTF-8 after the `%`: take one byte.
                 format.get(i).map(|b| *b as char)
@@ -429,25 +430,55 @@ pub(crate) fn quote_with(s: &[u8], ascii_only: bool) -> String {
     out.push('"');
     let mut rest = s;
     while !rest.is_empty() {
+        // Printable ASCII other than the quote and the backslash is copied as it is: most
+        // text is all of it, and needs no UTF-8 decoding.
+        let plain = rest
+            .iter()
+            .position(|&b| !(b' '..=b'~').contains(&b) || b == b'"' || b == b'\\')
+            .unwrap_or(rest.len());
+        if plain > 0 {
+            let (head, tail) = rest.split_at(plain);
+            out.push_str(std::str::from_utf8(head).unwrap_or_default());
+            rest = tail;
+            continue;
+        }
+        if rest[0] < 0x80 {
+            escape_rune(&mut out, char::from(rest[0]), '"', ascii_only);
+            rest = &rest[1..];
+            continue;
+        }
+        // Up to the next ASCII byte: the rest is decoded rune by rune as before.
+        let end = rest.iter().position(|&b| b < 0x80).unwrap_or(rest.len());
+        let (chunk, after) = rest.split_at(end);
+        quote_utf8_chunk(&mut out, chunk, ascii_only);
+        rest = after;
+    }
+    out.push('"');
+    out
+}
+
+/// Quotes a run of non-ASCII bytes: each valid rune escaped as Go does, each invalid byte as
+/// `\xNN`.
+fn quote_utf8_chunk(out: &mut String, s: &[u8], ascii_only: bool) {
+    let mut rest = s;
+    while !rest.is_empty() {
         match std::str::from_utf8(rest) {
             Ok(valid) => {
                 for c in valid.chars() {
-                    escape_rune(&mut out, c, '"', ascii_only);
+                    escape_rune(out, c, '"', ascii_only);
                 }
                 break;
             }
             Err(e) => {
                 let (good, bad) = rest.split_at(e.valid_up_to());
                 for c in std::str::from_utf8(good).unwrap_or_default().chars() {
-                    escape_rune(&mut out, c, '"', ascii_only);
+                    escape_rune(out, c, '"', ascii_only);
                 }
                 out.push_str(&format!("\\x{:02x}", bad[0]));
                 rest = &bad[1..];
             }
         }
     }
-    out.push('"');
-    out
 }
 
 /// Go's `strconv.Quote`.
