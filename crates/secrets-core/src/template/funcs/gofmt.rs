@@ -25,7 +25,9 @@ const MAX_WIDTH: usize = 1 << 16;
 /// `fmt.Sprintf(format, args...)`. `literal` says whether the format is the template's own
 /// text (so a bad verb may be quoted in the error) or came from data.
 pub(crate) fn sprintf(ctx: &TemplateContext, format: &[u8], args: &[Value], literal: bool) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
+    // Sized for the format and its string arguments: growing would leave copies behind.
+    let strings: usize = args.iter().filter_map(Value::as_bytes).map(<[u8]>::len).sum();
+    let mut out = Vec::with_capacity((format.len() + strings).min(crate::value::MAX_TARGET_BYTES) + 16);
     let mut next = 0usize;
     let mut i = 0;
     let show = |verb: char| {
@@ -110,6 +112,14 @@ pub(crate) fn sprintf(ctx: &TemplateContext, format: &[u8], args: &[Value], lite
             return Err(format!("printf: missing argument for {}", show(verb)));
         };
         next += 1;
+        if let ('s', Value::Str(s), None, None) = (verb, arg, sp.width, sp.prec) {
+            // `%s` of a string: its bytes as they are, without a copy in between.
+            out.extend_from_slice(s);
+            if out.len() > crate::value::MAX_TARGET_BYTES {
+                return Err("printf: the text would be over the 1 MiB target limit".into());
+            }
+            continue;
+        }
         let body = verb_body(ctx, verb, &sp, arg).map_err(|e| match e {
             VerbError::Unknown => format!("printf: unsupported verb {}", show(verb)),
             VerbError::Type => format!("printf: verb {} does not take a {}", show(verb), arg.type_name()),
@@ -139,8 +149,12 @@ fn is_numeric_verb(verb: char) -> bool {
 
 /// Pads to the width: spaces left (or right with `-`), zeros after the sign for numbers.
 fn pad(out: &mut Vec<u8>, body: &[u8], sp: &Spec, verb: char) {
+    let Some(w) = sp.width else {
+        // No width: nothing to count or fill.
+        out.extend_from_slice(body);
+        return;
+    };
     let len = String::from_utf8_lossy(body).chars().count();
-    let w = sp.width.unwrap_or(0);
     if len >= w {
         out.extend_from_slice(body);
         return;
