@@ -10,7 +10,9 @@
 //! - `diff`: comparing every desired target with what the sink holds;
 //! - `engine/unchanged_cycle_templated`: the unchanged cycle where every spec also renders a
 //!   20-line Go template (config file, DSN, docker config with `range`, `if`, sprig
-//!   functions) — to stay within 2× of `engine/unchanged_cycle`.
+//!   functions) — to stay within 2× of `engine/unchanged_cycle`;
+//! - `template/render_20_lines`: ONE render of that template, cycling through 1,000 data
+//!   maps (no memo, no parse cache in the way): what a render that must happen costs.
 //!
 //! `cargo bench --bench engine`. Under `cargo test --all-targets` (no `--bench`) or with
 //! `SECRETSYNC_BENCH_SMOKE=1` criterion runs each bench once at a small N, and the
@@ -27,6 +29,7 @@ use secretsync_core::manifest::{Manifests, load_str};
 use secretsync_core::registry::BuiltStore;
 use secretsync_core::sinks::MemorySink;
 use secretsync_core::sources::MemorySource;
+use secretsync_core::template::{Template, TemplateContext};
 use secretsync_core::{
     CreationPolicy, DeletionPolicy, DesiredTarget, FingerprintKey, SecretMap, SecretSink, SecretValue, TargetState,
 };
@@ -87,6 +90,52 @@ fn templated_yaml(n: usize) -> String {
         "  target:\n    name: ",
         &format!("  target:\n    template:\n      mergePolicy: Merge\n      data:\n        app.ini: {TEMPLATE_20_LINES}\n    name: "),
     )
+}
+
+/// The template text of [`TEMPLATE_20_LINES`] as the YAML block scalar gives it.
+fn template_20_lines_text() -> String {
+    let mut t = String::new();
+    for line in TEMPLATE_20_LINES.lines().skip(1) {
+        t.push_str(line.strip_prefix("          ").expect("indented as the YAML block"));
+        t.push('\n');
+    }
+    t
+}
+
+/// The data of spec `i`, as the engine hands it to the template.
+fn template_data(i: usize) -> TemplateContext {
+    let json = format!(r#"{{"user":"u{i}","password":"p-{i:05}-0123456789abcdef0123456789abcdef"}}"#);
+    let password = format!("p-{i:05}-0123456789abcdef0123456789abcdef");
+    TemplateContext::from([
+        ("json".to_string(), SecretValue::from(json)),
+        ("password".to_string(), SecretValue::from(password)),
+    ])
+}
+
+/// One render of the 20-line template over 1,000 different data maps, one per iteration.
+fn render_bench(c: &mut Criterion) {
+    let tpl = Template::parse(&template_20_lines_text()).expect("the template parses");
+    let data: Vec<TemplateContext> = (0..1_000).map(template_data).collect();
+    for (i, d) in data.iter().enumerate().step_by(97) {
+        let out = tpl.render_at(d, 1_709_618_828, 0).expect("renders");
+        let text = out.expose_str().expect("UTF-8");
+        assert!(
+            text.starts_with(&format!("[database]\nuser = u{i}\npassword = \"p-{i:05}-"))
+                && text.contains("sslmode = require\n")
+                && text.contains("registry1 = b.example.com\n")
+                && text.ends_with("len = 40\n# end\n"),
+            "the template renders as written"
+        );
+    }
+    let mut g = c.benchmark_group("template");
+    let mut i = 0;
+    g.bench_function("render_20_lines", |b| {
+        b.iter(|| {
+            i = (i + 1) % data.len();
+            tpl.render_at(black_box(&data[i]), 1_709_618_828, 0).expect("renders")
+        })
+    });
+    g.finish();
 }
 
 struct Setup {
@@ -254,5 +303,5 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(engine_benches, benches);
+criterion_group!(engine_benches, render_bench, benches);
 criterion_main!(engine_benches);

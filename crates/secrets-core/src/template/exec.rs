@@ -37,6 +37,8 @@ pub(crate) struct State<'a> {
     /// per render however often the template reads it.
     root_fields: Vec<(&'a str, Value)>,
     pub out: &'a mut Vec<u8>,
+    /// `fromJson`'s parses of this render.
+    json_memo: funcs::JsonMemo,
     depth: usize,
     steps: usize,
     now: super::gotime::Time,
@@ -63,6 +65,7 @@ impl<'a> State<'a> {
             tree,
             vars: vec![("$", Value::Root)],
             root_fields: Vec::new(),
+            json_memo: Vec::new(),
             out,
             depth: 0,
             steps: 0,
@@ -400,7 +403,7 @@ impl<'a> State<'a> {
                 if f.variadic.is_some() { "at least " } else { "" }
             ));
         }
-        let mut vals = Vec::with_capacity(n);
+        let mut vals = funcs::Args::with_capacity(n);
         for (i, a) in args.iter().enumerate() {
             let p = f.params.get(i).copied().or(f.variadic).unwrap_or(Param::Any);
             vals.push(self.typed_arg(dot, a, p, name, i)?);
@@ -421,6 +424,7 @@ impl<'a> State<'a> {
             name: f.name,
             now: self.now,
             literal_first: matches!(args.first(), Some(Arg::Str(_))),
+            json_memo: &mut self.json_memo,
         };
         let v = (f.f)(&mut call, vals).map_err(|e| format!("error calling {name}: {e}"))?;
         check_size(&v).map_err(|e| format!("{name}: {e}"))?;

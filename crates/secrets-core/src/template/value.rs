@@ -142,6 +142,22 @@ impl Value {
     }
 }
 
+/// A copy of `v` whose maps and lists are new (strings, immutable, are shared): what a
+/// caller may change with `set` / `unset` without touching `v`. Recurses as deep as `v`
+/// nests, which its maker bounds (JSON's depth limit).
+pub(crate) fn deep_copy(v: &Value) -> Value {
+    match v {
+        Value::Map(m, ty) => Value::Map(
+            Rc::new(RefCell::new(
+                m.borrow().iter().map(|(k, e)| (k.clone(), deep_copy(e))).collect(),
+            )),
+            *ty,
+        ),
+        Value::List(l) => Value::List(Rc::new(l.iter().map(deep_copy).collect())),
+        other => other.clone(),
+    }
+}
+
 /// Writes `v` as text/template prints an action's value (`fmt.Fprint`), at the top level:
 /// a missing value prints `<no value>`.
 pub(crate) fn print_top(v: &Value, ctx: &TemplateContext, out: &mut Vec<u8>) {
@@ -167,7 +183,10 @@ fn print_depth(v: &Value, ctx: &TemplateContext, out: &mut Vec<u8>, depth: usize
     match v {
         Value::Nil => out.extend_from_slice(b"<nil>"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Int(i, _) => out.extend_from_slice(i.to_string().as_bytes()),
+        Value::Int(i, _) => {
+            // Into the output as it is, without a string in between.
+            let _ = std::io::Write::write_fmt(out, format_args!("{i}"));
+        }
         Value::Float(f) => out.extend_from_slice(format_float_g(*f).as_bytes()),
         Value::Str(s) => out.extend_from_slice(s),
         Value::List(l) => {

@@ -141,11 +141,11 @@ pub(super) fn sprint(c: &Call<'_>, a: &[Value], ln: bool) -> Vec<u8> {
 }
 
 /// The text of `html` / `js` / `urlquery` arguments: one string as is, else `fmt.Sprint`.
-fn eval_args(c: &Call<'_>, a: &[Value]) -> Vec<u8> {
+fn eval_args<'v>(c: &Call<'_>, a: &'v [Value]) -> std::borrow::Cow<'v, [u8]> {
     if let [Value::Str(s)] = a {
-        return s.to_vec();
+        return std::borrow::Cow::Borrowed(s.as_slice());
     }
-    sprint(c, a, false)
+    std::borrow::Cow::Owned(sprint(c, a, false))
 }
 
 /// Go's `template.HTMLEscapeString`.

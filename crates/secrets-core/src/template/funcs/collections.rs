@@ -7,8 +7,8 @@ use super::super::value::{MapRef, MapTy, Value};
 use super::{Call, Param::*, Table, as_list, bytes, fail, int, strval, to_i64};
 
 pub(super) fn register(t: &mut Table) {
-    t.var("list", &[], Any, |_, a| Ok(Value::list(a)));
-    t.var("tuple", &[], Any, |_, a| Ok(Value::list(a)));
+    t.var("list", &[], Any, |_, a| Ok(Value::list(a.into_vec())));
+    t.var("tuple", &[], Any, |_, a| Ok(Value::list(a.into_vec())));
     t.var("dict", &[], Any, |c, a| {
         let mut m = BTreeMap::new();
         let mut it = a.chunks(2);
@@ -374,7 +374,7 @@ pub(super) fn deep_equal(a: &Value, b: &Value) -> bool {
 
 /// mergo's `Merge` (fill what `dst` lacks or has empty) and `MergeWithOverwrite` (take
 /// what `src` has non-empty), into `dst` in place, recursing into nested maps.
-fn merge_into(c: &mut Call<'_>, a: Vec<Value>, overwrite: bool) -> Result<Value, String> {
+fn merge_into(c: &mut Call<'_>, a: super::Args, overwrite: bool) -> Result<Value, String> {
     let dst = map_of(&a[0]).clone();
     for src in &a[1..] {
         let src = map_of(src).clone();

@@ -30,13 +30,13 @@ pub(super) fn register(t: &mut Table) {
         }))
     });
     t.add("sha1sum", &[Str], |_, a| {
-        Ok(Value::str(hex::encode(sha1::Sha1::digest(bytes(&a[0])))))
+        Ok(Value::str(hex_lower(&sha1::Sha1::digest(bytes(&a[0])))))
     });
     t.add("sha256sum", &[Str], |_, a| {
-        Ok(Value::str(hex::encode(sha2::Sha256::digest(bytes(&a[0])))))
+        Ok(Value::str(hex_lower(&sha2::Sha256::digest(bytes(&a[0])))))
     });
     t.add("sha512sum", &[Str], |_, a| {
-        Ok(Value::str(hex::encode(sha2::Sha512::digest(bytes(&a[0])))))
+        Ok(Value::str(hex_lower(&sha2::Sha512::digest(bytes(&a[0])))))
     });
     t.add("adler32sum", &[Str], |_, a| {
         Ok(Value::str(adler32(bytes(&a[0])).to_string()))
@@ -252,6 +252,20 @@ fn adler32(data: &[u8]) -> u32 {
     (b << 16) | a
 }
 
+/// Upper-case hex digits, for `%XX` escapes.
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Lower-case hex of `b`, written straight into a byte buffer of the final size.
+fn hex_lower(b: &[u8]) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(b.len() * 2);
+    for &c in b {
+        out.push(HEX[usize::from(c >> 4)]);
+        out.push(HEX[usize::from(c & 15)]);
+    }
+    out
+}
+
 /// Go's `url.QueryEscape`.
 pub(super) fn query_escape(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
@@ -259,7 +273,7 @@ pub(super) fn query_escape(s: &[u8]) -> Vec<u8> {
         match c {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(c),
             b' ' => out.push(b'+'),
-            c => out.extend_from_slice(format!("%{c:02X}").as_bytes()),
+            c => out.extend_from_slice(&[b'%', HEX_UPPER[usize::from(c >> 4)], HEX_UPPER[usize::from(c & 15)]]),
         }
     }
     out

@@ -25,7 +25,9 @@ const MAX_WIDTH: usize = 1 << 16;
 /// `fmt.Sprintf(format, args...)`. `literal` says whether the format is the template's own
 /// text (so a bad verb may be quoted in the error) or came from data.
 pub(crate) fn sprintf(ctx: &TemplateContext, format: &[u8], args: &[Value], literal: bool) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
+    // Sized for the format and its string arguments: growing would leave copies behind.
+    let strings: usize = args.iter().filter_map(Value::as_bytes).map(<[u8]>::len).sum();
+    let mut out = Vec::with_capacity((format.len() + strings).min(crate::value::MAX_TARGET_BYTES) + 16);
     let mut next = 0usize;
     let mut i = 0;
     let show = |verb: char| {
@@ -84,9 +86,10 @@ pub(crate) fn sprintf(ctx: &TemplateContext, format: &[u8], args: &[Value], lite
             i += 1;
             sp.prec = Some(num(&mut i, &mut next)?.unwrap_or(0));
         }
-        let Some(verb) = std::str::from_utf8(&format[i..])
-            .ok()
-            .and_then(|s| s.chars().next())
+        // An ASCII verb (the usual case) is its byte, without checking the rest of the format.
+        let ascii = format.get(i).filter(|b| b.is_ascii()).map(|b| char::from(*b));
+        let Some(verb) = ascii
+            .or_else(|| std::str::from_utf8(&format[i..]).ok().and_then(|s| s.chars().next()))
             .or_else(|| {
                 // Not UTF-8 after the `%`: take one byte.
                 format.get(i).map(|b| *b as char)
@@ -109,6 +112,14 @@ pub(crate) fn sprintf(ctx: &TemplateContext, format: &[u8], args: &[Value], lite
             return Err(format!("printf: missing argument for {}", show(verb)));
         };
         next += 1;
+        if let ('s', Value::Str(s), None, None) = (verb, arg, sp.width, sp.prec) {
+            // `%s` of a string: its bytes as they are, without a copy in between.
+            out.extend_from_slice(s);
+            if out.len() > crate::value::MAX_TARGET_BYTES {
+                return Err("printf: the text would be over the 1 MiB target limit".into());
+            }
+            continue;
+        }
         let body = verb_body(ctx, verb, &sp, arg).map_err(|e| match e {
             VerbError::Unknown => format!("printf: unsupported verb {}", show(verb)),
             VerbError::Type => format!("printf: verb {} does not take a {}", show(verb), arg.type_name()),
@@ -138,8 +149,12 @@ fn is_numeric_verb(verb: char) -> bool {
 
 /// Pads to the width: spaces left (or right with `-`), zeros after the sign for numbers.
 fn pad(out: &mut Vec<u8>, body: &[u8], sp: &Spec, verb: char) {
+    let Some(w) = sp.width else {
+        // No width: nothing to count or fill.
+        out.extend_from_slice(body);
+        return;
+    };
     let len = String::from_utf8_lossy(body).chars().count();
-    let w = sp.width.unwrap_or(0);
     if len >= w {
         out.extend_from_slice(body);
         return;
@@ -429,25 +444,55 @@ pub(crate) fn quote_with(s: &[u8], ascii_only: bool) -> String {
     out.push('"');
     let mut rest = s;
     while !rest.is_empty() {
+        // Printable ASCII other than the quote and the backslash is copied as it is: most
+        // text is all of it, and needs no UTF-8 decoding.
+        let plain = rest
+            .iter()
+            .position(|&b| !(b' '..=b'~').contains(&b) || b == b'"' || b == b'\\')
+            .unwrap_or(rest.len());
+        if plain > 0 {
+            let (head, tail) = rest.split_at(plain);
+            out.push_str(std::str::from_utf8(head).unwrap_or_default());
+            rest = tail;
+            continue;
+        }
+        if rest[0] < 0x80 {
+            escape_rune(&mut out, char::from(rest[0]), '"', ascii_only);
+            rest = &rest[1..];
+            continue;
+        }
+        // Up to the next ASCII byte: the rest is decoded rune by rune as before.
+        let end = rest.iter().position(|&b| b < 0x80).unwrap_or(rest.len());
+        let (chunk, after) = rest.split_at(end);
+        quote_utf8_chunk(&mut out, chunk, ascii_only);
+        rest = after;
+    }
+    out.push('"');
+    out
+}
+
+/// Quotes a run of non-ASCII bytes: each valid rune escaped as Go does, each invalid byte as
+/// `\xNN`.
+fn quote_utf8_chunk(out: &mut String, s: &[u8], ascii_only: bool) {
+    let mut rest = s;
+    while !rest.is_empty() {
         match std::str::from_utf8(rest) {
             Ok(valid) => {
                 for c in valid.chars() {
-                    escape_rune(&mut out, c, '"', ascii_only);
+                    escape_rune(out, c, '"', ascii_only);
                 }
                 break;
             }
             Err(e) => {
                 let (good, bad) = rest.split_at(e.valid_up_to());
                 for c in std::str::from_utf8(good).unwrap_or_default().chars() {
-                    escape_rune(&mut out, c, '"', ascii_only);
+                    escape_rune(out, c, '"', ascii_only);
                 }
                 out.push_str(&format!("\\x{:02x}", bad[0]));
                 rest = &bad[1..];
             }
         }
     }
-    out.push('"');
-    out
 }
 
 /// Go's `strconv.Quote`.

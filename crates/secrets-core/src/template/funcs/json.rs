@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::super::TemplateContext;
-use super::super::value::Value;
+use super::super::value::{Value, deep_copy};
 use super::{Param::*, Table, bytes, fail};
 
 pub(super) fn register(t: &mut Table) {
@@ -26,12 +26,37 @@ pub(super) fn register(t: &mut Table) {
     t.add("mustToRawJson", &[Any], |c, a| {
         Ok(Value::str(to_json(c.ctx, &a[0], false, None)?))
     });
-    t.add("fromJson", &[Str], |_, a| {
-        Ok(from_json(bytes(&a[0])).unwrap_or(Value::Nil))
+    t.add("fromJson", &[Str], |c, a| {
+        Ok(from_json_memo(c, &a[0]).unwrap_or(Value::Nil))
     });
-    t.add("mustFromJson", &[Str], |_, a| {
-        from_json(bytes(&a[0])).ok_or_else(|| "the text is not valid JSON".into())
+    t.add("mustFromJson", &[Str], |c, a| {
+        from_json_memo(c, &a[0]).ok_or_else(|| "the text is not valid JSON".into())
     });
+}
+
+/// Most texts one render remembers the parse of.
+const JSON_MEMO_ENTRIES: usize = 8;
+/// Longest text whose parse a render remembers.
+const JSON_MEMO_MAX_TEXT: usize = 64 * 1024;
+
+/// [`from_json`], remembering the parse of each text during one render: templates often
+/// call `fromJson` on the same field several times. Each call still gets maps and lists of
+/// its own (as Go's fresh `map` per call), since `set` / `unset` change maps in place.
+fn from_json_memo(c: &mut super::Call<'_>, v: &Value) -> Option<Value> {
+    let Value::Str(text) = v else {
+        return from_json(bytes(v));
+    };
+    let same = |(k, _): &&(super::super::value::Bytes, Value)| {
+        std::sync::Arc::ptr_eq(k, text) || k.as_slice() == text.as_slice()
+    };
+    if let Some((_, parsed)) = c.json_memo.iter().find(same) {
+        return Some(deep_copy(parsed));
+    }
+    let parsed = from_json(text)?;
+    if text.len() <= JSON_MEMO_MAX_TEXT && c.json_memo.len() < JSON_MEMO_ENTRIES {
+        c.json_memo.push((text.clone(), deep_copy(&parsed)));
+    }
+    Some(parsed)
 }
 
 /// Parses JSON as Go does into `interface{}`: objects, arrays, float64 numbers (straight

@@ -69,10 +69,18 @@ pub(crate) struct Call<'a> {
     /// The first argument is a string literal of the template (not data), so an error may
     /// quote it (`printf`'s format).
     pub literal_first: bool,
+    /// Texts `fromJson` parsed in this render, each with a private copy of what it gave.
+    pub json_memo: &'a mut JsonMemo,
 }
 
+/// `fromJson`'s results of one render: the text and an unshared copy of its value.
+pub(crate) type JsonMemo = Vec<(super::value::Bytes, Value)>;
+
+/// A call's arguments: inline up to four (most calls), so a call allocates nothing for them.
+pub(crate) type Args = smallvec::SmallVec<[Value; 4]>;
+
 /// A function's implementation.
-pub(crate) type Imp = fn(&mut Call<'_>, Vec<Value>) -> Result<Value, String>;
+pub(crate) type Imp = fn(&mut Call<'_>, Args) -> Result<Value, String>;
 
 /// A function: name, Go parameter types, implementation.
 pub(crate) struct Func {

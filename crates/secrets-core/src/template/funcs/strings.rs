@@ -9,8 +9,23 @@ const MAX_REGEX: usize = 4096;
 
 pub(super) fn register(t: &mut Table) {
     t.add("hello", &[], |_, _| Ok(Value::str("Hello!")));
-    t.add("upper", &[Str], |_, a| Ok(Value::str(text(&a[0]).to_uppercase())));
-    t.add("lower", &[Str], |_, a| Ok(Value::str(text(&a[0]).to_lowercase())));
+    t.add("upper", &[Str], |_, a| {
+        let b = bytes(&a[0]);
+        // ASCII text maps byte for byte (what Go's `strings.ToUpper` does for it too).
+        Ok(Value::str(if b.is_ascii() {
+            b.to_ascii_uppercase()
+        } else {
+            text(&a[0]).to_uppercase().into_bytes()
+        }))
+    });
+    t.add("lower", &[Str], |_, a| {
+        let b = bytes(&a[0]);
+        Ok(Value::str(if b.is_ascii() {
+            b.to_ascii_lowercase()
+        } else {
+            text(&a[0]).to_lowercase().into_bytes()
+        }))
+    });
     t.add("title", &[Str], |_, a| Ok(Value::str(title(&text(&a[0])))));
     t.add("untitle", &[Str], |_, a| Ok(Value::str(untitle(&text(&a[0])))));
     t.add("trim", &[Str], |_, a| Ok(Value::str(trim_space(bytes(&a[0])))));
@@ -123,12 +138,23 @@ pub(super) fn register(t: &mut Table) {
         Ok(Value::Bool(bytes(&a[1]).ends_with(bytes(&a[0]))))
     });
     t.var("quote", &[], Any, |c, a| {
-        let parts: Vec<String> = a
-            .iter()
-            .filter(|v| !matches!(v, Value::Nil))
-            .map(|v| quote(&strval(c, v)))
-            .collect();
-        Ok(Value::str(parts.join(" ")))
+        let mut out = Vec::new();
+        for v in a.iter().filter(|v| !matches!(v, Value::Nil)) {
+            if !out.is_empty() {
+                out.push(b' ');
+            }
+            // A string is quoted from its own bytes, without a copy.
+            let q = match v {
+                Value::Str(s) => quote(s),
+                other => quote(&strval(c, other)),
+            };
+            if out.is_empty() {
+                out = q.into_bytes();
+            } else {
+                out.extend_from_slice(q.as_bytes());
+            }
+        }
+        Ok(Value::str(out))
     });
     t.var("squote", &[], Any, |c, a| {
         let parts: Vec<Vec<u8>> = a
@@ -589,7 +615,7 @@ fn regex(v: &Value) -> Result<regex::bytes::Regex, String> {
         .map_err(|_| "invalid regular expression".to_string())
 }
 
-fn find_all(_: &mut Call<'_>, a: Vec<Value>) -> Result<Value, String> {
+fn find_all(_: &mut Call<'_>, a: super::Args) -> Result<Value, String> {
     let r = regex(&a[0])?;
     let n = int(&a[2]);
     let limit = if n < 0 { usize::MAX } else { n as usize };
@@ -602,7 +628,7 @@ fn find_all(_: &mut Call<'_>, a: Vec<Value>) -> Result<Value, String> {
 }
 
 /// Go's `Regexp.Split(s, n)`.
-fn regex_split(_: &mut Call<'_>, a: Vec<Value>) -> Result<Value, String> {
+fn regex_split(_: &mut Call<'_>, a: super::Args) -> Result<Value, String> {
     let r = regex(&a[0])?;
     let s = bytes(&a[1]);
     let n = int(&a[2]);
@@ -659,11 +685,11 @@ pub(super) fn path_clean(p: &str) -> String {
     }
 }
 
-fn path_clean_fn(_: &mut Call<'_>, a: Vec<Value>) -> Result<Value, String> {
+fn path_clean_fn(_: &mut Call<'_>, a: super::Args) -> Result<Value, String> {
     Ok(Value::str(path_clean(&text(&a[0]))))
 }
 
-fn path_base(_: &mut Call<'_>, a: Vec<Value>) -> Result<Value, String> {
+fn path_base(_: &mut Call<'_>, a: super::Args) -> Result<Value, String> {
     let p = text(&a[0]);
     if p.is_empty() {
         return Ok(Value::str("."));
@@ -675,7 +701,7 @@ fn path_base(_: &mut Call<'_>, a: Vec<Value>) -> Result<Value, String> {
     Ok(Value::str(t.rsplit('/').next().unwrap_or(t)))
 }
 
-fn path_dir(_: &mut Call<'_>, a: Vec<Value>) -> Result<Value, String> {
+fn path_dir(_: &mut Call<'_>, a: super::Args) -> Result<Value, String> {
     let p = text(&a[0]);
     let dir = match p.rfind('/') {
         Some(i) => &p[..=i],
@@ -684,7 +710,7 @@ fn path_dir(_: &mut Call<'_>, a: Vec<Value>) -> Result<Value, String> {
     Ok(Value::str(path_clean(dir)))
 }
 
-fn path_ext(_: &mut Call<'_>, a: Vec<Value>) -> Result<Value, String> {
+fn path_ext(_: &mut Call<'_>, a: super::Args) -> Result<Value, String> {
     let p = text(&a[0]);
     for (i, c) in p.char_indices().rev() {
         if c == '/' {
@@ -697,6 +723,6 @@ fn path_ext(_: &mut Call<'_>, a: Vec<Value>) -> Result<Value, String> {
     Ok(Value::str(""))
 }
 
-fn path_is_abs(_: &mut Call<'_>, a: Vec<Value>) -> Result<Value, String> {
+fn path_is_abs(_: &mut Call<'_>, a: super::Args) -> Result<Value, String> {
     Ok(Value::Bool(bytes(&a[0]).starts_with(b"/")))
 }
