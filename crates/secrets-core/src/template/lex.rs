@@ -19,7 +19,8 @@ pub(crate) enum Tok {
     /// A function name or keyword.
     Ident(String),
     /// A string literal, unquoted.
-    Str(String),
+    /// A quoted string's bytes (`\xff` and `\377` give the byte itself, as in Go).
+    Str(Vec<u8>),
     /// A character constant (`'a'`), as its code point.
     Char(char),
     /// A number as written.
@@ -219,7 +220,7 @@ fn lex_action(src: &str, mut pos: usize, line: &mut usize, items: &mut Vec<Item>
                 };
                 let s = &src[pos + 1..pos + 1 + end];
                 *line += s.matches('\n').count();
-                push(items, Tok::Str(s.replace('\r', "")));
+                push(items, Tok::Str(s.replace('\r', "").into_bytes()));
                 pos += end + 2;
             }
             '\'' => {
@@ -353,8 +354,8 @@ fn scan_number(src: &str, pos: usize) -> usize {
 }
 
 /// An interpreted string literal starting at `pos` (the opening quote), with Go's escapes.
-fn lex_quote(src: &str, pos: usize) -> Result<(String, usize), String> {
-    let mut out = String::new();
+fn lex_quote(src: &str, pos: usize) -> Result<(Vec<u8>, usize), String> {
+    let mut out = Vec::new();
     let mut chars = src[pos + 1..].char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
@@ -364,9 +365,12 @@ fn lex_quote(src: &str, pos: usize) -> Result<(String, usize), String> {
                 let Some((_, e)) = chars.next() else {
                     return Err("unterminated quoted string".into());
                 };
-                out.push(escape(e, &mut chars, '"')?);
+                match escape(e, &mut chars, '"')? {
+                    Escaped::Char(c) => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                    Escaped::Byte(b) => out.push(b),
+                }
             }
-            c => out.push(c),
+            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
         }
     }
     Err("unterminated quoted string".into())
@@ -379,7 +383,11 @@ fn lex_char(src: &str, pos: usize) -> Result<(char, usize), String> {
             let Some((_, e)) = chars.next() else {
                 return Err("unterminated character constant".into());
             };
-            escape(e, &mut chars, '\'')?
+            // A rune constant: `'\xff'` is the rune 255, as in Go.
+            match escape(e, &mut chars, '\'')? {
+                Escaped::Char(c) => c,
+                Escaped::Byte(b) => char::from(b),
+            }
         }
         Some((_, '\'')) | Some((_, '\n')) | None => return Err("malformed character constant".into()),
         Some((_, c)) => c,
@@ -391,7 +399,13 @@ fn lex_char(src: &str, pos: usize) -> Result<(char, usize), String> {
 }
 
 /// One escape after a backslash, as Go's strconv.Unquote reads it.
-fn escape(e: char, chars: &mut std::str::CharIndices<'_>, quote: char) -> Result<char, String> {
+/// What an escape stands for: a character, or (`\x`, octal) one byte.
+enum Escaped {
+    Char(char),
+    Byte(u8),
+}
+
+fn escape(e: char, chars: &mut std::str::CharIndices<'_>, quote: char) -> Result<Escaped, String> {
     let hex = |chars: &mut std::str::CharIndices<'_>, n: usize| -> Result<u32, String> {
         let mut v = 0u32;
         for _ in 0..n {
@@ -403,7 +417,7 @@ fn escape(e: char, chars: &mut std::str::CharIndices<'_>, quote: char) -> Result
         }
         Ok(v)
     };
-    Ok(match e {
+    Ok(Escaped::Char(match e {
         'a' => '\u{7}',
         'b' => '\u{8}',
         'f' => '\u{c}',
@@ -413,13 +427,8 @@ fn escape(e: char, chars: &mut std::str::CharIndices<'_>, quote: char) -> Result
         'v' => '\u{b}',
         '\\' => '\\',
         c if c == quote => c,
-        'x' => {
-            let v = hex(chars, 2)?;
-            // Go keeps the byte; a byte over 0x7f in a string literal is not valid UTF-8 here.
-            char::from_u32(v)
-                .filter(|_| v < 0x80)
-                .ok_or("\\x escapes over 0x7f are not supported")?
-        }
+        // Go keeps the byte, valid UTF-8 or not.
+        'x' => return Ok(Escaped::Byte(hex(chars, 2)? as u8)),
         'u' => char::from_u32(hex(chars, 4)?).ok_or("invalid \\u escape in string literal")?,
         'U' => char::from_u32(hex(chars, 8)?).ok_or("invalid \\U escape in string literal")?,
         '0'..='7' => {
@@ -431,10 +440,9 @@ fn escape(e: char, chars: &mut std::str::CharIndices<'_>, quote: char) -> Result
                     .ok_or("invalid octal escape in string literal")?;
                 v = v * 8 + d;
             }
-            char::from_u32(v)
-                .filter(|_| v < 0x80)
-                .ok_or("octal escapes over 0177 are not supported")?
+            let b = u8::try_from(v).map_err(|_| "octal escape value over 255 in string literal")?;
+            return Ok(Escaped::Byte(b));
         }
         _ => return Err("invalid escape in string literal".into()),
-    })
+    }))
 }

@@ -288,7 +288,10 @@ impl Parser {
 
     fn template_name(&mut self, ctx: &str) -> Result<String, String> {
         match self.next_non_space() {
-            Some(Tok::Str(s)) => Ok(s),
+            Some(Tok::Str(s)) => match String::from_utf8(s) {
+                Ok(s) => Ok(s),
+                Err(_) => self.err(format!("the name in {{{{{ctx}}}}} is not valid UTF-8")),
+            },
             _ => self.err(format!("expected a quoted name in {{{{{ctx}}}}}")),
         }
     }
@@ -534,7 +537,7 @@ impl Parser {
             Some(Tok::Dot) => Ok(Arg::Dot),
             Some(Tok::Nil) => Ok(Arg::Nil),
             Some(Tok::Bool(b)) => Ok(Arg::Bool(b)),
-            Some(Tok::Str(s)) => Ok(Arg::Str(std::sync::Arc::new(zeroize::Zeroizing::new(s.into_bytes())))),
+            Some(Tok::Str(s)) => Ok(Arg::Str(std::sync::Arc::new(zeroize::Zeroizing::new(s)))),
             Some(Tok::Char(c)) => Ok(Arg::Number(Number {
                 int: Some(c as i64),
                 float: Some(c as u32 as f64),
