@@ -140,6 +140,29 @@ fn templates_that_grow_without_bound_are_errors_not_out_of_memory() {
     assert!(t.render(&ctx()).is_ok());
 }
 
+/// Target `template`, timeout-73eb7e1b…: `{{ range until 100000 }}{{ range until 100000 }}
+/// … {{ break }}` built a new 100,000-element list on every turn of the outer loop while the
+/// inner loop broke at once: a few steps each, 10^10 elements in all, far past libFuzzer's
+/// 10 s. Fixed: what a function makes costs steps by its size (a list or map element, 64
+/// bytes of text), so such a template ends with the step limit's error.
+#[test]
+fn a_loop_that_builds_a_huge_list_each_turn_runs_out_of_steps() {
+    let fuzzed =
+        "{{ range until 100000 }}{{ range until 100000 }}{k (.json | fromJson).n xs }}{{ break }}{{ end }}{{ end }}";
+    let small = "{{ range until 3000 }}{{ range until 3000 }}{{ break }}{{ end }}{{ end }}";
+    for src in [fuzzed, small] {
+        let err = Template::parse(src)
+            .expect("parses")
+            .render(&ctx())
+            .expect_err("too much work");
+        assert!(err.contains("steps"), "{err}");
+        assert_no_canary(&err, "the error");
+    }
+    // The same loops at a sensible size still render.
+    let ok = "{{ range until 100 }}{{ range until 100 }}.{{ break }}{{ end }}{{ end }}";
+    assert_eq!(Template::parse(ok).unwrap().render(&ctx()).unwrap().expose().len(), 100);
+}
+
 /// The fuzzer's slow property (CI fuzz smoke, property_path): 13 wildcards made gjson's
 /// backtracking matcher run past libFuzzer's 10 s limit. Wildcards are now bounded, so the
 /// property is refused at once, naming the limit and never the value.

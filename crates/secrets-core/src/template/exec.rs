@@ -428,6 +428,20 @@ impl<'a> State<'a> {
         };
         let v = (f.f)(&mut call, vals).map_err(|e| format!("error calling {name}: {e}"))?;
         check_size(&v).map_err(|e| format!("{name}: {e}"))?;
+        // What a function makes costs steps by its size (an element of a list or map, 64
+        // bytes of text), so a loop cannot build a huge value on every turn.
+        let made = match &v {
+            Value::List(l) => l.len(),
+            Value::Map(m, _) => m.borrow().len(),
+            Value::Str(b) => b.len() / 64,
+            _ => 0,
+        };
+        if made > 0 {
+            self.steps = self.steps.saturating_add(made);
+            if self.steps > MAX_STEPS {
+                return Err(format!("the template takes over {MAX_STEPS} steps"));
+            }
+        }
         Ok(v)
     }
 
